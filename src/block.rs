@@ -1,0 +1,149 @@
+//! Block sizes: how a tensor is cut into blocks that share one scale and
+//! zero point, and the reshapes that turn those blocks into reductions.
+
+use crate::error::{Error, Result};
+
+/// The reshape that exposes blocks as reduction dims (torchao's
+/// `_get_reduction_params`).
+///
+/// Each input dim `i` with block `b = block_size[i]`:
+/// - `b == size` : kept as one dim and reduced;
+/// - `b == 1`    : kept as one dim and not reduced;
+/// - otherwise   : split into `(size / b, b)` and the inner `b` reduced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BlockLayout {
+    /// The input viewed so that every block is a set of reduction dims.
+    pub shape_for_reduction: Vec<i64>,
+    /// Dims of `shape_for_reduction` that are reduced.
+    pub reduction_dims: Vec<i64>,
+    /// `shape_for_reduction` with every reduced dim set to 1: the shape
+    /// scale and zero point are viewed as when they are applied.
+    pub shape_after_reduction: Vec<i64>,
+    /// The shape of scale and zero point as `choose_qparams_affine` returns
+    /// them: the reduced dims removed (0-d when everything is reduced).
+    pub qparams_shape: Vec<i64>,
+}
+
+impl BlockLayout {
+    /// Validates `block_size` against `shape` and derives the layout.
+    ///
+    /// Refused: a length that differs from the rank, entries `<= 0`, entries
+    /// larger than their dim or not dividing it, empty tensors, and a block
+    /// size that reduces no dim of a tensor with more than one element (torchao
+    /// silently collapses that to a single scale, pytorch/ao#3458).
+    pub fn new(op: &'static str, block_size: &[i64], shape: &[i64]) -> Result<Self> {
+        if block_size.len() != shape.len() {
+            return Err(Error::ShapeMismatch {
+                op,
+                arg: "block_size",
+                got: block_size.to_vec(),
+                reason: format!("expected one entry per input dim, the input has shape {shape:?}"),
+            });
+        }
+        let numel: i64 = shape.iter().product();
+        if numel == 0 {
+            return Err(Error::ShapeMismatch {
+                op,
+                arg: "input",
+                got: shape.to_vec(),
+                reason: "the tensor is empty; there is nothing to quantize".into(),
+            });
+        }
+        let mut layout = BlockLayout {
+            shape_for_reduction: Vec::with_capacity(2 * shape.len()),
+            reduction_dims: Vec::new(),
+            shape_after_reduction: Vec::new(),
+            qparams_shape: Vec::new(),
+        };
+        for (i, (&b, &size)) in block_size.iter().zip(shape).enumerate() {
+            if b <= 0 {
+                return Err(Error::invalid(
+                    op,
+                    "block_size",
+                    format!("{block_size:?}"),
+                    format!("entry {i} is {b}; every entry must be at least 1"),
+                ));
+            }
+            if b > size || size % b != 0 {
+                return Err(Error::invalid(
+                    op,
+                    "block_size",
+                    format!("{block_size:?}"),
+                    format!("entry {i} ({b}) must divide input dim {i} of size {size}"),
+                ));
+            }
+            let here = layout.shape_for_reduction.len() as i64;
+            if b != size && b > 1 {
+                layout.shape_for_reduction.extend([size / b, b]);
+                layout.reduction_dims.push(here + 1);
+            } else {
+                layout.shape_for_reduction.push(size);
+                if b != 1 {
+                    layout.reduction_dims.push(here);
+                }
+            }
+        }
+        if layout.reduction_dims.is_empty() && numel > 1 {
+            return Err(Error::invalid(
+                op,
+                "block_size",
+                format!("{block_size:?}"),
+                format!(
+                    "reduces no dim of an input of shape {shape:?}: every element would be \
+                     its own block, which torchao collapses into one scale (pytorch/ao#3458)"
+                ),
+            ));
+        }
+        layout.shape_after_reduction = layout.shape_for_reduction.clone();
+        for &d in &layout.reduction_dims {
+            layout.shape_after_reduction[d as usize] = 1;
+        }
+        layout.qparams_shape = if layout.reduction_dims.is_empty() {
+            Vec::new()
+        } else {
+            layout
+                .shape_for_reduction
+                .iter()
+                .enumerate()
+                .filter(|(d, _)| !layout.reduction_dims.contains(&(*d as i64)))
+                .map(|(_, &s)| s)
+                .collect()
+        };
+        Ok(layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_torchao_docstring_example() {
+        let l = BlockLayout::new("t", &[3, 3, 2, 10], &[3, 3, 10, 10]).unwrap();
+        assert_eq!(l.shape_for_reduction, vec![3, 3, 5, 2, 10]);
+        assert_eq!(l.reduction_dims, vec![0, 1, 3, 4]);
+        assert_eq!(l.qparams_shape, vec![5]);
+    }
+
+    #[test]
+    fn per_row_and_group() {
+        let l = BlockLayout::new("t", &[1, 32], &[4, 128]).unwrap();
+        assert_eq!(l.shape_for_reduction, vec![4, 4, 32]);
+        assert_eq!(l.reduction_dims, vec![2]);
+        assert_eq!(l.shape_after_reduction, vec![4, 4, 1]);
+        assert_eq!(l.qparams_shape, vec![4, 4]);
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(BlockLayout::new("t", &[1, 3], &[4, 128]).is_err());
+        assert!(BlockLayout::new("t", &[0, 128], &[4, 128]).is_err());
+        assert!(BlockLayout::new("t", &[-1, 128], &[4, 128]).is_err());
+        assert!(BlockLayout::new("t", &[1, 256], &[4, 128]).is_err());
+        assert!(BlockLayout::new("t", &[1], &[4, 128]).is_err());
+        assert!(BlockLayout::new("t", &[1, 1], &[4, 128]).is_err());
+        assert!(BlockLayout::new("t", &[1, 1], &[0, 128]).is_err());
+        let one = BlockLayout::new("t", &[1, 1], &[1, 1]).unwrap();
+        assert!(one.qparams_shape.is_empty());
+    }
+}

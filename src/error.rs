@@ -1,0 +1,90 @@
+//! The crate's error type.
+//!
+//! Every variant names the operation that failed and the argument that was
+//! refused, with its value, so that a message read in a log is enough to find
+//! the bad call.
+
+use tch::Kind;
+
+/// Errors returned by every fallible function of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An argument has a value the operation cannot accept.
+    #[error("{op}: invalid argument `{arg}` = {value}: {reason}")]
+    InvalidArgument {
+        /// The public function that refused the call.
+        op: &'static str,
+        /// The name of the argument, as in the function's signature.
+        arg: &'static str,
+        /// The value that was given, formatted for humans.
+        value: String,
+        /// Why the value is refused.
+        reason: String,
+    },
+    /// A tensor has a dtype the operation does not support.
+    #[error("{op}: `{arg}` has dtype {got:?}, expected {expected}")]
+    UnsupportedKind {
+        /// The public function that refused the call.
+        op: &'static str,
+        /// The tensor argument.
+        arg: &'static str,
+        /// What the operation accepts.
+        expected: &'static str,
+        /// What was given.
+        got: Kind,
+    },
+    /// A tensor or block size has a shape that does not fit the operation.
+    #[error("{op}: `{arg}` has shape {got:?}, {reason}")]
+    ShapeMismatch {
+        /// The public function that refused the call.
+        op: &'static str,
+        /// The argument whose shape is wrong.
+        arg: &'static str,
+        /// The shape that was given.
+        got: Vec<i64>,
+        /// What was expected instead.
+        reason: String,
+    },
+    /// A dtype name could not be parsed.
+    #[error("unknown quantized dtype name {0:?}")]
+    UnknownDtype(String),
+    /// libtorch reported an error for a call that passed validation.
+    #[error("{op}: libtorch error: {source}")]
+    Torch {
+        /// The public function during which libtorch failed.
+        op: &'static str,
+        /// The error libtorch raised.
+        #[source]
+        source: tch::TchError,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn invalid(
+        op: &'static str,
+        arg: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidArgument {
+            op,
+            arg,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Attaches the operation's name to libtorch errors.
+pub(crate) trait TorchContext<T> {
+    fn op(self, op: &'static str) -> Result<T>;
+}
+
+impl<T> TorchContext<T> for std::result::Result<T, tch::TchError> {
+    fn op(self, op: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Torch { op, source })
+    }
+}
