@@ -45,6 +45,10 @@ pub struct QParamsOptions {
     pub preserve_zero: bool,
     /// Where the zero point lives.
     pub zero_point_domain: ZeroPointDomain,
+    /// Always run the libtorch op sequence (the reference path), never the
+    /// fused CPU kernel. Both give identical bits; this exists for
+    /// verification and benchmarking.
+    pub force_reference: bool,
 }
 
 impl Default for QParamsOptions {
@@ -57,6 +61,7 @@ impl Default for QParamsOptions {
             zero_point_dtype: None,
             preserve_zero: true,
             zero_point_domain: ZeroPointDomain::Int,
+            force_reference: false,
         }
     }
 }
@@ -206,6 +211,19 @@ pub(crate) fn check_float_input(op: &'static str, arg: &'static str, t: &Tensor)
         });
     }
     Ok(kind)
+}
+
+/// Refuses a tensor without elements: there is nothing to quantize.
+pub(crate) fn check_not_empty(op: &'static str, arg: &'static str, t: &Tensor) -> Result<()> {
+    if t.numel() == 0 {
+        return Err(Error::ShapeMismatch {
+            op,
+            arg,
+            got: t.size(),
+            reason: "the tensor is empty; there is nothing to quantize".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Per-block `amin` and `amax` of `input`, shaped like the qparams.

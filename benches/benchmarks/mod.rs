@@ -1,0 +1,66 @@
+pub mod choose_qparams;
+pub mod quantize;
+
+use tch::{Device, Kind, Tensor};
+use tch_quant::{MappingType, QParamsOptions, QuantDtype};
+
+/// One benchmarked configuration: a shape, a dtype and a scheme.
+pub struct Case {
+    pub name: String,
+    pub input: Tensor,
+    pub block_size: Vec<i64>,
+    pub mapping: MappingType,
+    pub dtype: QuantDtype,
+    pub options: QParamsOptions,
+}
+
+/// The shapes x dtypes x granularities every primitive is measured on:
+/// 1x4096 and 4096x4096; f32 and bf16; per-tensor (int8 symmetric),
+/// per-channel (int8 symmetric), group 128 (uint4 asymmetric) and group 32
+/// (int8 asymmetric).
+pub fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for &(rows, cols) in &[(1i64, 4096i64), (4096, 4096)] {
+        for &kind in &[Kind::Float, Kind::BFloat16] {
+            tch::manual_seed(0);
+            let input = Tensor::randn([rows, cols], (kind, Device::Cpu));
+            let schemes: [(&str, Vec<i64>, MappingType, QuantDtype); 4] = [
+                (
+                    "per_tensor",
+                    vec![rows, cols],
+                    MappingType::Symmetric,
+                    QuantDtype::Int8,
+                ),
+                (
+                    "per_channel",
+                    vec![1, cols],
+                    MappingType::Symmetric,
+                    QuantDtype::Int8,
+                ),
+                (
+                    "group128",
+                    vec![1, 128],
+                    MappingType::Asymmetric,
+                    QuantDtype::UInt4,
+                ),
+                (
+                    "group32",
+                    vec![1, 32],
+                    MappingType::Asymmetric,
+                    QuantDtype::Int8,
+                ),
+            ];
+            for (scheme, block_size, mapping, dtype) in schemes {
+                out.push(Case {
+                    name: format!("{rows}x{cols}/{kind:?}/{scheme}"),
+                    input: input.shallow_clone(),
+                    block_size,
+                    mapping,
+                    dtype,
+                    options: QParamsOptions::default(),
+                });
+            }
+        }
+    }
+    out
+}

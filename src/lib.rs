@@ -1,0 +1,50 @@
+//! # tch-quant
+//!
+//! torchao's affine quantization primitives on [`tch::Tensor`], on CPU or
+//! CUDA, with results bit-identical to torchao 0.11.0 on torch 2.13.0.
+//!
+//! [`choose_qparams_affine`] decides the scale and zero point that map each
+//! block of a float tensor onto a quantized integer (or float8) range, for any
+//! block granularity: per tensor, per axis, per group or any N-D block.
+//!
+//! ```
+//! use tch::{Kind, Tensor};
+//! use tch_quant::{choose_qparams_affine, Granularity, MappingType, QParamsOptions, QuantDtype};
+//!
+//! let w = Tensor::randn([16, 64], (Kind::Float, tch::Device::Cpu));
+//! let block = Granularity::PerGroup(32).block_size(&w.size())?;
+//! let qp = choose_qparams_affine(&w, MappingType::Asymmetric, &block, QuantDtype::UInt4,
+//!                                &QParamsOptions::default())?;
+//! assert_eq!(qp.scale.size(), vec![16, 2]);
+//! # Ok::<(), tch_quant::Error>(())
+//! ```
+//!
+//! Every function returns [`Result`]; invalid input is a typed [`Error`]
+//! naming the operation, the argument and its value, never a panic.
+#![warn(missing_docs)]
+
+mod bitpacking;
+mod block;
+mod dtype;
+mod error;
+mod float8;
+mod floatx;
+mod granularity;
+mod mapping;
+mod qparams;
+mod quantize;
+
+pub use bitpacking::{pack_uintx, unpack_uintx};
+pub use dtype::QuantDtype;
+pub use error::{Error, Result};
+pub use float8::{choose_qparams_affine_float8, dequantize_affine_float8, quantize_affine_float8};
+pub use floatx::{choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx};
+pub use granularity::Granularity;
+pub use mapping::{MappingType, ZeroPointDomain};
+pub use qparams::{
+    choose_qparams_affine, choose_qparams_affine_with_min_max, QParams, QParamsOptions,
+};
+pub use quantize::{
+    dequantize_affine, fake_quantize_affine, fake_quantize_affine_cachemask, quantize_affine,
+    QuantizeOptions,
+};

@@ -1,0 +1,471 @@
+//! Applying quantization parameters: `quantize_affine`, `dequantize_affine`
+//! and the fake-quantize pair used in quantization-aware training.
+
+use tch::{Kind, Scalar, Tensor};
+
+use crate::block::BlockLayout;
+use crate::dtype::{check_scalar_fits, is_input_float, kind_name, INPUT_FLOATS};
+use crate::error::{Error, Result, TorchContext};
+use crate::mapping::ZeroPointDomain;
+use crate::qparams::{check_float_input, mid_point};
+use crate::QuantDtype;
+
+/// Optional arguments of [`quantize_affine`], [`dequantize_affine`] and the
+/// fake-quantize functions, with torchao 0.11's defaults.
+///
+/// # Examples
+/// ```
+/// use tch_quant::{QuantizeOptions, ZeroPointDomain};
+/// let tinygemm = QuantizeOptions {
+///     quant_min: Some(0.0),
+///     quant_max: Some(15.0),
+///     zero_point_domain: ZeroPointDomain::Float,
+///     ..Default::default()
+/// };
+/// assert_eq!(QuantizeOptions::default().zero_point_domain, ZeroPointDomain::Int);
+/// # let _ = tinygemm;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct QuantizeOptions {
+    /// Smallest code; defaults to the dtype's lower bound.
+    pub quant_min: Option<f64>,
+    /// Largest code; defaults to the dtype's upper bound.
+    pub quant_max: Option<f64>,
+    /// Where the zero point lives; it must match how it was chosen.
+    pub zero_point_domain: ZeroPointDomain,
+    /// Always run the libtorch op sequence (the reference path), never the
+    /// fused CPU kernel. Both give identical bits.
+    pub force_reference: bool,
+}
+
+/// Quantizes `input` with per-block `scale` and `zero_point`, bit-identical
+/// to torchao 0.11's `quantize_affine`.
+///
+/// Per element, in the dtype libtorch promotes `input` and `scale` to:
+/// - Int domain: `q = clamp(round(x * (1.0 / scale)) + zp, quant_min, quant_max)`
+///   (the reciprocal is taken first, as Python's `1.0 / scale` does);
+/// - Float domain: `q = clamp(round((x - (zp - scale * mid)) / scale), quant_min, quant_max)`
+///   with `mid = (quant_max + quant_min + 1) / 2`;
+/// - None domain: `q = clamp(round(x * (1.0 / scale)), ...)`, and for float8
+///   targets `clamp(x * reciprocal(scale), ...)` without rounding.
+///
+/// Rounding is half to even. The codes are cast to `output_dtype`'s storage:
+/// `uint1..=uint7` in uint8 (as torchao), `int1..=int7` in int8 (torchao 0.11
+/// fails on its `.to(torch.intN)`).
+///
+/// `scale` and `zero_point` have one element per block, shaped as
+/// [`choose_qparams_affine`](crate::choose_qparams_affine) returns them
+/// (extra size-1 dims are accepted).
+///
+/// # Errors
+/// Input not float32/float16/bfloat16 or empty; invalid `block_size` (as in
+/// `choose_qparams_affine`); `scale`/`zero_point` shapes that do not match the
+/// blocks or live on another device; the Int or Float domain without a zero
+/// point, or a zero point with the None domain; an invalid quant range.
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::{choose_qparams_affine, quantize_affine, MappingType, QParamsOptions,
+///                 QuantDtype, QuantizeOptions};
+/// let x = Tensor::from_slice(&[-1.0f32, 0.0, 0.5, 1.0]).view([1, 4]);
+/// let qp = choose_qparams_affine(&x, MappingType::Symmetric, &[1, 4], QuantDtype::Int8,
+///                                &QParamsOptions::default())?;
+/// let q = quantize_affine(&x, &[1, 4], &qp.scale, qp.zero_point.as_ref(), QuantDtype::Int8,
+///                         &QuantizeOptions::default())?;
+/// assert_eq!(q.kind(), Kind::Int8);
+/// assert_eq!(Vec::<i8>::try_from(q.view(-1)).unwrap(), vec![-127, 0, 64, 127]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn quantize_affine(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    output_dtype: QuantDtype,
+    options: &QuantizeOptions,
+) -> Result<Tensor> {
+    const OP: &str = "quantize_affine";
+    let prep = Prepared::new(
+        OP,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        output_dtype,
+        options,
+    )?;
+    let q = prep.quantize_no_cast(input)?;
+    q.f_to_kind(output_dtype.storage_kind()).op(OP)
+}
+
+/// Maps codes back to floats, bit-identical to torchao 0.11's
+/// `dequantize_affine`.
+///
+/// - Int domain: `x = (q.to(int32) - zp.to(int32)).to(output_dtype) * scale`;
+/// - Float domain: `x = (q - mid).to(output_dtype) * scale + zp`, computed in
+///   place in `output_dtype` as torchao does;
+/// - None domain: `x = q.to(output_dtype) * scale`.
+///
+/// The product is finally cast to `output_dtype` (float32, float16 or
+/// bfloat16). Codes outside `[quant_min, quant_max]` are not rejected, as in
+/// torchao.
+///
+/// # Errors
+/// Codes whose dtype is not `input_dtype`'s storage dtype (uint8 for
+/// `uint1..=7`, int8 for `int1..=7`); everything [`quantize_affine`] refuses
+/// about blocks, qparams and quant range; an `output_dtype` that is not a
+/// float of the three above.
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::{dequantize_affine, QuantDtype, QuantizeOptions};
+/// let q = Tensor::from_slice(&[0u8, 8, 15]).view([1, 3]);
+/// let scale = Tensor::from_slice(&[0.5f32]);
+/// let zp = Tensor::from_slice(&[8i32]);
+/// let x = dequantize_affine(&q, &[1, 3], &scale, Some(&zp), QuantDtype::UInt4,
+///                           &QuantizeOptions::default(), Kind::Float)?;
+/// assert_eq!(Vec::<f32>::try_from(x.view(-1)).unwrap(), vec![-4.0, 0.0, 3.5]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn dequantize_affine(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    output_dtype: Kind,
+) -> Result<Tensor> {
+    const OP: &str = "dequantize_affine";
+    if input.kind() != input_dtype.storage_kind() {
+        return Err(Error::UnsupportedKind {
+            op: OP,
+            arg: "input",
+            expected: storage_name(input_dtype),
+            got: input.kind(),
+        });
+    }
+    check_output_float(OP, output_dtype)?;
+    if input_dtype.is_float8() && options.zero_point_domain == ZeroPointDomain::Float {
+        // torchao fails too: libtorch has no subtraction for float8 codes.
+        return Err(Error::invalid(
+            OP,
+            "zero_point_domain",
+            ZeroPointDomain::Float,
+            format!("{input_dtype} codes support the int or none domain"),
+        ));
+    }
+    let prep = Prepared::new(
+        OP,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        input_dtype,
+        options,
+    )?;
+    prep.dequantize(input, output_dtype)
+}
+
+/// Quantizes and dequantizes back to `input`'s dtype without the cast to a
+/// code dtype, as torchao 0.11's `fake_quantize_affine` (the forward pass of
+/// quantization-aware training).
+///
+/// Equal to [`dequantize_affine`] of the unrounded-to-storage codes of
+/// [`quantize_affine`], in `input`'s dtype.
+///
+/// # Examples
+/// ```
+/// use tch::Tensor;
+/// use tch_quant::{fake_quantize_affine, QuantDtype, QuantizeOptions};
+/// let x = Tensor::from_slice(&[0.26f32, -0.74]).view([1, 2]);
+/// let scale = Tensor::from_slice(&[0.5f32]);
+/// let zp = Tensor::from_slice(&[0i32]);
+/// let fq = fake_quantize_affine(&x, &[1, 2], &scale, Some(&zp), QuantDtype::Int8,
+///                               &QuantizeOptions::default())?;
+/// assert_eq!(Vec::<f32>::try_from(fq.view(-1)).unwrap(), vec![0.5, -0.5]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn fake_quantize_affine(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    quant_dtype: QuantDtype,
+    options: &QuantizeOptions,
+) -> Result<Tensor> {
+    const OP: &str = "fake_quantize_affine";
+    let prep = Prepared::new(
+        OP,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        quant_dtype,
+        options,
+    )?;
+    let q = prep.quantize_no_cast(input)?;
+    prep.dequantize(&q, input.kind())
+}
+
+/// [`fake_quantize_affine`] that also returns the mask of intermediate codes
+/// inside `[quant_min, quant_max]` (torchao's `fake_quantize_affine_cachemask`;
+/// after clamping, only NaN codes fall outside).
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::{fake_quantize_affine_cachemask, QuantDtype, QuantizeOptions};
+/// let x = Tensor::from_slice(&[0.26f32, f32::NAN]).view([1, 2]);
+/// let scale = Tensor::from_slice(&[0.5f32]);
+/// let zp = Tensor::from_slice(&[0i32]);
+/// let (_, mask) = fake_quantize_affine_cachemask(&x, &[1, 2], &scale, Some(&zp),
+///     QuantDtype::Int8, &QuantizeOptions::default())?;
+/// assert_eq!(mask.kind(), Kind::Bool);
+/// assert_eq!(Vec::<bool>::try_from(mask.view(-1)).unwrap(), vec![true, false]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn fake_quantize_affine_cachemask(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    quant_dtype: QuantDtype,
+    options: &QuantizeOptions,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "fake_quantize_affine_cachemask";
+    let prep = Prepared::new(
+        OP,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        quant_dtype,
+        options,
+    )?;
+    let q = prep.quantize_no_cast(input)?;
+    let dq = prep.dequantize(&q, input.kind())?;
+    let mask = q
+        .f_ge(prep.scalar(prep.quant_min))
+        .and_then(|lo| lo.f_logical_and(&q.f_le(prep.scalar(prep.quant_max))?))
+        .op(OP)?;
+    Ok((dq, mask))
+}
+
+fn storage_name(dtype: QuantDtype) -> &'static str {
+    kind_name(dtype.storage_kind())
+}
+
+pub(crate) fn check_output_float(op: &'static str, output_dtype: Kind) -> Result<()> {
+    if !is_input_float(output_dtype) {
+        return Err(Error::invalid(
+            op,
+            "output_dtype",
+            kind_name(output_dtype),
+            format!("must be {INPUT_FLOATS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Validated arguments, with scale and zero point viewed so that they
+/// broadcast over the blocks of the input.
+struct Prepared {
+    op: &'static str,
+    layout: BlockLayout,
+    original_shape: Vec<i64>,
+    scale: Tensor,
+    zero_point: Option<Tensor>,
+    quant_min: f64,
+    quant_max: f64,
+    dtype: QuantDtype,
+    domain: ZeroPointDomain,
+}
+
+impl Prepared {
+    fn new(
+        op: &'static str,
+        input: &Tensor,
+        block_size: &[i64],
+        scale: &Tensor,
+        zero_point: Option<&Tensor>,
+        dtype: QuantDtype,
+        options: &QuantizeOptions,
+    ) -> Result<Self> {
+        let quantizing = op != "dequantize_affine";
+        if quantizing {
+            check_float_input(op, "input", input)?;
+        }
+        let original_shape = input.size();
+        let layout = BlockLayout::new(op, block_size, &original_shape)?;
+        let (quant_min, quant_max) =
+            dtype.resolve_range(op, options.quant_min, options.quant_max)?;
+        let domain = options.zero_point_domain;
+        match (domain, zero_point) {
+            (ZeroPointDomain::None, Some(_)) => {
+                return Err(Error::invalid(
+                    op,
+                    "zero_point",
+                    "Some(tensor)",
+                    "must be None with the none zero-point domain",
+                ))
+            }
+            (ZeroPointDomain::Int | ZeroPointDomain::Float, None) => {
+                return Err(Error::invalid(
+                    op,
+                    "zero_point",
+                    "None",
+                    format!("the {domain} zero-point domain needs a zero point (pytorch/ao#3459)"),
+                ))
+            }
+            _ => {}
+        }
+        if !is_input_float(scale.kind()) && scale.kind() != Kind::Double {
+            return Err(Error::UnsupportedKind {
+                op,
+                arg: "scale",
+                expected: "a float dtype",
+                got: scale.kind(),
+            });
+        }
+        let scale = view_qparam(op, "scale", scale, input, &layout)?;
+        let zero_point = match zero_point {
+            Some(zp) => Some(view_qparam(op, "zero_point", zp, input, &layout)?),
+            None => None,
+        };
+        Ok(Prepared {
+            op,
+            layout,
+            original_shape,
+            scale,
+            zero_point,
+            quant_min,
+            quant_max,
+            dtype,
+            domain,
+        })
+    }
+
+    /// Python passes quant ranges as ints for integer dtypes and as floats
+    /// for float8; the scalar's type decides how libtorch converts it.
+    fn scalar(&self, v: f64) -> Scalar {
+        if self.dtype.is_float8() {
+            Scalar::float(v)
+        } else {
+            Scalar::int(v as i64)
+        }
+    }
+
+    fn clamp(&self, t: Tensor) -> Result<Tensor> {
+        check_scalar_fits(self.op, "quant_min", self.quant_min, t.kind())?;
+        check_scalar_fits(self.op, "quant_max", self.quant_max, t.kind())?;
+        t.f_clamp(self.scalar(self.quant_min), self.scalar(self.quant_max))
+            .op(self.op)
+    }
+
+    /// torchao's `_quantize_affine_no_dtype_cast`: codes in the promoted
+    /// float dtype, input shape.
+    fn quantize_no_cast(&self, input: &Tensor) -> Result<Tensor> {
+        let x = input
+            .f_reshape(&self.layout.shape_for_reduction)
+            .op(self.op)?;
+        let scale = &self.scale;
+        let unclamped = match (self.domain, &self.zero_point) {
+            (ZeroPointDomain::Float, Some(zp)) => {
+                let min_val = scale
+                    .f_mul_scalar(mid_point(self.quant_min, self.quant_max))
+                    .and_then(|s| zp.f_sub(&s))
+                    .op(self.op)?;
+                x.f_sub(&min_val)
+                    .and_then(|d| d.f_div(scale))
+                    .and_then(|q| q.f_round())
+            }
+            (ZeroPointDomain::None, _) if self.dtype.is_float8() => {
+                scale.f_reciprocal().and_then(|r| x.f_mul(&r))
+            }
+            (_, zp) => {
+                let rounded = scale
+                    .f_reciprocal()
+                    .and_then(|r| r.f_mul_scalar(1.0))
+                    .and_then(|r| x.f_mul(&r))
+                    .and_then(|q| q.f_round());
+                match zp {
+                    Some(zp) => rounded.and_then(|q| q.f_add(zp)),
+                    None => rounded,
+                }
+            }
+        }
+        .op(self.op)?;
+        self.clamp(unclamped)?
+            .f_reshape(&self.original_shape)
+            .op(self.op)
+    }
+
+    /// torchao's `_dequantize_affine_no_dtype_check`.
+    fn dequantize(&self, codes: &Tensor, output_dtype: Kind) -> Result<Tensor> {
+        let q = codes
+            .f_reshape(&self.layout.shape_for_reduction)
+            .op(self.op)?;
+        let scale = &self.scale;
+        let out = match (self.domain, &self.zero_point) {
+            (ZeroPointDomain::Float, zp) => (|| {
+                let mut d = q
+                    .f_sub_scalar(mid_point(self.quant_min, self.quant_max))?
+                    .f_to_kind(output_dtype)?;
+                let _ = d.f_mul_(scale)?;
+                if let Some(zp) = zp {
+                    let _ = d.f_add_(zp)?;
+                }
+                Ok(d)
+            })(),
+            (ZeroPointDomain::None, _) => q.f_to_kind(output_dtype).and_then(|d| d.f_mul(scale)),
+            (ZeroPointDomain::Int, zp) => (|| {
+                let mut d = q.f_to_kind(Kind::Int)?;
+                if let Some(zp) = zp {
+                    d = d.f_sub(&zp.f_to_kind(Kind::Int)?)?;
+                }
+                d.f_to_kind(output_dtype)?.f_mul(scale)
+            })(),
+        }
+        .op(self.op)?;
+        out.f_reshape(&self.original_shape)
+            .and_then(|o| o.f_to_kind(output_dtype))
+            .op(self.op)
+    }
+}
+
+/// Checks that a scale or zero point has one element per block (its shape,
+/// size-1 dims aside, equal to the qparams shape) and views it so that it
+/// broadcasts over the input's blocks.
+fn view_qparam(
+    op: &'static str,
+    arg: &'static str,
+    t: &Tensor,
+    input: &Tensor,
+    layout: &BlockLayout,
+) -> Result<Tensor> {
+    let squeeze = |s: &[i64]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+    let size = t.size();
+    if squeeze(&size) != squeeze(&layout.qparams_shape) {
+        return Err(Error::ShapeMismatch {
+            op,
+            arg,
+            got: size,
+            reason: format!(
+                "expected one value per block, shape {:?} for block layout {:?} (pytorch/ao#4811)",
+                layout.qparams_shape, layout.shape_for_reduction
+            ),
+        });
+    }
+    if t.device() != input.device() {
+        return Err(Error::invalid(
+            op,
+            arg,
+            format!("{:?}", t.device()),
+            format!("must be on the input's device, {:?}", input.device()),
+        ));
+    }
+    t.f_reshape(&layout.shape_after_reduction).op(op)
+}
