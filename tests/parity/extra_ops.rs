@@ -4,16 +4,14 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tch::Device;
 
-use crate::replay::{kind_from_name, qdtype, Oracle};
-
-type Outputs = Vec<(String, Option<tch::Tensor>)>;
+use crate::replay::{kind_from_name, qdtype, CrateAnswer, Oracle};
 
 pub fn run(
     oracle: &Oracle,
     case: &Value,
     op: &str,
     dev: Device,
-) -> Result<std::result::Result<Outputs, tch_quant::Error>> {
+) -> Result<CrateAnswer> {
     let a = &case["args"];
     let input = |name: &str| -> Result<tch::Tensor> {
         oracle

@@ -119,7 +119,7 @@ impl Oracle {
         &self,
         case: &Value,
         dev: Device,
-    ) -> Result<std::result::Result<Vec<(String, Option<Tensor>)>, tch_quant::Error>> {
+    ) -> Result<CrateAnswer> {
         let a = &case["args"];
         let op = case["op"].as_str().context("op")?;
         let out = |pairs: Vec<(&str, Option<Tensor>)>| {
@@ -201,6 +201,9 @@ impl Oracle {
 }
 
 type Named = Vec<(&'static str, Option<Tensor>)>;
+
+/// Named outputs of one crate call, or the crate's error.
+pub type CrateAnswer = std::result::Result<Vec<(String, Option<Tensor>)>, tch_quant::Error>;
 
 fn chain(input: &Tensor, a: &Value) -> Result<std::result::Result<Named, tch_quant::Error>> {
     let block = ints(&a["block_size"])?;
