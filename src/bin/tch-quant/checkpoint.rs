@@ -1,0 +1,394 @@
+//! Reading checkpoints: one `.safetensors` file or a sharded
+//! `*.index.json`, memory-mapped so that a tensor's bytes are paged in only
+//! when it is processed (peak memory stays near the largest tensor).
+//!
+//! The header is checked here before the `safetensors` crate validates the
+//! layout, because the crate reports most problems as one opaque
+//! "invalid header" and we owe the user a message that says what is wrong.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::tensor::{Metadata, SafeTensorError};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+use crate::exit::{fail, Categorize, Category, Result};
+
+/// safetensors' own limit; larger length fields mean "not safetensors".
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// One tensor of an input checkpoint.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Which shard holds it (0 for a single file).
+    pub shard: usize,
+    /// Byte range in the shard's file.
+    start: usize,
+    end: usize,
+}
+
+impl Entry {
+    pub fn num_bytes(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// One mapped `.safetensors` file.
+pub struct Shard {
+    pub path: PathBuf,
+    /// Tensor names in file order (by offset), for sequential reads.
+    pub names: Vec<String>,
+    /// The `__metadata__` strings.
+    pub metadata: BTreeMap<String, String>,
+    map: Mmap,
+}
+
+/// A whole checkpoint, single-file or sharded.
+pub struct Checkpoint {
+    /// The path given: a `.safetensors` file or an index.
+    pub path: PathBuf,
+    /// For a sharded checkpoint, the index's `metadata` object.
+    pub index_metadata: Option<serde_json::Map<String, Value>>,
+    pub shards: Vec<Shard>,
+    entries: HashMap<String, Entry>,
+}
+
+impl Checkpoint {
+    pub fn open(path: &Path) -> Result<Checkpoint> {
+        if is_index_path(path) {
+            Self::open_index(path)
+        } else {
+            let shard = open_shard(path, 0)?;
+            let entries = shard.1;
+            Ok(Checkpoint {
+                path: path.to_path_buf(),
+                index_metadata: None,
+                shards: vec![shard.0],
+                entries,
+            })
+        }
+    }
+
+    pub fn is_sharded(&self) -> bool {
+        self.index_metadata.is_some()
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// The raw little-endian bytes of a tensor, straight from the map.
+    pub fn bytes(&self, entry: &Entry) -> &[u8] {
+        &self.shards[entry.shard].map[entry.start..entry.end]
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.entries.values().map(Entry::num_bytes).sum()
+    }
+
+    /// Every file the checkpoint consists of (index included), to refuse
+    /// writing over any of them.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.shards.iter().map(|s| s.path.clone()).collect();
+        if self.is_sharded() {
+            files.push(self.path.clone());
+        }
+        files
+    }
+
+    fn open_index(path: &Path) -> Result<Checkpoint> {
+        let text = read_input_file(path)?;
+        let index: Value = serde_json::from_slice(&text).fail_with(Category::Input, || {
+            format!("{}: not a valid safetensors index (JSON)", path.display())
+        })?;
+        let Some(weight_map) = index.get("weight_map").and_then(Value::as_object) else {
+            fail!(
+                Category::Input,
+                "{}: not a safetensors index: no \"weight_map\" object",
+                path.display()
+            );
+        };
+        let mut shard_files: Vec<&str> = Vec::new();
+        for (name, file) in weight_map {
+            let Some(file) = file.as_str() else {
+                fail!(
+                    Category::Input,
+                    "{}: weight_map entry {name:?} is not a file name",
+                    path.display()
+                );
+            };
+            if Path::new(file).components().count() != 1 || file == ".." {
+                fail!(
+                    Category::Input,
+                    "{}: weight_map entry {name:?} names {file:?}, which is not a file beside \
+                     the index",
+                    path.display()
+                );
+            }
+            if !shard_files.contains(&file) {
+                shard_files.push(file);
+            }
+        }
+        if shard_files.is_empty() {
+            fail!(
+                Category::Input,
+                "{}: the index lists no tensors",
+                path.display()
+            );
+        }
+        shard_files.sort_unstable();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut shards = Vec::new();
+        let mut entries: HashMap<String, Entry> = HashMap::new();
+        for (i, file) in shard_files.iter().enumerate() {
+            let (shard, shard_entries) = open_shard(&dir.join(file), i)?;
+            for (name, entry) in shard_entries {
+                if entries.contains_key(&name) {
+                    fail!(
+                        Category::Input,
+                        "tensor {name} is in two shards of {}",
+                        path.display()
+                    );
+                }
+                entries.insert(name, entry);
+            }
+            shards.push(shard);
+        }
+        for (name, file) in weight_map {
+            let file = file.as_str().unwrap_or_default();
+            let held = entries
+                .get(name)
+                .is_some_and(|e| shards[e.shard].path.file_name() == Some(file.as_ref()));
+            if !held {
+                fail!(
+                    Category::Input,
+                    "{}: the index puts tensor {name} in {file}, which does not hold it",
+                    path.display()
+                );
+            }
+        }
+        let metadata = match index.get("metadata") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            index_metadata: Some(metadata),
+            shards,
+            entries,
+        })
+    }
+}
+
+/// `*.index.json` names a sharded checkpoint.
+pub fn is_index_path(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".json")
+}
+
+fn read_input_file(path: &Path) -> Result<Vec<u8>> {
+    check_input_path(path)?;
+    std::fs::read(path).fail_with(Category::Input, || {
+        format!("cannot read {}", path.display())
+    })
+}
+
+fn check_input_path(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => fail!(
+            Category::Input,
+            "{} is a directory; give a .safetensors file or an index.json",
+            path.display()
+        ),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fail!(Category::Input, "{}: no such file", path.display())
+        }
+        Err(e) => Err(e).fail_with(Category::Input, || {
+            format!("cannot open {}", path.display())
+        }),
+    }
+}
+
+fn open_shard(path: &Path, index: usize) -> Result<(Shard, HashMap<String, Entry>)> {
+    check_input_path(path)?;
+    let file = File::open(path).fail_with(Category::Input, || {
+        format!("cannot open {}", path.display())
+    })?;
+    // SAFETY: the map is only read. Another process truncating the file
+    // while we run would fault the read (as with any mmap-based loader,
+    // including safetensors' own); we never write to an input.
+    let map = unsafe { Mmap::map(&file) }
+        .fail_with(Category::Input, || format!("cannot map {}", path.display()))?;
+    let what = |problem: &str| format!("{}: {problem}", path.display());
+    let (header_len, metadata) = check_header(&map)
+        .map_err(|(category, problem)| crate::exit::Failure::new(category, what(&problem)))?;
+    let data_start = 8 + header_len;
+    let mut entries = HashMap::new();
+    let mut ordered: Vec<(usize, String)> = Vec::new();
+    for (name, info) in metadata.tensors() {
+        let (s, e) = info.data_offsets;
+        ordered.push((s, name.clone()));
+        entries.insert(
+            name.clone(),
+            Entry {
+                name,
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                shard: index,
+                start: data_start + s,
+                end: data_start + e,
+            },
+        );
+    }
+    ordered.sort();
+    let shard = Shard {
+        path: path.to_path_buf(),
+        names: ordered.into_iter().map(|(_, n)| n).collect(),
+        metadata: metadata
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        map,
+    };
+    Ok((shard, entries))
+}
+
+/// Validates a whole safetensors buffer; on failure, the category and a
+/// message that says what is wrong with it.
+pub fn check_header(buf: &[u8]) -> std::result::Result<(usize, Metadata), (Category, String)> {
+    let corrupt = |m: String| Err((Category::Input, m));
+    let len = buf.len() as u64;
+    if len < 8 {
+        return corrupt(format!(
+            "not a safetensors file: {len} bytes, shorter than the 8-byte header length"
+        ));
+    }
+    let header_len = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+    if header_len > MAX_HEADER_BYTES {
+        return corrupt(format!(
+            "not a safetensors file: its first 8 bytes give a header length of {header_len} \
+             bytes, more than safetensors allows"
+        ));
+    }
+    if 8 + header_len > len {
+        return corrupt(format!(
+            "truncated or not a safetensors file: the header needs {header_len} bytes but the \
+             file has only {} after the length field",
+            len - 8
+        ));
+    }
+    let header = &buf[8..8 + header_len as usize];
+    let Ok(text) = std::str::from_utf8(header) else {
+        return corrupt("not a safetensors file: the header is not UTF-8 text".into());
+    };
+    let json: serde_json::Map<String, Value> = match serde_json::from_str(text) {
+        Ok(j) => j,
+        Err(e) => {
+            return corrupt(format!(
+                "corrupt safetensors header (not the JSON object it must be): {e}"
+            ))
+        }
+    };
+    let mut data_end = 0u64;
+    for (name, info) in &json {
+        if name == "__metadata__" {
+            let strings = info
+                .as_object()
+                .is_some_and(|m| m.values().all(Value::is_string));
+            if !strings {
+                return corrupt(
+                    "corrupt safetensors header: __metadata__ must map strings to \
+                                strings"
+                        .into(),
+                );
+            }
+            continue;
+        }
+        let Some(dtype) = info.get("dtype").and_then(Value::as_str) else {
+            return corrupt(format!(
+                "corrupt safetensors header: tensor {name} has no dtype"
+            ));
+        };
+        if serde_json::from_value::<Dtype>(Value::String(dtype.into())).is_err() {
+            return Err((
+                Category::Tensor,
+                format!(
+                    "tensor {name} has dtype {dtype}, which tch-quant does not support \
+                     (supported: BOOL, U8, I8, I16, U16, I32, U32, I64, U64, F16, BF16, F32, F64, \
+                     F8_E4M3, F8_E5M2)"
+                ),
+            ));
+        }
+        if let Some(end) = info
+            .get("data_offsets")
+            .and_then(|o| o.get(1))
+            .and_then(Value::as_u64)
+        {
+            data_end = data_end.max(end);
+        }
+    }
+    match SafeTensors::read_metadata(buf) {
+        Ok((n, metadata)) => Ok((n, metadata)),
+        Err(SafeTensorError::MetadataIncompleteBuffer) => corrupt(format!(
+            "truncated or corrupt: the header describes {} bytes of tensor data but the file \
+             holds {}",
+            data_end,
+            len - 8 - header_len
+        )),
+        Err(SafeTensorError::InvalidOffset(name)) => corrupt(format!(
+            "corrupt safetensors header: the data offsets of tensor {name} overlap another \
+             tensor or leave a gap"
+        )),
+        Err(SafeTensorError::TensorInvalidInfo) => corrupt(
+            "corrupt safetensors header: a tensor's shape and dtype do not match the size of \
+             its data"
+                .into(),
+        ),
+        Err(SafeTensorError::ValidationOverflow) => {
+            corrupt("corrupt safetensors header: a tensor's shape is too large to address".into())
+        }
+        Err(SafeTensorError::InvalidHeaderDeserialization) => corrupt(
+            "corrupt safetensors header: an entry lacks dtype, shape or data_offsets, or has \
+             values of the wrong type"
+                .into(),
+        ),
+        Err(e) => corrupt(format!("corrupt safetensors header: {e:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut buf = (header.len() as u64).to_le_bytes().to_vec();
+        buf.extend_from_slice(header.as_bytes());
+        buf.extend_from_slice(data);
+        buf
+    }
+
+    #[test]
+    fn header_problems_have_their_own_messages() {
+        let good = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        assert!(check_header(&file(good, &[0; 8])).is_ok());
+        let msg = |buf: &[u8]| check_header(buf).err().unwrap();
+        assert!(msg(&file(good, &[0; 6])).1.contains("truncated"));
+        assert!(msg(b"abc").1.contains("not a safetensors file"));
+        assert!(msg(&[0xff; 16]).1.contains("header length"));
+        assert!(msg(&file("{\"a\":", &[])).1.contains("not the JSON object"));
+        let f8 = r#"{"a":{"dtype":"F8_E8M0","shape":[2],"data_offsets":[0,2]}}"#;
+        assert_eq!(msg(&file(f8, &[0; 2])).0, Category::Tensor);
+        let gap = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+        assert!(msg(&file(gap, &[0; 12])).1.contains("overlap"));
+        let size = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+        assert!(msg(&file(size, &[0; 8])).1.contains("shape and dtype"));
+    }
+}
