@@ -4,5 +4,6 @@ mod benchmarks;
 
 criterion::criterion_main!(
     benchmarks::choose_qparams::benches,
-    benchmarks::quantize::benches
+    benchmarks::quantize::benches,
+    benchmarks::fused::benches
 );

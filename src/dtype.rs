@@ -351,3 +351,16 @@ pub(crate) fn check_scalar_fits(
     }
     Ok(())
 }
+
+/// Refuses an output dtype other than the input floats.
+pub(crate) fn check_output_float(op: &'static str, output_dtype: Kind) -> Result<()> {
+    if !is_input_float(output_dtype) {
+        return Err(Error::invalid(
+            op,
+            "output_dtype",
+            kind_name(output_dtype),
+            format!("must be {INPUT_FLOATS}"),
+        ));
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::dtype::{is_input_float, kind_name, INPUT_FLOATS};
+use crate::dtype::{check_output_float, is_input_float, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
 use crate::qparams::{check_float_input, check_not_empty};
 use crate::QuantDtype;
@@ -156,7 +156,7 @@ pub fn dequantize_affine_float8(
         });
     }
     check_scale(OP, scale, input)?;
-    check_output_dtype(OP, output_dtype)?;
+    check_output_float(OP, output_dtype)?;
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
         input
             .f_to_kind(Kind::Float)?
@@ -184,19 +184,6 @@ fn is_float8_kind(kind: Kind) -> bool {
         kind,
         Kind::Float8e4m3fn | Kind::Float8e5m2 | Kind::Float8e4m3fnuz | Kind::Float8e5m2fnuz
     )
-}
-
-/// Refuses an output dtype other than the input floats.
-pub(crate) fn check_output_dtype(op: &'static str, output_dtype: Kind) -> Result<()> {
-    if !is_input_float(output_dtype) {
-        return Err(Error::invalid(
-            op,
-            "output_dtype",
-            kind_name(output_dtype),
-            format!("must be {INPUT_FLOATS}"),
-        ));
-    }
-    Ok(())
 }
 
 /// A float scale that broadcasts to `input`'s shape without growing it, on

@@ -11,9 +11,8 @@
 
 use tch::{Kind, Tensor};
 
-use crate::dtype::{is_input_float, INPUT_FLOATS};
+use crate::dtype::{check_output_float, is_input_float, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
-use crate::float8::check_output_dtype;
 use crate::qparams::{check_float_input, check_not_empty};
 
 const MBITS_F32: u32 = 23;
@@ -226,7 +225,7 @@ pub fn dequantize_affine_floatx(
         });
     }
     check_row_scale(OP, scale, input)?;
-    check_output_dtype(OP, output_dtype)?;
+    check_output_float(OP, output_dtype)?;
     let table = decode_table(format);
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
         let table = Tensor::f_from_slice(&table)?.f_to(input.device())?;

@@ -29,6 +29,7 @@ mod dtype;
 mod error;
 mod float8;
 mod floatx;
+mod fused;
 mod granularity;
 mod mapping;
 mod qparams;
@@ -39,6 +40,7 @@ pub use dtype::QuantDtype;
 pub use error::{Error, Result};
 pub use float8::{choose_qparams_affine_float8, dequantize_affine_float8, quantize_affine_float8};
 pub use floatx::{choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx};
+pub use fused::choose_qparams_and_quantize_affine;
 pub use granularity::Granularity;
 pub use mapping::{MappingType, ZeroPointDomain};
 pub use qparams::{

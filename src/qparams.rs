@@ -131,6 +131,11 @@ pub fn choose_qparams_affine(
     let kind = check_float_input(OP, "input", input)?;
     let layout = BlockLayout::new(OP, block_size, &input.size())?;
     let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
+    if !options.force_reference {
+        if let Some(qp) = crate::fused::choose_qparams(OP, input, &layout, &plan.fused_spec())? {
+            return Ok(qp);
+        }
+    }
     let (min_val, max_val) = block_min_max(input, &layout).op(OP)?;
     plan.qparams(min_val, max_val)
 }
@@ -238,7 +243,7 @@ pub(crate) fn block_min_max(
 
 /// Everything about a qparams computation that is known before touching
 /// data, validated once.
-struct Plan {
+pub(crate) struct Plan {
     op: &'static str,
     mapping_type: MappingType,
     quant_min: f64,
@@ -251,7 +256,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(
+    pub(crate) fn new(
         op: &'static str,
         mapping_type: MappingType,
         target_dtype: QuantDtype,
@@ -356,6 +361,20 @@ impl Plan {
             preserve_zero: options.preserve_zero,
             domain,
         })
+    }
+
+    /// What the fused path needs to know (see `crate::fused`).
+    pub(crate) fn fused_spec(&self) -> crate::fused::ChooseSpec {
+        crate::fused::ChooseSpec {
+            mapping_type: self.mapping_type,
+            quant_min: self.quant_min,
+            quant_max: self.quant_max,
+            eps: self.eps,
+            scale_dtype: self.scale_dtype,
+            zero_point_dtype: self.zero_point_dtype,
+            preserve_zero: self.preserve_zero,
+            domain: self.domain,
+        }
     }
 
     fn qparams(&self, min_val: Tensor, max_val: Tensor) -> Result<QParams> {

@@ -4,7 +4,7 @@
 use tch::{Kind, Scalar, Tensor};
 
 use crate::block::BlockLayout;
-use crate::dtype::{check_scalar_fits, is_input_float, kind_name, INPUT_FLOATS};
+use crate::dtype::{check_output_float, check_scalar_fits, is_input_float, kind_name};
 use crate::error::{Error, Result, TorchContext};
 use crate::mapping::ZeroPointDomain;
 use crate::qparams::{check_float_input, mid_point};
@@ -95,6 +95,19 @@ pub fn quantize_affine(
         output_dtype,
         options,
     )?;
+    if !options.force_reference {
+        let args = crate::fused::QuantizeArgs {
+            scale: &prep.scale,
+            zero_point: prep.zero_point.as_ref(),
+            quant_min: prep.quant_min,
+            quant_max: prep.quant_max,
+            dtype: output_dtype,
+            domain: prep.domain,
+        };
+        if let Some(q) = crate::fused::quantize(OP, input, &prep.layout, &args)? {
+            return Ok(q);
+        }
+    }
     let q = prep.quantize_no_cast(input)?;
     q.f_to_kind(output_dtype.storage_kind()).op(OP)
 }
@@ -256,18 +269,6 @@ pub fn fake_quantize_affine_cachemask(
 
 fn storage_name(dtype: QuantDtype) -> &'static str {
     kind_name(dtype.storage_kind())
-}
-
-pub(crate) fn check_output_float(op: &'static str, output_dtype: Kind) -> Result<()> {
-    if !is_input_float(output_dtype) {
-        return Err(Error::invalid(
-            op,
-            "output_dtype",
-            kind_name(output_dtype),
-            format!("must be {INPUT_FLOATS}"),
-        ));
-    }
-    Ok(())
 }
 
 /// Validated arguments, with scale and zero point viewed so that they

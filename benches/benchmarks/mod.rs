@@ -1,4 +1,5 @@
 pub mod choose_qparams;
+pub mod fused;
 pub mod quantize;
 
 use tch::{Device, Kind, Tensor};

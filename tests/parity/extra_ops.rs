@@ -6,12 +6,7 @@ use tch::Device;
 
 use crate::replay::{kind_from_name, qdtype, CrateAnswer, Oracle};
 
-pub fn run(
-    oracle: &Oracle,
-    case: &Value,
-    op: &str,
-    dev: Device,
-) -> Result<CrateAnswer> {
+pub fn run(oracle: &Oracle, case: &Value, op: &str, dev: Device) -> Result<CrateAnswer> {
     let a = &case["args"];
     let input = |name: &str| -> Result<tch::Tensor> {
         oracle

@@ -115,11 +115,7 @@ impl Oracle {
 
     /// Calls the crate for one case. The outer error is a harness failure,
     /// the inner one the crate's answer.
-    fn run(
-        &self,
-        case: &Value,
-        dev: Device,
-    ) -> Result<CrateAnswer> {
+    fn run(&self, case: &Value, dev: Device) -> Result<CrateAnswer> {
         let a = &case["args"];
         let op = case["op"].as_str().context("op")?;
         let out = |pairs: Vec<(&str, Option<Tensor>)>| {

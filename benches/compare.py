@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Side by side: torchao 0.11 eager, torchao under torch.compile, and
+tch-quant's reference and fused paths, on the same inputs, in one run.
+
+    .venv/bin/python benches/compare.py [--threads 2] [--min-seconds 0.3]
+                                        [--rounds 3] [--no-compile] [--json OUT]
+
+The script draws the inputs (torch.manual_seed(0), randn), writes their raw
+bytes to a temporary directory, times torchao in this process and the crate
+through `cargo run --release --example bench_compare` (a child process), and
+prints one table: time per call of each implementation, and ratios. Each
+cell is the median over at least --min-seconds of calls, and the best such
+median over --rounds interleaved rounds (every implementation once per round),
+so that a burst of load from elsewhere on the machine does not decide a row.
+Every crate output is checked against torchao's by a checksum of its bytes
+(the `same` column). The load average before and after is printed with the
+table.
+
+Rows: 1x4096 and 4096x4096; float32 and bfloat16; per-tensor (int8
+symmetric), per-channel (int8 symmetric), group 128 (uint4 asymmetric) and
+group 32 (int8 asymmetric); choose_qparams_affine alone, and choose followed
+by quantize_affine. The `amax` column is one read of the input
+(`x.amax()`), the bandwidth yardstick.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchao
+from torchao.quantization.quant_primitives import (
+    MappingType,
+    choose_qparams_affine,
+    quantize_affine,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SHAPES = [(1, 4096), (4096, 4096)]
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# name -> (block size for a (rows, cols) input, mapping, target dtype)
+SCHEMES = {
+    "per_tensor": (lambda r, c: [r, c], "SYMMETRIC", "int8"),
+    "per_channel": (lambda r, c: [1, c], "SYMMETRIC", "int8"),
+    "group128": (lambda r, c: [1, 128], "ASYMMETRIC", "uint4"),
+    "group32": (lambda r, c: [1, 32], "ASYMMETRIC", "int8"),
+}
+TORCH_DTYPES = {"int8": torch.int8, "uint4": torch.uint4}
+
+
+def median_seconds(fn, min_seconds):
+    fn()
+    fn()
+    samples = []
+    start = time.perf_counter()
+    while len(samples) < 5 or (
+        time.perf_counter() - start < min_seconds and len(samples) < 100_000
+    ):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def checksum(tensors):
+    """The checksum of examples/bench_compare.rs: sum(byte[i] * w(i)) mod 2^64,
+    w(i) = ((i * 0x9E3779B97F4A7C15) >> 32) | 1, combined as h * 31 + h_k."""
+    h = 0
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    for t in tensors:
+        b = t.contiguous().view(-1).view(torch.uint8).numpy()
+        hk = 0
+        chunk = 1 << 20
+        with np.errstate(over="ignore"):
+            for s in range(0, b.size, chunk):
+                i = np.arange(s, min(s + chunk, b.size), dtype=np.uint64)
+                w = ((i * mult) >> np.uint64(32)) | np.uint64(1)
+                hk = (hk + int((b[s : s + chunk].astype(np.uint64) * w).sum(dtype=np.uint64))) % (
+                    1 << 64
+                )
+        h = (h * 31 + hk) % (1 << 64)
+    return f"{h:016x}"
+
+
+def torchao_fns(block, mapping, target):
+    mt = MappingType[mapping]
+    dt = TORCH_DTYPES[target]
+
+    def choose(x):
+        return choose_qparams_affine(x, mt, block, dt)
+
+    def chain(x):
+        scale, zp = choose_qparams_affine(x, mt, block, dt)
+        return scale, zp, quantize_affine(x, block, scale, zp, dt)
+
+    return choose, chain
+
+
+def cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def fmt_time(s):
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    return f"{s * 1e3:.2f} ms"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x" if a / b < 100 else f"{a / b:.0f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--min-seconds", type=float, default=0.3)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best median wins")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--json", type=Path, help="also write every measurement here")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch._dynamo.config.cache_size_limit = 256
+    if hasattr(torch._dynamo.config, "recompile_limit"):
+        torch._dynamo.config.recompile_limit = 256
+    if hasattr(torch._dynamo.config, "accumulated_recompile_limit"):
+        torch._dynamo.config.accumulated_recompile_limit = 4096
+
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} CPUs; torch {torch.__version__} "
+        f"({torch.backends.cpu.get_cpu_capability()}), torchao {torchao.__version__}, "
+        f"{args.threads} threads everywhere",
+        flush=True,
+    )
+    print("building the crate's bench binary (cargo build --release --example bench_compare)", flush=True)
+    subprocess.run(
+        ["cargo", "build", "--release", "--quiet", "--example", "bench_compare"],
+        cwd=ROOT,
+        check=True,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="tch-quant-compare-") as tmp:
+        tmp = Path(tmp)
+        inputs, cases = {}, []
+        for rows, cols in SHAPES:
+            for dname, dt in DTYPES.items():
+                torch.manual_seed(0)
+                x = torch.randn(rows, cols).to(dt)
+                path = tmp / f"x_{rows}x{cols}_{dname}.bin"
+                x.contiguous().view(-1).view(torch.uint8).numpy().tofile(path)
+                inputs[(rows, cols, dname)] = x
+                for scheme, (block_fn, mapping, target) in SCHEMES.items():
+                    cases.append(
+                        {
+                            "name": f"{rows}x{cols}/{dname}/{scheme}",
+                            "input": str(path),
+                            "dtype": dname,
+                            "shape": [rows, cols],
+                            "block_size": block_fn(rows, cols),
+                            "mapping_type": mapping,
+                            "target_dtype": target,
+                        }
+                    )
+        config = tmp / "cases.json"
+        config.write_text(
+            json.dumps({"threads": args.threads, "min_seconds": args.min_seconds, "cases": cases})
+        )
+
+        exe = ROOT / "target" / "release" / "examples" / "bench_compare"
+        load_before = os.getloadavg()
+        crate = {}  # (name, op, path) -> {"seconds": best median, "checksum": ...}
+        torchao_times = {}  # (name, op, impl) -> best median
+        compiled_fns, expected = {}, {}
+        for rnd in range(args.rounds):
+            print(f"round {rnd + 1}/{args.rounds}: the crate (child process)", flush=True)
+            out = subprocess.run(
+                [str(exe), str(config)], cwd=ROOT, check=True, capture_output=True, text=True
+            )
+            for line in out.stdout.splitlines():
+                r = json.loads(line)
+                key = (r["name"], r["op"], r["path"])
+                if key not in crate or r["seconds"] < crate[key]["seconds"]:
+                    crate[key] = r
+            print(f"round {rnd + 1}/{args.rounds}: torchao", flush=True)
+            for case in cases:
+                rows, cols = case["shape"]
+                x = inputs[(rows, cols, case["dtype"])]
+                name = case["name"]
+                choose, chain = torchao_fns(
+                    case["block_size"], case["mapping_type"], case["target_dtype"]
+                )
+                if name not in expected:
+                    expected[name] = {
+                        "choose": checksum(choose(x)),
+                        "choose+quantize": checksum(chain(x)),
+                    }
+                timings = [("amax", "amax", lambda: x.amax())]
+                for op, fn in (("choose", choose), ("choose+quantize", chain)):
+                    timings.append((op, "eager", lambda fn=fn: fn(x)))
+                    if not args.no_compile:
+                        if (name, op) not in compiled_fns:
+                            compiled_fns[(name, op)] = torch.compile(fn, dynamic=False)
+                        cfn = compiled_fns[(name, op)]
+                        timings.append((op, "compiled", lambda cfn=cfn: cfn(x)))
+                for op, impl, f in timings:
+                    t = median_seconds(f, args.min_seconds)
+                    key = (name, op, impl)
+                    torchao_times[key] = min(t, torchao_times.get(key, t))
+        load_after = os.getloadavg()
+
+        results = []
+        for case in cases:
+            name = case["name"]
+            for op in ("choose", "choose+quantize"):
+                ref = crate[(name, op, "reference")]
+                fused = crate[(name, op, "fused")]
+                results.append(
+                    {
+                        "case": name,
+                        "op": op,
+                        "amax": torchao_times[(name, "amax", "amax")],
+                        "amax_rust": crate[(name, "amax", "libtorch")]["seconds"],
+                        "eager": torchao_times[(name, op, "eager")],
+                        "compiled": torchao_times.get((name, op, "compiled")),
+                        "reference": ref["seconds"],
+                        "fused": fused["seconds"],
+                        "same": ref["checksum"] == expected[name][op]
+                        and fused["checksum"] == expected[name][op],
+                    }
+                )
+
+    header = (
+        f"| {'case':<28} | {'op':<15} | {'amax':>9} | {'torchao eager':>13} | {'torch.compile':>13} "
+        f"| {'crate ref':>10} | {'crate fused':>11} | {'fused/amax':>10} | {'eager/fused':>11} "
+        f"| {'compile/fused':>13} | same |"
+    )
+    print()
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for r in results:
+        print(
+            f"| {r['case']:<28} | {r['op']:<15} | {fmt_time(r['amax']):>9} | {fmt_time(r['eager']):>13} "
+            f"| {fmt_time(r['compiled']):>13} | {fmt_time(r['reference']):>10} | {fmt_time(r['fused']):>11} "
+            f"| {fmt_ratio(r['fused'], r['amax']):>10} | {fmt_ratio(r['eager'], r['fused']):>11} "
+            f"| {fmt_ratio(r['compiled'], r['fused']):>13} | {'yes' if r['same'] else 'NO':<4} |"
+        )
+    print(
+        f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
+        f"{args.rounds} rounds, best median of each"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if not all(r["same"] for r in results):
+        print("some crate outputs differ from torchao's", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+//! The Rust side of `benches/compare.py`: times the crate's reference path
+//! (`force_reference`) and fused path on inputs the script wrote, and
+//! prints one JSON object per measurement on stdout.
+//!
+//! Usage: `bench_compare CASES.json`, where the file holds
+//! `{"threads": 2, "min_seconds": 0.3, "cases": [{"name": .., "input": PATH,
+//! "dtype": "float32"|"bfloat16", "shape": [..], "block_size": [..],
+//! "mapping_type": "SYMMETRIC"|.., "target_dtype": "int8"|..}]}`; the input
+//! file is the tensor's raw little-endian bytes.
+//!
+//! Each measurement is the median wall time of repeated calls (at least 5,
+//! and at least `min_seconds` in all, after two warm-up calls), with a
+//! checksum of the outputs' bytes so that the script can check them against
+//! torchao's.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use tch::{Kind, Tensor};
+use tch_quant::{
+    choose_qparams_affine, choose_qparams_and_quantize_affine, MappingType, QParamsOptions,
+    QuantDtype,
+};
+
+fn kind(name: &str) -> Result<Kind> {
+    Ok(match name {
+        "float32" => Kind::Float,
+        "bfloat16" => Kind::BFloat16,
+        "float16" => Kind::Half,
+        other => bail!("unsupported input dtype {other}"),
+    })
+}
+
+fn ints(v: &Value) -> Result<Vec<i64>> {
+    v.as_array()
+        .context("expected a list")?
+        .iter()
+        .map(|x| x.as_i64().context("expected an int"))
+        .collect()
+}
+
+fn load(case: &Value) -> Result<Tensor> {
+    let path = case["input"].as_str().context("input")?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+    let shape = ints(&case["shape"])?;
+    Ok(Tensor::from_slice(&bytes)
+        .f_view_dtype(kind(case["dtype"].as_str().context("dtype")?)?)?
+        .f_reshape(&shape)?)
+}
+
+/// A checksum of the bytes of every tensor that numpy computes as fast:
+/// `sum(byte[i] * w(i))` with `w(i) = ((i * 0x9E3779B97F4A7C15) >> 32) | 1`,
+/// all mod 2^64, combined over tensors as `h = h * 31 + h_k`.
+fn checksum(tensors: &[&Tensor]) -> Result<String> {
+    let mut h: u64 = 0;
+    for t in tensors {
+        let flat = t
+            .f_contiguous()?
+            .f_reshape([-1])?
+            .f_view_dtype(Kind::Uint8)?;
+        let mut hk: u64 = 0;
+        for (i, b) in Vec::<u8>::try_from(flat)?.into_iter().enumerate() {
+            let w = ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) | 1;
+            hk = hk.wrapping_add((b as u64).wrapping_mul(w));
+        }
+        h = h.wrapping_mul(31).wrapping_add(hk);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Median seconds per call of `f`.
+fn time(min_seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<(f64, usize)> {
+    f()?;
+    f()?;
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5
+        || (start.elapsed().as_secs_f64() < min_seconds && samples.len() < 100_000)
+    {
+        let t = Instant::now();
+        f()?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok((samples[samples.len() / 2], samples.len()))
+}
+
+fn main() -> Result<()> {
+    let path = std::env::args()
+        .nth(1)
+        .context("usage: bench_compare CASES.json")?;
+    let config: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let threads = config["threads"].as_i64().unwrap_or(2);
+    let min_seconds = config["min_seconds"].as_f64().unwrap_or(0.3);
+    tch::set_num_threads(threads as i32);
+    let _guard = tch::no_grad_guard();
+    for case in config["cases"].as_array().context("cases")? {
+        let name = case["name"].as_str().context("name")?;
+        let input = load(case)?;
+        let block = ints(&case["block_size"])?;
+        let mapping: MappingType = case["mapping_type"].as_str().context("mapping")?.parse()?;
+        let dtype: QuantDtype = case["target_dtype"].as_str().context("target")?.parse()?;
+        let emit = |op: &str, path: &str, (secs, reps): (f64, usize), sum: String| {
+            println!(
+                "{}",
+                json!({"name": name, "op": op, "path": path, "seconds": secs, "reps": reps,
+                       "checksum": sum})
+            );
+        };
+        let amax = time(min_seconds, || {
+            let _max = input.f_amax([] as [i64; 0], false)?;
+            Ok(())
+        })?;
+        emit("amax", "libtorch", amax, String::new());
+        for (path, force_reference) in [("reference", true), ("fused", false)] {
+            let options = QParamsOptions {
+                force_reference,
+                ..Default::default()
+            };
+            let qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
+            let zp = qp.zero_point.as_ref().context("zero point")?;
+            let h = checksum(&[&qp.scale, zp])?;
+            let t = time(min_seconds, || {
+                let _qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
+                Ok(())
+            })?;
+            emit("choose", path, t, h);
+            let (qp, codes) =
+                choose_qparams_and_quantize_affine(&input, mapping, &block, dtype, &options)?;
+            let zp = qp.zero_point.as_ref().context("zero point")?;
+            let h = checksum(&[&qp.scale, zp, &codes])?;
+            let t = time(min_seconds, || {
+                let _out =
+                    choose_qparams_and_quantize_affine(&input, mapping, &block, dtype, &options)?;
+                Ok(())
+            })?;
+            emit("choose+quantize", path, t, h);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,354 @@
+//! Block minima and maxima: `amin`/`amax` over each block.
+//!
+//! Values are carried as `f32` (exact for every input dtype). NaN is only
+//! detected, once per batch: the fused path hands inputs with a NaN to the
+//! reference path (see `choose_impl` in `mod.rs`), so a block's min and max
+//! need not propagate it. Which zero a block whose extreme is a mix of
+//! `-0.0` and `0.0` reports is not libtorch's (its order of reduction
+//! decides); the qparams never depend on it (see `qparams.rs`).
+
+use super::float::Elem;
+use super::layout::Batch;
+
+/// Independent accumulators per run: two AVX-512 (four AVX2) registers, so
+/// that several dependency chains overlap.
+const LANES: usize = 32;
+
+/// Per-lane NaN flags, OR-ed over everything a kernel reads.
+type NanLanes = [u32; LANES];
+
+/// `(min, max)` of the non-NaN values of `x` (`(inf, -inf)` if there are
+/// none); sets `nan` lanes for NaN values.
+#[inline(always)]
+pub(crate) fn run_min_max<E: Elem>(x: &[E], nan: &mut NanLanes) -> (f32, f32) {
+    let Some(first) = x.first().map(|e| e.to_f32()) else {
+        return (f32::INFINITY, f32::NEG_INFINITY);
+    };
+    // Starting from an element of the run (and padding the last chunk with
+    // it) keeps the accumulators in registers: no lane is ever special.
+    let (mut lo, mut hi) = ([first; LANES], [first; LANES]);
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        let mut v = [0.0f32; LANES];
+        for (v, e) in v.iter_mut().zip(c) {
+            *v = e.to_f32();
+        }
+        fold_lanes(&mut lo, &mut hi, nan, &v);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut v = [first; LANES];
+        for (v, e) in v.iter_mut().zip(rest) {
+            *v = e.to_f32();
+        }
+        fold_lanes(&mut lo, &mut hi, nan, &v);
+    }
+    (min_of(&lo), max_of(&hi))
+}
+
+#[inline(always)]
+fn fold_lanes(lo: &mut [f32; LANES], hi: &mut [f32; LANES], nan: &mut NanLanes, v: &[f32; LANES]) {
+    for j in 0..LANES {
+        lo[j] = if v[j] < lo[j] { v[j] } else { lo[j] };
+        hi[j] = if v[j] > hi[j] { v[j] } else { hi[j] };
+        nan[j] |= v[j].is_nan() as u32;
+    }
+}
+
+/// Halves `v` lane-wise with `pick` until one value is left, in fixed-width
+/// steps that vectorize (32 -> 16 -> 8 -> 4 -> 2 -> 1).
+#[inline(always)]
+fn tree(v: &[f32; LANES], pick: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut v16 = [0.0f32; 16];
+    for j in 0..16 {
+        v16[j] = pick(v[j], v[j + 16]);
+    }
+    let mut v8 = [0.0f32; 8];
+    for j in 0..8 {
+        v8[j] = pick(v16[j], v16[j + 8]);
+    }
+    let mut v4 = [0.0f32; 4];
+    for j in 0..4 {
+        v4[j] = pick(v8[j], v8[j + 4]);
+    }
+    pick(pick(v4[0], v4[2]), pick(v4[1], v4[3]))
+}
+
+#[inline(always)]
+fn min_of(v: &[f32; LANES]) -> f32 {
+    tree(v, |a, b| if b < a { b } else { a })
+}
+
+#[inline(always)]
+fn max_of(v: &[f32; LANES]) -> f32 {
+    tree(v, |a, b| if b > a { b } else { a })
+}
+
+/// `acc[j] = min(acc[j], v[j])` over `v`'s length.
+///
+/// Computed in registers and stored whole: written as a select on the
+/// accumulator in memory, LLVM emits masked stores (`vmaskmovps`), which are
+/// slow and stall store forwarding.
+#[inline(always)]
+fn min_into(acc: &mut [f32], v: &[f32]) {
+    let mut chunks = acc.chunks_exact_mut(8).zip(v.chunks_exact(8));
+    for (a, v) in &mut chunks {
+        let new: [f32; 8] = std::array::from_fn(|j| if v[j] < a[j] { v[j] } else { a[j] });
+        a.copy_from_slice(&new);
+    }
+    let done = acc.len() / 8 * 8;
+    for (a, &v) in acc[done..].iter_mut().zip(&v[done.min(v.len())..]) {
+        let new = if v < *a { v } else { *a };
+        *a = new;
+    }
+}
+
+/// `acc[j] = max(acc[j], v[j])`, as [`min_into`].
+#[inline(always)]
+fn max_into(acc: &mut [f32], v: &[f32]) {
+    let mut chunks = acc.chunks_exact_mut(8).zip(v.chunks_exact(8));
+    for (a, v) in &mut chunks {
+        let new: [f32; 8] = std::array::from_fn(|j| if v[j] > a[j] { v[j] } else { a[j] });
+        a.copy_from_slice(&new);
+    }
+    let done = acc.len() / 8 * 8;
+    for (a, &v) in acc[done..].iter_mut().zip(&v[done.min(v.len())..]) {
+        let new = if v > *a { v } else { *a };
+        *a = new;
+    }
+}
+
+/// Elementwise `lo[i] = min(lo[i], x[i])`, `hi[i] = max(hi[i], x[i])` over
+/// the non-NaN values; sets `nan` when `x` holds a NaN.
+#[inline(always)]
+pub(crate) fn kept_min_max<E: Elem>(x: &[E], lo: &mut [f32], hi: &mut [f32], nan: &mut u32) {
+    let mut seen = [0u32; 8];
+    let mut v = [0.0f32; 8];
+    for ((c, l), h) in x.chunks(8).zip(lo.chunks_mut(8)).zip(hi.chunks_mut(8)) {
+        for (v, e) in v.iter_mut().zip(c) {
+            *v = e.to_f32();
+        }
+        for j in 0..c.len() {
+            seen[j] |= (v[j].is_nan() as u32).wrapping_neg();
+        }
+        min_into(l, &v[..c.len()]);
+        max_into(h, &v[..c.len()]);
+    }
+    *nan |= seen.iter().fold(0, |a, &b| a | b);
+}
+
+/// Runs at most this long (and a multiple of 8) are reduced eight at a
+/// time ([`eight_runs`]); longer ones one by one ([`run_min_max`]).
+const SHORT_RUN: usize = 128;
+
+kernel! {
+    /// Folds each run of a batch of reduced runs (elements `x[batch.elem..]`)
+    /// into its block's `lo[i]`, `hi[i]` (blocks from `batch.block`), or
+    /// stores it there when `assign` (the run is the block's only one).
+    /// `true` when the batch holds a NaN.
+    pub(crate) fn reduced_runs<E: Elem>(
+        x: &[E],
+        batch: Batch,
+        assign: bool,
+        lo: &mut [f32],
+        hi: &mut [f32],
+    ) -> bool {
+        let x = &x[batch.elem..batch.elem + batch.span()];
+        let (lo, hi) = (&mut lo[..batch.reps], &mut hi[..batch.reps]);
+        let mut nan = [0u32; LANES];
+        let mut first = 0;
+        if batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len {
+            // Consecutive short runs: eight at a time.
+            let whole = batch.reps / 8 * 8;
+            let groups = x[..whole * batch.len].chunks_exact(8 * batch.len);
+            let outs = lo[..whole].chunks_exact_mut(8).zip(hi[..whole].chunks_exact_mut(8));
+            for (runs, (l, h)) in groups.zip(outs) {
+                let (rl, rh) = eight_runs(runs, batch.len, &mut nan);
+                if assign {
+                    l.copy_from_slice(&rl);
+                    h.copy_from_slice(&rh);
+                } else {
+                    min_into(l, &rl);
+                    max_into(h, &rh);
+                }
+            }
+            first = whole;
+        }
+        for (i, (l, h)) in lo.iter_mut().zip(hi.iter_mut()).enumerate().skip(first) {
+            let run = &x[i * batch.stride..i * batch.stride + batch.len];
+            let (rl, rh) = run_min_max(run, &mut nan);
+            if assign {
+                (*l, *h) = (rl, rh);
+            } else {
+                *l = if rl < *l { rl } else { *l };
+                *h = if rh > *h { rh } else { *h };
+            }
+        }
+        nan.iter().any(|&n| n != 0)
+    }
+}
+
+/// Min and max of each of eight consecutive runs of `len` elements
+/// (`len` a multiple of 8): each run is folded into 8 lanes, then the eight
+/// lane vectors are reduced together by a butterfly (pairs of lanes, pairs
+/// of pairs, halves) whose shuffles are AVX's unpack and permute
+/// instructions, instead of eight separate horizontal reductions.
+#[inline(always)]
+fn eight_runs<E: Elem>(x: &[E], len: usize, nan: &mut NanLanes) -> ([f32; 8], [f32; 8]) {
+    let mut lo = [[0.0f32; 8]; 8];
+    let mut hi = [[0.0f32; 8]; 8];
+    for (r, run) in x.chunks_exact(len).take(8).enumerate() {
+        let mut chunks = run.chunks_exact(8);
+        let mut l = [0.0f32; 8];
+        if let Some(c) = chunks.next() {
+            for (l, e) in l.iter_mut().zip(c) {
+                *l = e.to_f32();
+            }
+        }
+        let mut h = l;
+        let mut n = [0u32; 8];
+        for j in 0..8 {
+            n[j] |= (l[j].is_nan() as u32).wrapping_neg();
+        }
+        for c in chunks {
+            let mut v = [0.0f32; 8];
+            for (v, e) in v.iter_mut().zip(c) {
+                *v = e.to_f32();
+            }
+            for j in 0..8 {
+                l[j] = if v[j] < l[j] { v[j] } else { l[j] };
+                h[j] = if v[j] > h[j] { v[j] } else { h[j] };
+                n[j] |= (v[j].is_nan() as u32).wrapping_neg();
+            }
+        }
+        for j in 0..8 {
+            nan[j] |= n[j];
+        }
+        lo[r] = l;
+        hi[r] = h;
+    }
+    let min = |a: f32, b: f32| if b < a { b } else { a };
+    let max = |a: f32, b: f32| if b > a { b } else { a };
+    (butterfly(&lo, min), butterfly(&hi, max))
+}
+
+/// `out[r] = pick` over the 8 lanes of `rows[r]`.
+#[inline(always)]
+fn butterfly(rows: &[[f32; 8]; 8], pick: impl Fn(f32, f32) -> f32) -> [f32; 8] {
+    let both = |a: [f32; 8], b: [f32; 8]| -> [f32; 8] { std::array::from_fn(|j| pick(a[j], b[j])) };
+    // Interleaved lanes (unpacklo/unpackhi): [x0 y0 x1 y1 | x4 y4 x5 y5]
+    // against [x2 y2 x3 y3 | x6 y6 x7 y7].
+    let pairs = |x: [f32; 8], y: [f32; 8]| {
+        both(
+            [x[0], y[0], x[1], y[1], x[4], y[4], x[5], y[5]],
+            [x[2], y[2], x[3], y[3], x[6], y[6], x[7], y[7]],
+        )
+    };
+    // Interleaved lane pairs (unpacklo_pd/unpackhi_pd).
+    let quads = |x: [f32; 8], y: [f32; 8]| {
+        both(
+            [x[0], x[1], y[0], y[1], x[4], x[5], y[4], y[5]],
+            [x[2], x[3], y[2], y[3], x[6], x[7], y[6], y[7]],
+        )
+    };
+    let a = quads(pairs(rows[0], rows[1]), pairs(rows[2], rows[3]));
+    let b = quads(pairs(rows[4], rows[5]), pairs(rows[6], rows[7]));
+    // Low halves against high halves (permute2f128): row r in lane r.
+    both(
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]],
+        [a[4], a[5], a[6], a[7], b[4], b[5], b[6], b[7]],
+    )
+}
+
+kernel! {
+    /// Folds every run of a batch of kept runs (elements `x[batch.elem..]`)
+    /// into `lo[j]`, `hi[j]` elementwise (blocks from `batch.block`).
+    /// `true` when the batch holds a NaN.
+    pub(crate) fn kept_runs<E: Elem>(
+        x: &[E],
+        batch: Batch,
+        lo: &mut [f32],
+        hi: &mut [f32],
+    ) -> bool {
+        let x = &x[batch.elem..batch.elem + batch.span()];
+        let (lo, hi) = (&mut lo[..batch.len], &mut hi[..batch.len]);
+        let mut nan = 0u32;
+        for i in 0..batch.reps {
+            let run = &x[i * batch.stride..i * batch.stride + batch.len];
+            kept_min_max(run, lo, hi, &mut nan);
+        }
+        nan != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::bf16;
+
+    #[test]
+    fn min_max_and_nan() {
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 - 20.0) * 0.5).collect();
+        let mut nan = [0; LANES];
+        assert_eq!(run_min_max(&x, &mut nan), (-10.0, 8.0));
+        assert!(nan.iter().all(|&n| n == 0));
+        let mut y = x.clone();
+        y[33] = f32::NAN;
+        run_min_max(&y, &mut nan);
+        assert!(nan.iter().any(|&n| n != 0));
+        let b: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
+        assert_eq!(run_min_max(&b, &mut [0; LANES]), (-10.0, 8.0));
+        assert_eq!(
+            run_min_max(&[f32::INFINITY], &mut [0; LANES]),
+            (f32::INFINITY, f32::INFINITY)
+        );
+    }
+
+    #[test]
+    fn eight_short_runs_at_once() {
+        for len in [8usize, 16, 32, 64] {
+            let reps = 19;
+            let x: Vec<f32> = (0..reps * len)
+                .map(|i| ((i * 7919) % 1013) as f32 - 500.0)
+                .collect();
+            let batch = Batch {
+                elem: 0,
+                block: 0,
+                len,
+                reps,
+                stride: len,
+            };
+            let (mut lo, mut hi) = (vec![f32::INFINITY; reps], vec![f32::NEG_INFINITY; reps]);
+            assert!(!reduced_runs(&x, batch, false, &mut lo, &mut hi));
+            for (r, run) in x.chunks(len).enumerate() {
+                let want_lo = run.iter().copied().fold(f32::INFINITY, f32::min);
+                let want_hi = run.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!((lo[r], hi[r]), (want_lo, want_hi), "len {len} run {r}");
+            }
+            let mut y = x.clone();
+            y[3 * len + 5] = f32::NAN;
+            assert!(reduced_runs(&y, batch, true, &mut lo, &mut hi));
+        }
+    }
+
+    #[test]
+    fn batches_fold_into_blocks() {
+        let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let (mut lo, mut hi) = ([f32::INFINITY; 3], [f32::NEG_INFINITY; 3]);
+        let runs = Batch {
+            elem: 0,
+            block: 0,
+            len: 4,
+            reps: 3,
+            stride: 4,
+        };
+        assert!(!reduced_runs(&x, runs, true, &mut lo, &mut hi));
+        assert_eq!((lo, hi), ([0.0, 4.0, 8.0], [3.0, 7.0, 11.0]));
+        let (mut lo, mut hi) = ([f32::INFINITY; 4], [f32::NEG_INFINITY; 4]);
+        assert!(!kept_runs(&x, runs, &mut lo, &mut hi));
+        assert_eq!((lo, hi), ([0.0, 1.0, 2.0, 3.0], [8.0, 9.0, 10.0, 11.0]));
+        let mut y = x.clone();
+        y[5] = f32::NAN;
+        assert!(kept_runs(&y, runs, &mut lo, &mut hi));
+    }
+}

@@ -1,0 +1,503 @@
+//! Codes: torchao's `quantize_affine` per element, as libtorch rounds it.
+//!
+//! The reference op sequence, with `S` the scale's dtype, `Z` the zero
+//! point's, `T` the input's and each op's result rounded to the dtype
+//! libtorch's type promotion gives it:
+//!
+//! - Int domain: `r = reciprocal(scale) * 1.0` (in `S`), `y = x * r` (in
+//!   `P = promote(T, S)`), `round(y)` (exact), `y + zp` (in
+//!   `P2 = promote(P, Z)`; an integer `Z` does not promote), clamp in `P2`,
+//!   cast to the code dtype.
+//! - None domain: the same without `+ zp` (computed here as `+ 0` in `P`,
+//!   which changes only the sign of a zero code before the cast).
+//! - Float domain: `m = zp - scale * mid` (in `S' = promote(Z, S)`),
+//!   `(x - m) / scale` (in `P = promote(T, S')`), round, clamp in `P`, cast.
+//!
+//! A block's constants (`a`, `b` below) are computed once per block, the
+//! per-element formula is branch-free.
+
+use std::mem::MaybeUninit;
+
+use tch::Kind;
+
+use super::float::{clamp, promote, round_bf16, round_f16, round_half_even, Elem, Prec};
+use super::layout::Batch;
+use crate::mapping::ZeroPointDomain;
+
+/// A code dtype: the storage of integer quantized dtypes.
+pub(crate) trait Code: Copy + Send + Sync + 'static {
+    /// What libtorch's cast gives for NaN, as an `i32` for [`from_int`]:
+    /// `i32::MIN` for int32, 0 for the narrower types (x86 `cvttss2si` and
+    /// its truncation, the same on libtorch's scalar and vector paths).
+    ///
+    /// [`from_int`]: Code::from_int
+    const NAN_INT: i32;
+
+    /// An integer code inside this dtype's range.
+    fn from_int(i: i32) -> Self;
+
+    /// `y`, clamped to the quant range (so inside this dtype) or NaN, cast as
+    /// libtorch casts floats: truncation toward zero, NaN as [`Code::NAN_INT`].
+    fn from_clamped(y: f32) -> Self;
+}
+
+macro_rules! narrow_code {
+    ($t:ty) => {
+        impl Code for $t {
+            const NAN_INT: i32 = 0;
+            #[inline(always)]
+            fn from_int(i: i32) -> Self {
+                i as $t
+            }
+            #[inline(always)]
+            fn from_clamped(y: f32) -> Self {
+                small_int(y) as $t
+            }
+        }
+    };
+}
+narrow_code!(u8);
+narrow_code!(i8);
+narrow_code!(i16);
+
+impl Code for i32 {
+    const NAN_INT: i32 = i32::MIN;
+    #[inline(always)]
+    fn from_int(i: i32) -> Self {
+        i
+    }
+    #[inline(always)]
+    fn from_clamped(y: f32) -> Self {
+        if y.is_nan() {
+            i32::MIN
+        } else {
+            y as i32
+        }
+    }
+}
+
+/// 1.5 * 2^23: adding it to an `f32` of magnitude below 2^22 rounds it to
+/// an integer (ties to even, the FPU's rounding) held in the low mantissa
+/// bits.
+const MAGIC: f32 = 12_582_912.0;
+
+/// `rne(y)` as an integer, for `|y| < 2^22`.
+#[inline(always)]
+fn magic_round(y: f32) -> i32 {
+    ((y + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
+}
+
+/// `y` truncated toward zero, NaN to 0, for `|y| < 2^22` (the 8- and 16-bit
+/// quant ranges). Branch-free float arithmetic, because Rust's saturating
+/// `as i32` does not vectorize on baseline x86-64.
+#[inline(always)]
+fn small_int(y: f32) -> i32 {
+    const TWO_POW_23: f32 = 8_388_608.0;
+    let y = if y.is_nan() { 0.0 } else { y };
+    let a = y.abs();
+    let nearest = (a + TWO_POW_23) - TWO_POW_23;
+    let t = if nearest > a { nearest - 1.0 } else { nearest };
+    magic_round(t.copysign(y))
+}
+
+/// The per-element formula, given a block's constants `a` and `b`.
+///
+/// [`code`](Formula::code) is the op sequence itself. The fast path
+/// computes the same codes in fewer operations when [`fast_ok`] holds:
+/// with `v = unrounded(x)` and `o = offset(b)` an integer, the code is
+/// `clamp(rne(v) + o, lo, hi)` (the `P2` rounding of `rne(v) + o` cannot
+/// change the clamped result when every integer in `[lo, hi]` is exact in
+/// `P2`: rounding is monotonic and fixes those integers), which equals
+/// `rne(clamp(v, lo - o, hi - o)) + o` (`rne` is monotonic and fixes the
+/// integer bounds). On that bounded value `rne` is an exact integer
+/// conversion ([`magic_round`]). The reference code is NaN exactly when `v`
+/// is (`b` is finite, and `P` rounding keeps NaN and makes none), which
+/// [`unrounded`]'s second value tells more cheaply; NaN gives
+/// [`Code::NAN_INT`].
+///
+/// [`unrounded`]: Formula::unrounded
+///
+/// [`fast_ok`]: Formula::fast_ok
+pub(crate) trait Formula: Copy + Send + Sync + 'static {
+    /// The clamped code as a float.
+    fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32;
+    /// The value that is rounded to nearest even, and a value that is NaN
+    /// exactly when it is (cheaper to compute in the Int domain).
+    fn unrounded(x: f32, a: f32, b: f32) -> (f32, f32);
+    /// What is added after rounding.
+    fn offset(b: f32) -> f32;
+    /// Whether the fast path holds for blocks with constants `b` and the
+    /// quant range `[lo, hi]`.
+    fn fast_ok(b: &[f32], lo: f32, hi: f32) -> bool;
+}
+
+/// Int and None domains: `a = reciprocal`, `b = zero point in P2`.
+#[derive(Clone, Copy)]
+pub(crate) struct IntFormula<P, P2>(P, P2);
+
+/// Float domain: `a = zp - scale * mid`, `b = scale`.
+#[derive(Clone, Copy)]
+pub(crate) struct FloatFormula<P>(P);
+
+/// Bound on codes and offsets of the fast path, so that every intermediate
+/// stays below 2^22.
+const FAST_LIMIT: f32 = 1_048_576.0;
+
+impl<P: Prec, P2: Prec> Formula for IntFormula<P, P2> {
+    #[inline(always)]
+    fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32 {
+        let y = round_half_even(P::round(x * a));
+        clamp(P2::round(y + b), lo, hi)
+    }
+    #[inline(always)]
+    fn unrounded(x: f32, a: f32, _: f32) -> (f32, f32) {
+        let product = x * a;
+        (P::round_non_nan(product), product)
+    }
+    #[inline(always)]
+    fn offset(b: f32) -> f32 {
+        b
+    }
+    fn fast_ok(b: &[f32], lo: f32, hi: f32) -> bool {
+        let limit = P2::EXACT_INTS.min(FAST_LIMIT);
+        -limit <= lo
+            && hi <= limit
+            && b.iter()
+                .all(|&b| b.abs() <= FAST_LIMIT && b == round_half_even(b))
+    }
+}
+
+impl<P: Prec> Formula for FloatFormula<P> {
+    #[inline(always)]
+    fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32 {
+        let y = P::round(P::round(x - a) / b);
+        clamp(round_half_even(y), lo, hi)
+    }
+    #[inline(always)]
+    fn unrounded(x: f32, a: f32, b: f32) -> (f32, f32) {
+        let v = P::round(P::round(x - a) / b);
+        (v, v)
+    }
+    #[inline(always)]
+    fn offset(_: f32) -> f32 {
+        0.0
+    }
+    fn fast_ok(_: &[f32], lo: f32, hi: f32) -> bool {
+        -FAST_LIMIT <= lo && hi <= FAST_LIMIT
+    }
+}
+
+/// A block's constants for the fast path: `v` is clamped to `lo..=hi` and
+/// the code is `(v + MAGIC).to_bits() - bias`.
+#[derive(Clone, Copy)]
+struct Fast {
+    lo: f32,
+    hi: f32,
+    bias: i32,
+    /// `-offset`, which converts to code 0.
+    zero: f32,
+}
+
+impl Fast {
+    #[inline(always)]
+    fn new<F: Formula>(b: f32, (lo, hi): (f32, f32)) -> Self {
+        let offset = F::offset(b);
+        Fast {
+            lo: lo - offset,
+            hi: hi - offset,
+            bias: (MAGIC.to_bits() as i32).wrapping_sub(offset as i32),
+            zero: -offset,
+        }
+    }
+
+    /// The code of the unrounded value `v`, NaN when `probe` is (see
+    /// [`Formula`]).
+    #[inline(always)]
+    fn code<C: Code>(self, (v, probe): (f32, f32)) -> C {
+        let clamped = clamp(v, self.lo, self.hi);
+        if C::NAN_INT == 0 {
+            // NaN becomes -offset, which converts to code 0: the select
+            // happens on floats, before the codes are narrowed.
+            let clamped = if probe.is_nan() { self.zero } else { clamped };
+            C::from_int(((clamped + MAGIC).to_bits() as i32).wrapping_sub(self.bias))
+        } else {
+            let i = ((clamped + MAGIC).to_bits() as i32).wrapping_sub(self.bias);
+            C::from_int(if probe.is_nan() { C::NAN_INT } else { i })
+        }
+    }
+}
+
+/// Codes of a run whose elements share one block.
+#[inline(always)]
+pub(crate) fn quantize_run<E: Elem, F: Formula, C: Code>(
+    x: &[E],
+    out: &mut [MaybeUninit<C>],
+    (a, b): (f32, f32),
+    (lo, hi): (f32, f32),
+    fast: bool,
+) {
+    if fast {
+        let k = Fast::new::<F>(b, (lo, hi));
+        for (o, &e) in out.iter_mut().zip(x) {
+            *o = MaybeUninit::new(k.code(F::unrounded(e.to_f32(), a, b)));
+        }
+    } else {
+        for (o, &e) in out.iter_mut().zip(x) {
+            *o = MaybeUninit::new(C::from_clamped(F::code(e.to_f32(), a, b, lo, hi)));
+        }
+    }
+}
+
+/// Codes of a run whose elements each have their own block.
+#[inline(always)]
+pub(crate) fn quantize_kept<E: Elem, F: Formula, C: Code>(
+    x: &[E],
+    out: &mut [MaybeUninit<C>],
+    a: &[f32],
+    b: &[f32],
+    (lo, hi): (f32, f32),
+    fast: bool,
+) {
+    let elems = out.iter_mut().zip(x).zip(a).zip(b);
+    if fast {
+        for (((o, &e), &a), &b) in elems {
+            let k = Fast::new::<F>(b, (lo, hi));
+            *o = MaybeUninit::new(k.code(F::unrounded(e.to_f32(), a, b)));
+        }
+    } else {
+        for (((o, &e), &a), &b) in elems {
+            *o = MaybeUninit::new(C::from_clamped(F::code(e.to_f32(), a, b, lo, hi)));
+        }
+    }
+}
+
+kernel! {
+    /// Codes of a batch of reduced runs: run `i` (elements `x[batch.elem..]`,
+    /// written to `out[..]`) with its block's constants `a[i]`, `b[i]`; the
+    /// fast path when `fast` (see [`Formula`]).
+    pub(crate) fn quantize_reduced<E: Elem, F: Formula, C: Code>(
+        x: &[E],
+        batch: Batch,
+        a: &[f32],
+        b: &[f32],
+        bounds: (f32, f32),
+        fast: bool,
+        out: &mut [MaybeUninit<C>],
+    ) {
+        let x = &x[batch.elem..batch.elem + batch.span()];
+        let out = &mut out[..batch.span()];
+        for (i, (&a, &b)) in a[..batch.reps].iter().zip(&b[..batch.reps]).enumerate() {
+            let at = i * batch.stride..i * batch.stride + batch.len;
+            quantize_run::<E, F, C>(&x[at.clone()], &mut out[at], (a, b), bounds, fast);
+        }
+    }
+}
+
+kernel! {
+    /// Codes of a batch of kept runs: element `j` of every run with the
+    /// constants `a[j]`, `b[j]`.
+    pub(crate) fn quantize_kept_runs<E: Elem, F: Formula, C: Code>(
+        x: &[E],
+        batch: Batch,
+        a: &[f32],
+        b: &[f32],
+        bounds: (f32, f32),
+        fast: bool,
+        out: &mut [MaybeUninit<C>],
+    ) {
+        let x = &x[batch.elem..batch.elem + batch.span()];
+        let out = &mut out[..batch.span()];
+        let (a, b) = (&a[..batch.len], &b[..batch.len]);
+        for i in 0..batch.reps {
+            let at = i * batch.stride..i * batch.stride + batch.len;
+            quantize_kept::<E, F, C>(&x[at.clone()], &mut out[at], a, b, bounds, fast);
+        }
+    }
+}
+
+/// The dtypes of one quantize computation, derived by libtorch's promotion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct QuantKinds {
+    pub domain: ZeroPointDomain,
+    /// The scale's dtype.
+    pub scale: Kind,
+    /// `zp - scale * mid` (Float domain).
+    pub min_val: Kind,
+    /// `x * r`, or `(x - m) / scale`.
+    pub p: Kind,
+    /// `+ zp` and the clamp (Int domain); `p` otherwise.
+    pub p2: Kind,
+    /// `(quant_max + quant_min + 1) / 2` as libtorch's float opmath sees it.
+    pub mid: f32,
+}
+
+impl QuantKinds {
+    /// `None` for dtypes the fused path does not emulate (float64 anywhere,
+    /// bool zero points).
+    pub fn new(
+        domain: ZeroPointDomain,
+        input: Kind,
+        scale: Kind,
+        zero_point: Option<Kind>,
+        mid: f64,
+    ) -> Option<Self> {
+        let float = |k: Kind| matches!(k, Kind::Float | Kind::Half | Kind::BFloat16);
+        let int = |k: Kind| {
+            matches!(
+                k,
+                Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64
+            )
+        };
+        if !float(input) || !float(scale) {
+            return None;
+        }
+        // An integer operand takes the float operand's dtype.
+        let with_zp = |k: Kind| match zero_point {
+            Some(z) if float(z) => Some(promote(k, z)),
+            Some(z) if int(z) => Some(k),
+            Some(_) => None,
+            None => Some(k),
+        };
+        let (min_val, p, p2) = match domain {
+            ZeroPointDomain::Float => {
+                let min_val = with_zp(scale)?;
+                let p = promote(input, min_val);
+                (min_val, p, p)
+            }
+            ZeroPointDomain::Int | ZeroPointDomain::None => {
+                let p = promote(input, scale);
+                (scale, p, with_zp(p)?)
+            }
+        };
+        Some(QuantKinds {
+            domain,
+            scale,
+            min_val,
+            p,
+            p2,
+            mid: mid as f32,
+        })
+    }
+
+    /// The dtype the clamp runs in.
+    pub fn clamp_kind(&self) -> Kind {
+        self.p2
+    }
+
+    /// Per-block constants from the scale (as a value of `self.scale`) and
+    /// the zero point (as a value of its dtype, converted to `f32` as
+    /// libtorch converts it: integers rounded to nearest). `zp` is ignored in
+    /// the None domain. Writes `a` and `b`, as long as `scale`.
+    pub fn constants(&self, scale: &[f32], zp: &[f32], a: &mut [f32], b: &mut [f32]) {
+        quant_constants(self, scale, zp, a, b);
+    }
+}
+
+kernel! {
+    /// [`QuantKinds::constants`] as a kernel.
+    fn quant_constants<>(kinds: &QuantKinds, scale: &[f32], zp: &[f32], a: &mut [f32], b: &mut [f32]) {
+        let n = scale.len();
+        let (a, b) = (&mut a[..n], &mut b[..n]);
+        match kinds.domain {
+            ZeroPointDomain::Int | ZeroPointDomain::None => {
+                for (r, &s) in a.iter_mut().zip(scale) {
+                    *r = 1.0 / s;
+                }
+                round_slice(kinds.scale, a);
+                if kinds.domain == ZeroPointDomain::Int {
+                    b.copy_from_slice(&zp[..n]);
+                    round_slice(kinds.p2, b);
+                } else {
+                    b.fill(0.0);
+                }
+            }
+            ZeroPointDomain::Float => {
+                for (t, &s) in b.iter_mut().zip(scale) {
+                    *t = s * kinds.mid;
+                }
+                round_slice(kinds.scale, b);
+                a.copy_from_slice(&zp[..n]);
+                round_slice(kinds.min_val, a);
+                for (m, &t) in a.iter_mut().zip(b.iter()) {
+                    *m -= t;
+                }
+                round_slice(kinds.min_val, a);
+                b.copy_from_slice(scale);
+            }
+        }
+    }
+}
+
+/// Rounds every value to `kind`, with the dtype test hoisted out of the loop
+/// so that each loop vectorizes.
+pub(crate) fn round_slice(kind: Kind, v: &mut [f32]) {
+    match kind {
+        Kind::BFloat16 => v.iter_mut().for_each(|x| *x = round_bf16(*x)),
+        Kind::Half => v.iter_mut().for_each(|x| *x = round_f16(*x)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::float::{Bf16, F32};
+    use super::*;
+
+    #[test]
+    fn promotion_follows_libtorch() {
+        let k = QuantKinds::new(
+            ZeroPointDomain::Int,
+            Kind::BFloat16,
+            Kind::BFloat16,
+            Some(Kind::Int),
+            8.0,
+        )
+        .unwrap();
+        assert_eq!((k.p, k.p2), (Kind::BFloat16, Kind::BFloat16));
+        let k = QuantKinds::new(
+            ZeroPointDomain::Int,
+            Kind::BFloat16,
+            Kind::BFloat16,
+            Some(Kind::Half),
+            8.0,
+        )
+        .unwrap();
+        assert_eq!((k.p, k.p2), (Kind::BFloat16, Kind::Float));
+        let k = QuantKinds::new(
+            ZeroPointDomain::Float,
+            Kind::Half,
+            Kind::BFloat16,
+            Some(Kind::BFloat16),
+            8.0,
+        )
+        .unwrap();
+        assert_eq!((k.min_val, k.p), (Kind::BFloat16, Kind::Float));
+        assert!(
+            QuantKinds::new(ZeroPointDomain::Int, Kind::Float, Kind::Double, None, 0.0).is_none()
+        );
+    }
+
+    #[test]
+    fn int_codes_round_half_even_and_saturate() {
+        let x = [0.5f32, 1.5, 2.5, -0.5, 1000.0, f32::NAN];
+        let mut out = [MaybeUninit::<i8>::uninit(); 6];
+        quantize_run::<f32, IntFormula<F32, F32>, i8>(
+            &x,
+            &mut out,
+            (1.0, 0.0),
+            (-128.0, 127.0),
+            false,
+        );
+        let got: Vec<i8> = out.iter().map(|c| unsafe { c.assume_init() }).collect();
+        assert_eq!(got, vec![0, 2, 2, 0, 127, 0]);
+        let mut out = [MaybeUninit::<i32>::uninit(); 1];
+        quantize_run::<f32, IntFormula<Bf16, Bf16>, i32>(
+            &[f32::NAN],
+            &mut out,
+            (1.0, 0.0),
+            (0.0, 15.0),
+            false,
+        );
+        assert_eq!(unsafe { out[0].assume_init() }, i32::MIN);
+    }
+}

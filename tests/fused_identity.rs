@@ -1,0 +1,757 @@
+//! The fused CPU path against the reference path (the libtorch op
+//! sequence, `force_reference`), bit for bit: on every choose, quantize and
+//! chain case of the committed fixtures, and on seeded random cases.
+//!
+//! `TCH_QUANT_FUSED_SEED` sets the seed (printed on every run; by default
+//! one drawn from the clock), `TCH_QUANT_FUSED_CASES` the number of random
+//! cases (default 20000). NaN equals NaN whatever its payload (libtorch's
+//! own NaN bits depend on its code path); everything else, dtype and shape
+//! included, must be identical.
+//!
+//! The fused kernels exist in a baseline, an AVX2 and an AVX-512 build and
+//! run the widest the CPU has; `every_simd_level_is_bit_identical` re-runs
+//! the random cases in child processes capped (`TCH_QUANT_SIMD`) at the
+//! narrower levels.
+
+// Only the oracle loading and comparison of the parity harness are used.
+#[allow(dead_code)]
+#[path = "parity/extra_ops.rs"]
+mod extra_ops;
+#[allow(dead_code)]
+#[path = "parity/replay.rs"]
+mod replay;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+use tch_quant::{
+    choose_qparams_affine, choose_qparams_and_quantize_affine, quantize_affine, MappingType,
+    QParamsOptions, QuantDtype, QuantizeOptions, ZeroPointDomain,
+};
+
+/// The outputs of one call, or that it failed.
+type Answer = std::result::Result<Vec<Option<Tensor>>, tch_quant::Error>;
+
+/// One call, on either path.
+#[derive(Debug)]
+enum Call {
+    Choose {
+        mapping: MappingType,
+        block: Vec<i64>,
+        dtype: QuantDtype,
+        options: QParamsOptions,
+    },
+    Quantize {
+        block: Vec<i64>,
+        scale: Tensor,
+        zero_point: Option<Tensor>,
+        dtype: QuantDtype,
+        options: QuantizeOptions,
+    },
+    Chain {
+        mapping: MappingType,
+        block: Vec<i64>,
+        dtype: QuantDtype,
+        options: QParamsOptions,
+    },
+}
+
+impl Call {
+    fn name(&self) -> &'static str {
+        match self {
+            Call::Choose { .. } => "choose",
+            Call::Quantize { .. } => "quantize",
+            Call::Chain { .. } => "chain",
+        }
+    }
+
+    fn run(&self, input: &Tensor, reference: bool) -> Answer {
+        match self {
+            Call::Choose {
+                mapping,
+                block,
+                dtype,
+                options,
+            } => {
+                let options = QParamsOptions {
+                    force_reference: reference,
+                    ..*options
+                };
+                let qp = choose_qparams_affine(input, *mapping, block, *dtype, &options)?;
+                Ok(vec![Some(qp.scale), qp.zero_point])
+            }
+            Call::Quantize {
+                block,
+                scale,
+                zero_point,
+                dtype,
+                options,
+            } => {
+                let options = QuantizeOptions {
+                    force_reference: reference,
+                    ..*options
+                };
+                let q =
+                    quantize_affine(input, block, scale, zero_point.as_ref(), *dtype, &options)?;
+                Ok(vec![Some(q)])
+            }
+            Call::Chain {
+                mapping,
+                block,
+                dtype,
+                options,
+            } => {
+                let options = QParamsOptions {
+                    force_reference: reference,
+                    ..*options
+                };
+                let (qp, codes) =
+                    choose_qparams_and_quantize_affine(input, *mapping, block, *dtype, &options)?;
+                Ok(vec![Some(qp.scale), qp.zero_point, Some(codes)])
+            }
+        }
+    }
+}
+
+/// `None` when both answers are identical, else what differs.
+fn differs(fused: &Answer, reference: &Answer) -> Result<Option<String>> {
+    match (fused, reference) {
+        (Err(_), Err(_)) => Ok(None),
+        (Ok(_), Err(e)) => Ok(Some(format!("reference failed ({e}), fused did not"))),
+        (Err(e), Ok(_)) => Ok(Some(format!("fused failed: {e}"))),
+        (Ok(f), Ok(r)) => {
+            for (i, (f, r)) in f.iter().zip(r).enumerate() {
+                match (f, r) {
+                    (None, None) => {}
+                    (Some(f), Some(r)) => {
+                        if let Some(d) = replay::compare(r, f)? {
+                            return Ok(Some(format!("output {i}: {d}")));
+                        }
+                    }
+                    _ => return Ok(Some(format!("output {i}: None on one path only"))),
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// SplitMix64: a small, seedable generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())].clone()
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u = self.unit().max(1e-300);
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
+    }
+}
+
+const FLOATS: [Kind; 3] = [Kind::Float, Kind::BFloat16, Kind::Half];
+
+fn divisors(n: i64) -> Vec<i64> {
+    (1..=n).filter(|d| n % d == 0).collect()
+}
+
+/// A shape and a block size; `big` makes inputs large enough to be split
+/// over threads.
+fn layout(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
+    let dim = |rng: &mut Rng| -> i64 {
+        if rng.chance(0.4) {
+            rng.pick(&[1, 2, 3, 4, 8, 16, 32, 64, 128])
+        } else {
+            1 + rng.below(24) as i64
+        }
+    };
+    let (rows, cols) = if big {
+        (
+            rng.pick(&[1, 2, 3, 64, 512, 1024]),
+            rng.pick(&[256, 384, 1024, 4096]),
+        )
+    } else {
+        (dim(rng), dim(rng))
+    };
+    match rng.below(6) {
+        // Per tensor.
+        0 => {
+            let shape = if big {
+                vec![rows * cols]
+            } else {
+                (0..1 + rng.below(3)).map(|_| dim(rng)).collect()
+            };
+            (shape.clone(), shape)
+        }
+        // Per row.
+        1 => (vec![rows, cols], vec![1, cols]),
+        // Per group along the last dim.
+        2 => {
+            let g = rng.pick(&divisors(cols));
+            (vec![rows, cols], vec![1, g])
+        }
+        // Per axis: one dim kept, the others reduced.
+        3 => {
+            let shape: Vec<i64> = if big {
+                vec![rows, cols]
+            } else {
+                (0..2 + rng.below(2)).map(|_| dim(rng)).collect()
+            };
+            let keep = rng.below(shape.len());
+            let block = shape
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| if i == keep { 1 } else { s })
+                .collect();
+            (shape, block)
+        }
+        // Rank 3, per group along the last dim.
+        4 => {
+            let shape = vec![1 + rng.below(4) as i64, rows.min(256), cols.min(1024)];
+            let g = rng.pick(&divisors(shape[2]));
+            (shape.clone(), vec![1, 1, g])
+        }
+        // General blocks: each dim unsplit, whole or a divisor.
+        _ => {
+            let shape: Vec<i64> = if big {
+                vec![rows, cols]
+            } else {
+                (0..1 + rng.below(4)).map(|_| dim(rng)).collect()
+            };
+            let block = shape.iter().map(|&s| rng.pick(&divisors(s))).collect();
+            (shape, block)
+        }
+    }
+}
+
+/// One value of a random regime, as f64 (converted to the input dtype by
+/// libtorch afterwards).
+fn value(rng: &mut Rng, regime: usize, sigma: f64, special: f64, kind: Kind) -> f64 {
+    let max = match kind {
+        Kind::Half => 65504.0,
+        Kind::BFloat16 => 3.389e38,
+        _ => f32::MAX as f64,
+    };
+    let tiny = match kind {
+        Kind::Half => 5.96e-8,
+        _ => 1.4e-45,
+    };
+    if rng.chance(special) {
+        return rng.pick(&[
+            0.0,
+            -0.0,
+            tiny,
+            -tiny,
+            tiny * 3.0,
+            max,
+            -max,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ]);
+    }
+    match regime {
+        0 => rng.normal() * sigma,
+        1 => rng.normal().abs() * sigma,
+        2 => -rng.normal().abs() * sigma,
+        // Multiples of half a power of two: ties at .5 for power-of-two scales.
+        3 => (rng.below(64) as f64 - 32.0) * 0.5 * sigma,
+        4 => sigma,
+        5 => rng.pick(&[0.0, -0.0]),
+        6 => rng.normal() * tiny * 16.0,
+        _ => rng.normal() * max / 4.0,
+    }
+}
+
+fn random_input(rng: &mut Rng, shape: &[i64], kind: Kind) -> Result<Tensor> {
+    let n: i64 = shape.iter().product();
+    let regime = rng.below(8);
+    let sigma = rng.pick(&[1.0, 0.5, 2.0, 1e-3, 1e3]) * 2f64.powi(rng.below(40) as i32 - 20);
+    let special = rng.pick(&[0.0, 0.0, 0.001, 0.02]);
+    let nan_block = rng.chance(0.05);
+    let mut v: Vec<f64> = (0..n)
+        .map(|_| value(rng, regime, sigma, special, kind))
+        .collect();
+    if nan_block && n > 0 {
+        let i = rng.below(n as usize);
+        v[i] = f64::NAN;
+    }
+    let t = Tensor::from_slice(&v).f_to_kind(kind)?;
+    Ok(if rng.chance(0.05) && shape.len() >= 2 {
+        // A non-contiguous view with the same shape and values.
+        let mut swapped = shape.to_vec();
+        swapped.swap(0, 1);
+        t.f_reshape(shape)?
+            .f_transpose(0, 1)?
+            .f_contiguous()?
+            .f_reshape(&swapped)?
+            .f_transpose(0, 1)?
+    } else {
+        t.f_reshape(shape)?
+    })
+}
+
+fn random_dtype(rng: &mut Rng) -> QuantDtype {
+    if rng.chance(0.5) {
+        rng.pick(&[QuantDtype::Int8, QuantDtype::UInt8, QuantDtype::UInt4])
+    } else {
+        rng.pick(&QuantDtype::ALL)
+    }
+}
+
+fn random_range(rng: &mut Rng, dtype: QuantDtype) -> (Option<f64>, Option<f64>) {
+    if !rng.chance(0.2) {
+        return (None, None);
+    }
+    let (lo, hi) = dtype.bounds();
+    if dtype.is_float8() {
+        return (Some(lo / 2.0), Some(hi / 2.0));
+    }
+    let span = (hi - lo).min(1000.0) as usize;
+    let a = lo + rng.below(span + 1) as f64;
+    let b = lo + rng.below(span + 1) as f64;
+    (Some(a.min(b)), Some(a.max(b)))
+}
+
+fn random_choose(rng: &mut Rng, kind: Kind) -> (MappingType, QuantDtype, QParamsOptions) {
+    let dtype = random_dtype(rng);
+    let mapping = if dtype.is_float8() || rng.chance(0.5) {
+        rng.pick(&[MappingType::Symmetric, MappingType::SymmetricNoClippingErr])
+    } else {
+        MappingType::Asymmetric
+    };
+    let mapping = if rng.chance(0.03) {
+        rng.pick(&[MappingType::Asymmetric, MappingType::Symmetric])
+    } else {
+        mapping
+    };
+    let (quant_min, quant_max) = random_range(rng, dtype);
+    let asym = mapping == MappingType::Asymmetric;
+    let domain = if asym {
+        rng.pick(&[
+            ZeroPointDomain::Int,
+            ZeroPointDomain::Int,
+            ZeroPointDomain::Float,
+            ZeroPointDomain::None,
+        ])
+    } else {
+        rng.pick(&[ZeroPointDomain::Int, ZeroPointDomain::None])
+    };
+    let eps = match rng.below(8) {
+        0 => Some(0.0),
+        1 => Some(1e-30),
+        2 => Some(rng.unit() * 1e-3),
+        3 => Some(1.0 + 2f64.powi(-8) + 2f64.powi(-30)),
+        4 => Some(rng.unit()),
+        _ => None,
+    };
+    let float_kinds = [Kind::Float, Kind::BFloat16, Kind::Half, Kind::Double];
+    let options = QParamsOptions {
+        quant_min,
+        quant_max,
+        eps,
+        scale_dtype: rng.chance(0.3).then(|| rng.pick(&float_kinds)),
+        zero_point_dtype: rng.chance(0.3).then(|| {
+            rng.pick(&[
+                Kind::Uint8,
+                Kind::Int8,
+                Kind::Int16,
+                Kind::Int,
+                Kind::Int64,
+                Kind::Float,
+                Kind::BFloat16,
+                Kind::Half,
+                Kind::Double,
+            ])
+        }),
+        preserve_zero: !asym || rng.chance(0.6) || rng.chance(0.02),
+        zero_point_domain: domain,
+        force_reference: false,
+    };
+    let _ = kind;
+    (mapping, dtype, options)
+}
+
+/// Scale and zero point for a quantize call: from the reference choose, or
+/// drawn (powers of two for exact ties, zero, negative, special values).
+fn random_qparams(
+    rng: &mut Rng,
+    input: &Tensor,
+    block: &[i64],
+    mapping: MappingType,
+    dtype: QuantDtype,
+    options: &QParamsOptions,
+) -> Result<Option<(Tensor, Option<Tensor>)>> {
+    let reference = QParamsOptions {
+        force_reference: true,
+        ..*options
+    };
+    let Ok(qp) = choose_qparams_affine(input, mapping, block, dtype, &reference) else {
+        return Ok(None);
+    };
+    if rng.chance(0.5) {
+        return Ok(Some((qp.scale, qp.zero_point)));
+    }
+    let n = qp.scale.numel();
+    let shape = qp.scale.size();
+    let scale: Vec<f64> = (0..n)
+        .map(|_| match rng.below(10) {
+            0 => 0.0,
+            1 => -2f64.powi(rng.below(10) as i32 - 5),
+            2 => rng.pick(&[f64::NAN, f64::INFINITY, 1e-40, 1e-8]),
+            3..=5 => 2f64.powi(rng.below(30) as i32 - 15),
+            _ => rng.unit() * 2f64.powi(rng.below(20) as i32 - 10),
+        })
+        .collect();
+    let scale_kind = rng.pick(&[Kind::Float, Kind::BFloat16, Kind::Half, Kind::Double]);
+    let scale = Tensor::from_slice(&scale)
+        .f_to_kind(scale_kind)?
+        .f_reshape(&shape)?;
+    let zero_point = match options.zero_point_domain {
+        ZeroPointDomain::None => None,
+        _ => {
+            let (lo, hi) = dtype.bounds();
+            let zp: Vec<f64> = (0..n)
+                .map(|_| match rng.below(8) {
+                    0 => f64::NAN,
+                    1 => lo + rng.below(((hi - lo).min(1e6)) as usize + 1) as f64 + 0.5,
+                    2 => (rng.normal() * 300.0).round(),
+                    _ => (lo + rng.below(((hi - lo).min(1e6)) as usize + 1) as f64).min(hi),
+                })
+                .collect();
+            let zp_kind = rng.pick(&[
+                Kind::Int,
+                Kind::Int,
+                Kind::Uint8,
+                Kind::Int8,
+                Kind::Int16,
+                Kind::Int64,
+                Kind::Float,
+                Kind::BFloat16,
+                Kind::Half,
+                Kind::Double,
+            ]);
+            let zp = Tensor::from_slice(&zp);
+            let zp = if matches!(
+                zp_kind,
+                Kind::Float | Kind::BFloat16 | Kind::Half | Kind::Double
+            ) {
+                zp.f_to_kind(zp_kind)?
+            } else {
+                // Integers from NaN or out of range are whatever libtorch
+                // casts them to; only their dtype matters here.
+                zp.f_nan_to_num(0.0, None, None)?
+                    .f_clamp(-1e9, 1e9)?
+                    .f_to_kind(zp_kind)?
+            };
+            Some(zp.f_reshape(&shape)?)
+        }
+    };
+    Ok(Some((scale, zero_point)))
+}
+
+/// One random case: an input and a call.
+fn random_case(rng: &mut Rng, big: bool) -> Result<Option<(Tensor, Call)>> {
+    let kind = rng.pick(&FLOATS);
+    let (shape, block) = layout(rng, big);
+    let mut input = random_input(rng, &shape, kind)?;
+    let (mapping, dtype, options) = random_choose(rng, kind);
+    let call = match rng.below(10) {
+        0..=3 => {
+            if rng.chance(0.02) {
+                input = input.set_requires_grad(true);
+            }
+            Call::Choose {
+                mapping,
+                block,
+                dtype,
+                options,
+            }
+        }
+        4..=6 => {
+            let Some((scale, zero_point)) =
+                random_qparams(rng, &input, &block, mapping, dtype, &options)?
+            else {
+                return Ok(None);
+            };
+            Call::Quantize {
+                block,
+                scale,
+                zero_point,
+                dtype,
+                options: QuantizeOptions {
+                    quant_min: options.quant_min,
+                    quant_max: options.quant_max,
+                    zero_point_domain: options.zero_point_domain,
+                    force_reference: false,
+                },
+            }
+        }
+        _ => Call::Chain {
+            mapping,
+            block,
+            dtype,
+            options,
+        },
+    };
+    Ok(Some((input, call)))
+}
+
+fn seed() -> u64 {
+    std::env::var("TCH_QUANT_FUSED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000_007)
+                .unwrap_or(0)
+        })
+}
+
+fn case_count() -> usize {
+    std::env::var("TCH_QUANT_FUSED_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// Tallies per kind of case: (cases, both paths failed).
+#[derive(Default)]
+struct Tally {
+    by_kind: BTreeMap<String, (usize, usize)>,
+    diffs: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, key: String, fused: &Answer, reference: &Answer) -> Result<()> {
+        let entry = self.by_kind.entry(key.clone()).or_default();
+        entry.0 += 1;
+        if fused.is_err() && reference.is_err() {
+            entry.1 += 1;
+        }
+        if let Some(d) = differs(fused, reference)? {
+            self.diffs.push(format!("{key}: {d}"));
+        }
+        Ok(())
+    }
+
+    fn total(&self) -> usize {
+        self.by_kind.values().map(|v| v.0).sum()
+    }
+
+    fn print(&self, what: &str) {
+        println!(
+            "{what}: {} cases, {} identical",
+            self.total(),
+            self.total() - self.diffs.len()
+        );
+        for (k, (n, err)) in &self.by_kind {
+            println!("  {k:<24} {n:>6} cases ({err} refused by both paths)");
+        }
+        for d in self.diffs.iter().take(20) {
+            println!("  DIFF {d}");
+        }
+    }
+}
+
+#[test]
+fn fused_path_is_bit_identical_on_random_cases() -> Result<()> {
+    let seed = seed();
+    let count = case_count();
+    println!("fused identity: seed {seed} (TCH_QUANT_FUSED_SEED), {count} cases");
+    let mut rng = Rng(seed);
+    let mut tally = Tally::default();
+    let mut drawn = 0usize;
+    while tally.total() < count {
+        drawn += 1;
+        // One case in 500 is large enough to be split over threads.
+        let big = drawn % 500 == 7;
+        let Some((input, call)) = random_case(&mut rng, big)? else {
+            continue;
+        };
+        let fused = call.run(&input, false);
+        let reference = call.run(&input, true);
+        let key = format!("{}/{:?}", call.name(), input.kind());
+        let before = tally.diffs.len();
+        tally.record(key, &fused, &reference)?;
+        if tally.diffs.len() > before {
+            let last = tally.diffs.pop().unwrap_or_default();
+            tally.diffs.push(format!(
+                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
+                input.kind(),
+                input.size()
+            ));
+        }
+    }
+    tally.print("fused identity, random");
+    assert!(
+        tally.diffs.is_empty(),
+        "{} random cases differ (seed {seed})",
+        tally.diffs.len()
+    );
+    Ok(())
+}
+
+fn parse_call(oracle: &replay::Oracle, case: &Value) -> Result<Option<(Tensor, Call)>> {
+    let a = &case["args"];
+    let op = case["op"].as_str().context("op")?;
+    let opt_f64 = |v: &Value| v.as_f64();
+    let opt_kind = |v: &Value| v.as_str().map(replay::kind_from_name).transpose();
+    let domain: ZeroPointDomain = a["zero_point_domain"].as_str().unwrap_or("INT").parse()?;
+    let block = || replay::ints(&a["block_size"]);
+    let mapping = || -> Result<MappingType> {
+        Ok(a["mapping_type"]
+            .as_str()
+            .context("mapping_type")?
+            .parse()?)
+    };
+    let qparams_options = || -> Result<QParamsOptions> {
+        Ok(QParamsOptions {
+            quant_min: opt_f64(&a["quant_min"]),
+            quant_max: opt_f64(&a["quant_max"]),
+            eps: opt_f64(&a["eps"]),
+            scale_dtype: opt_kind(&a["scale_dtype"])?,
+            zero_point_dtype: opt_kind(&a["zero_point_dtype"])?,
+            preserve_zero: a["preserve_zero"].as_bool().unwrap_or(true),
+            zero_point_domain: domain,
+            force_reference: false,
+        })
+    };
+    let input = || -> Result<Tensor> {
+        oracle
+            .arg_tensor(case, "input", Device::Cpu)?
+            .context("input")
+    };
+    Ok(Some(match op {
+        "choose_qparams_affine" => (
+            input()?,
+            Call::Choose {
+                mapping: mapping()?,
+                block: block()?,
+                dtype: replay::qdtype(&a["target_dtype"])?,
+                options: qparams_options()?,
+            },
+        ),
+        "chain" => (
+            input()?,
+            Call::Chain {
+                mapping: mapping()?,
+                block: block()?,
+                dtype: replay::qdtype(&a["target_dtype"])?,
+                options: qparams_options()?,
+            },
+        ),
+        "quantize_affine" => (
+            input()?,
+            Call::Quantize {
+                block: block()?,
+                scale: oracle
+                    .arg_tensor(case, "scale", Device::Cpu)?
+                    .context("scale")?,
+                zero_point: oracle.arg_tensor(case, "zero_point", Device::Cpu)?,
+                dtype: replay::qdtype(&a["output_dtype"])?,
+                options: QuantizeOptions {
+                    quant_min: opt_f64(&a["quant_min"]),
+                    quant_max: opt_f64(&a["quant_max"]),
+                    zero_point_domain: domain,
+                    force_reference: false,
+                },
+            },
+        ),
+        _ => return Ok(None),
+    }))
+}
+
+#[test]
+fn fused_path_is_bit_identical_on_every_fixture_case() -> Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/fixtures");
+    if !dir.join("cases.json").exists() {
+        println!("fused identity, fixtures: none at {}", dir.display());
+        return Ok(());
+    }
+    let oracle = replay::Oracle::load(&dir)?;
+    let mut tally = Tally::default();
+    for case in &oracle.cases {
+        let id = case["id"].as_str().unwrap_or("?");
+        let Some((input, call)) = parse_call(&oracle, case).with_context(|| id.to_string())? else {
+            continue;
+        };
+        let fused = call.run(&input, false);
+        let reference = call.run(&input, true);
+        let before = tally.diffs.len();
+        tally.record(
+            format!("{}/{:?}", call.name(), input.kind()),
+            &fused,
+            &reference,
+        )?;
+        if tally.diffs.len() > before {
+            let last = tally.diffs.pop().unwrap_or_default();
+            tally.diffs.push(format!("{id}: {last}"));
+        }
+    }
+    tally.print("fused identity, fixtures");
+    if tally.total() == 0 {
+        bail!("the fixtures hold no choose, quantize or chain case");
+    }
+    assert!(
+        tally.diffs.is_empty(),
+        "{} fixture cases differ",
+        tally.diffs.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn every_simd_level_is_bit_identical() -> Result<()> {
+    if std::env::var_os("TCH_QUANT_SIMD").is_some() {
+        // Already a child run at a capped level.
+        return Ok(());
+    }
+    let exe = std::env::current_exe()?;
+    let cases = (case_count() / 8).max(1000).to_string();
+    for level in ["baseline", "avx2"] {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "fused_path_is_bit_identical_on_random_cases",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("TCH_QUANT_SIMD", level)
+            .env("TCH_QUANT_FUSED_CASES", &cases)
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for line in stdout.lines().filter(|l| l.starts_with("fused identity")) {
+            println!("[{level}] {line}");
+        }
+        if !out.status.success() {
+            println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+            bail!("the fused path differs at SIMD level {level}");
+        }
+    }
+    Ok(())
+}
