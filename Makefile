@@ -1,8 +1,10 @@
 # tch-quant: set-up, tests and the demo.
 #
-#   make demo   set everything up (Python venv with torch 2.13.0 + torchao
-#               0.11.0, libtorch from that wheel) and run the demo
-#   make test   set everything up and run every check CI runs
+#   make demo          set everything up (Python venv with torch 2.13.0 +
+#                      torchao 0.11.0, libtorch from that wheel) and run the demo
+#   make test          set everything up and run every check CI runs
+#   make check-minilm  quantize the demo's MiniLM checkpoint with every scheme
+#                      and have torchao confirm all of them bit for bit
 #
 # Nothing is downloaded from anywhere but the package registries.
 
@@ -20,7 +22,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo bench fixtures doc clean-venv
+.PHONY: all venv build test demo check-minilm bench fixtures doc clean-venv
 
 all: build
 
@@ -44,7 +46,7 @@ build: venv
 test: venv
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	cargo test --lib --bins --tests --examples -- --nocapture
+	TCH_QUANT_REQUIRE_ORACLE=1 cargo test --lib --bins --tests --examples -- --nocapture
 	cargo test --doc
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 	cargo bench --no-run
@@ -69,8 +71,56 @@ demo: $(DEMO_STAMP)
 	$(PYTHON) scripts/torchao_check.py "$$model" \
 	    $(DEMO_OUT)/model-int4-g32.safetensors $(DEMO_OUT)/model-int8.safetensors
 
+# Every scheme variant on the demo's MiniLM checkpoint (issue 4's bar): each
+# preset (int8 with and without groups, int4 at every group size, uintx at
+# every bit width, float8) and custom schemes, each quantized and dequantized
+# by the release binary, then all outputs checked by torchao in one run,
+# against the flags that made them. Outputs land in target/check-minilm/.
+CHECK_OUT := target/check-minilm
+MINILM_SCHEMES := \
+	'int8|--scheme int8-weight-only' \
+	'int8-g32|--scheme int8-weight-only --group-size 32' \
+	'int4-g32|--scheme int4-weight-only --group-size 32' \
+	'int4-g64|--scheme int4-weight-only --group-size 64' \
+	'int4-g128|--scheme int4-weight-only --group-size 128' \
+	'int4-g256|--scheme int4-weight-only --group-size 256' \
+	'uint1|--scheme uintx-weight-only --bits 1' \
+	'uint2|--scheme uintx-weight-only --bits 2' \
+	'uint3|--scheme uintx-weight-only --bits 3' \
+	'uint4|--scheme uintx-weight-only --bits 4' \
+	'uint5|--scheme uintx-weight-only --bits 5' \
+	'uint6|--scheme uintx-weight-only --bits 6' \
+	'uint7|--scheme uintx-weight-only --bits 7' \
+	'uint8|--scheme uintx-weight-only --bits 8' \
+	'float8|--scheme float8-weight-only' \
+	'custom-sym-int4|--scheme custom --mapping symmetric --dtype int4 --granularity per-group:32' \
+	'custom-asym-u4-float|--scheme custom --mapping asymmetric --dtype uint4 --granularity per-group:16 --preserve-zero false --zero-point-domain float --eps 1e-5 --scale-dtype float32' \
+	'custom-nce-int8|--scheme custom --mapping symmetric-no-clipping-err --dtype int8 --granularity per-axis:0 --quant-min -127 --zero-point-dtype int32' \
+	'custom-asym-u8-tensor|--scheme custom --mapping asymmetric --dtype uint8 --granularity per-tensor --zero-point-domain none' \
+	'custom-e5m2|--scheme custom --mapping symmetric --dtype float8_e5m2 --granularity per-row --zero-point-domain none'
+
+check-minilm: $(DEMO_STAMP)
+	cargo build --release --bin tch-quant
+	mkdir -p $(CHECK_OUT)
+	model="$(DEMO_MODEL)" && files=() && opts=() && \
+	for spec in $(MINILM_SCHEMES); do \
+	  name="$${spec%%|*}" && flags="$${spec#*|}" && out="$(CHECK_OUT)/$$name.safetensors" && \
+	  echo "tch-quant quantize $$flags" && \
+	  target/release/tch-quant quantize "$$model" -o "$$out" $$flags --force \
+	      --report "$(CHECK_OUT)/$$name.json" > "$(CHECK_OUT)/$$name.txt" && \
+	  target/release/tch-quant dequantize "$$out" -o "$(CHECK_OUT)/$$name-restored.safetensors" \
+	      --force > /dev/null && \
+	  files+=("$$out") && \
+	  opts+=(--expect "$$out" "$$flags" --dequantized "$$out" "$(CHECK_OUT)/$$name-restored.safetensors") \
+	  || exit 1; \
+	done && \
+	$(PYTHON) scripts/torchao_check.py "$$model" "$${files[@]}" "$${opts[@]}"
+
+# Criterion benches, then the side-by-side table against torchao (eager and
+# torch.compile) on the same inputs: benches/compare.py.
 bench: venv
 	cargo bench --bench bench_main
+	$(PYTHON) benches/compare.py
 
 # Rewrites the committed parity fixtures (torch 2.13.0 + torchao 0.11.0 only).
 fixtures: venv

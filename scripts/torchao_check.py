@@ -18,6 +18,15 @@ checkpoint:
   too (`get_plain()`, packed shards and `dequantize()`).
 - any other tensor must be copied unchanged.
 
+With `--expect QUANTIZED "FLAGS"`, the arguments are taken from the
+`tch-quant quantize` flags that made QUANTIZED (`--scheme ...` and, for a
+custom scheme, `--mapping`, `--dtype`, `--granularity`, ...), resolved here
+as the CLI documents them and with torchao's own defaults for flags left out,
+rather than from the file: the file's scheme and per-tensor records must then
+state exactly those arguments. A custom scheme's file is only checked
+against such flags (its own record would check nothing); a preset's file
+without `--expect` is checked against the recipe its recorded scheme names.
+
 With `--dequantized QUANTIZED RESTORED`, the output of `tch-quant dequantize`
 on QUANTIZED must equal torchao's dequantization too.
 
@@ -25,12 +34,15 @@ Prints the counts per file and exits 1 on any difference. Needs torch 2.13.0
 and torchao 0.11.0 (the project's .venv).
 
     python scripts/torchao_check.py model.safetensors q-int4.safetensors q-int8.safetensors
+    python scripts/torchao_check.py model.safetensors c.safetensors --expect c.safetensors \
+        "--scheme custom --mapping symmetric --dtype int4 --granularity per-group:32"
 """
 
 import argparse
 import json
 import math
 import os
+import shlex
 import sys
 from collections import Counter
 
@@ -123,15 +135,72 @@ def recipe(scheme, w):
     raise ValueError(f"unknown preset {name}")
 
 
-def args_from_record(r):
-    """The custom scheme's arguments, as the file records them."""
-    return dict(mapping_type=MappingType[r["mapping_type"].upper()],
-                block_size=tuple(r["block_size"]), target_dtype=torch_dtype(r["target_dtype"]),
-                quant_min=r["quant_min"], quant_max=r["quant_max"], eps=r["eps"],
-                scale_dtype=torch_dtype(r["scale_dtype"]),
-                zero_point_dtype=torch_dtype(r["zero_point_dtype"]),
-                preserve_zero=r["preserve_zero"],
-                zero_point_domain=ZeroPointDomain[r["zero_point_domain"].upper()])
+def parse_flags(text):
+    """The `tch-quant quantize` flags that matter to the arguments (others ignored)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--scheme", required=True)
+    p.add_argument("--group-size", type=int)
+    p.add_argument("--bits", type=int)
+    for flag in ("--mapping", "--dtype", "--granularity", "--preserve-zero",
+                 "--zero-point-domain", "--scale-dtype", "--zero-point-dtype"):
+        p.add_argument(flag)
+    for flag in ("--quant-min", "--quant-max", "--eps"):
+        p.add_argument(flag, type=float)
+    flags, _ = p.parse_known_args(shlex.split(text))
+    return flags
+
+
+def scheme_from_flags(flags):
+    """The scheme a preset's flags select, with the CLI's documented defaults."""
+    name = flags.scheme
+    if name == "int8-weight-only":
+        return {"name": name, **({"group_size": flags.group_size} if flags.group_size else {})}
+    if name == "int4-weight-only":
+        return {"name": name, "group_size": flags.group_size or 128}
+    if name == "uintx-weight-only":
+        return {"name": name, "bits": flags.bits, "group_size": flags.group_size or 64}
+    if name == "float8-weight-only":
+        return {"name": name}
+    raise ValueError(f"unknown preset {name}")
+
+
+def torch_name(name):
+    return getattr(torch, name.strip().lower().removeprefix("torch."))
+
+
+def integral(v):
+    """torchao's recipes pass ints for integer quant ranges."""
+    return int(v) if v is not None and float(v).is_integer() else v
+
+
+def args_from_flags(flags, w):
+    """The custom scheme's arguments as its flags state them; a flag left out
+    stays None (or takes choose_qparams_affine's default), for torchao to resolve."""
+    granularity = flags.granularity.strip().lower().replace("_", "-")
+    kind, _, n = granularity.partition(":")
+    shape = tuple(w.shape)
+    if kind == "per-tensor":
+        block = shape
+    elif kind == "per-row":
+        block = (1,) * (w.dim() - 1) + shape[-1:]
+    elif kind == "per-axis":
+        block = list(shape)
+        block[int(n)] = 1
+        block = tuple(block)
+    elif kind == "per-group":
+        block = (1,) * (w.dim() - 1) + (int(n),)
+    else:
+        raise ValueError(f"unknown granularity {flags.granularity}")
+    preserve_zero = {None: True, "true": True, "false": False}[
+        flags.preserve_zero and flags.preserve_zero.lower()]
+    domain = flags.zero_point_domain or "int"
+    return dict(mapping_type=MappingType[flags.mapping.upper().replace("-", "_")],
+                block_size=block, target_dtype=torch_name(flags.dtype),
+                quant_min=integral(flags.quant_min), quant_max=integral(flags.quant_max),
+                eps=flags.eps,
+                scale_dtype=flags.scale_dtype and torch_name(flags.scale_dtype),
+                zero_point_dtype=flags.zero_point_dtype and torch_name(flags.zero_point_dtype),
+                preserve_zero=preserve_zero, zero_point_domain=ZeroPointDomain[domain.upper()])
 
 
 def recorded_matches(args, r, w):
@@ -146,9 +215,10 @@ def recorded_matches(args, r, w):
         zp_dtype = torch.int32
     else:
         zp_dtype = w.dtype
+    eps = args["eps"] if args["eps"] is not None else torch.finfo(w.dtype).eps
     expected = dict(block_size=list(args["block_size"]), mapping_type=args["mapping_type"].name.lower(),
                     target_dtype=str(args["target_dtype"]).removeprefix("torch."),
-                    quant_min=qmin, quant_max=qmax, eps=args["eps"],
+                    quant_min=qmin, quant_max=qmax, eps=eps,
                     preserve_zero=args["preserve_zero"], zero_point_domain=domain.name.lower(),
                     scale_dtype=str(args["scale_dtype"] or w.dtype).removeprefix("torch."),
                     zero_point_dtype=None if zp_dtype is None else str(zp_dtype).removeprefix("torch."),
@@ -191,10 +261,12 @@ def torchao_reference(w, args, scheme_name):
 
 
 def dequantize(q, scale, zero_point, args, output_dtype):
-    """torchao's dequantization, called as AffineQuantizedTensor.dequantize calls it."""
+    """torchao's dequantization, called as AffineQuantizedTensor.dequantize calls it,
+    with the quant range the quantization used (a range left out resolves to the target
+    dtype's, not to that of the dtype holding the codes: uint4 codes live in uint8)."""
+    qmin, qmax = _get_and_check_qmin_qmax(args["target_dtype"], args["quant_min"], args["quant_max"])
     return dequantize_affine(q, tuple(args["block_size"]), scale, zero_point, q.dtype,
-                             args["quant_min"], args["quant_max"], args["zero_point_domain"],
-                             output_dtype=output_dtype)
+                             qmin, qmax, args["zero_point_domain"], output_dtype=output_dtype)
 
 
 def config_path(scheme, w):
@@ -228,7 +300,7 @@ def config_path(scheme, w):
     return data, scale, zero_point, aqt.dequantize(), shards
 
 
-def check_file(original, path, restored_path, device):
+def check_file(original, path, restored_path, device, flags):
     ours, metadata = load(path)
     infos = [m for m in metadata if "tch_quant.format" in m]
     if len(infos) != len(metadata):
@@ -247,6 +319,19 @@ def check_file(original, path, restored_path, device):
         if not ok:
             problems.append(f"{path}: {name}: {what} differs")
 
+    preset = scheme["name"] != "custom"
+    if flags is not None:
+        custom = flags.scheme == "custom"
+        stated = {"name": "custom"} if custom else scheme_from_flags(flags)
+        ok = scheme["name"] == "custom" if custom else stated == scheme
+        check("scheme", ok, path)
+        if not ok:
+            problems.append(f"{path}: the file records scheme {scheme}, the flags give {stated}")
+            return problems, counts, scheme
+    elif not preset:
+        return [f"{path}: a custom scheme needs --expect {path} \"FLAGS\" (the flags "
+                "that made it), to check its records against"], Counter(), scheme
+
     expected_names = set()
     for name, w in original.items():
         if name not in records:
@@ -255,8 +340,7 @@ def check_file(original, path, restored_path, device):
             continue
         r = records[name]
         w = w.to(device)
-        preset = scheme["name"] != "custom"
-        args = recipe(scheme, w) if preset else args_from_record(r)
+        args = recipe(scheme, w) if preset else args_from_flags(flags, w)
         ok, expected = recorded_matches(args, r, w)
         check("recorded args", ok, name)
         if not ok:
@@ -315,15 +399,21 @@ def main():
     parser.add_argument("--dequantized", nargs=2, action="append", default=[],
                         metavar=("QUANTIZED", "RESTORED"),
                         help="also check `tch-quant dequantize QUANTIZED` output RESTORED")
+    parser.add_argument("--expect", nargs=2, action="append", default=[],
+                        metavar=("QUANTIZED", "FLAGS"),
+                        help="the tch-quant quantize flags that made QUANTIZED, as one string; "
+                             "required for custom schemes")
     parser.add_argument("--device", default="cpu", help="where torchao computes (cpu, cuda)")
     opts = parser.parse_args()
     assert torch.__version__.startswith("2.13.0"), torch.__version__
     assert torchao.__version__ == TORCHAO_VERSION, torchao.__version__
     original, _ = load(opts.original)
     restored_for = {q: r for q, r in opts.dequantized}
+    flags_for = {q: parse_flags(f) for q, f in opts.expect}
     failed = False
     for path in opts.quantized:
-        problems, counts, scheme = check_file(original, path, restored_for.get(path), opts.device)
+        problems, counts, scheme = check_file(original, path, restored_for.get(path), opts.device,
+                                              flags_for.get(path))
         kinds = sorted({k for k, _ in counts})
         summary = ", ".join(f"{k} {counts[k, True]}/{counts[k, True] + counts[k, False]}"
                             for k in kinds)

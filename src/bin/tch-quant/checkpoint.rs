@@ -42,11 +42,18 @@ impl Entry {
 /// One mapped `.safetensors` file.
 pub struct Shard {
     pub path: PathBuf,
-    /// Tensor names in file order (by offset), for sequential reads.
-    pub names: Vec<String>,
+    /// The tensors in file order (by offset), for sequential reads.
+    entries: Vec<Entry>,
     /// The `__metadata__` strings.
     pub metadata: BTreeMap<String, String>,
     map: Mmap,
+}
+
+impl Shard {
+    /// The shard's tensors in file order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
 }
 
 /// A whole checkpoint, single-file or sharded.
@@ -56,7 +63,8 @@ pub struct Checkpoint {
     /// For a sharded checkpoint, the index's `metadata` object.
     pub index_metadata: Option<serde_json::Map<String, Value>>,
     pub shards: Vec<Shard>,
-    entries: HashMap<String, Entry>,
+    /// Tensor name -> (shard, position in the shard's entries).
+    index: HashMap<String, (usize, usize)>,
 }
 
 impl Checkpoint {
@@ -65,12 +73,11 @@ impl Checkpoint {
             Self::open_index(path)
         } else {
             let shard = open_shard(path, 0)?;
-            let entries = shard.1;
             Ok(Checkpoint {
                 path: path.to_path_buf(),
                 index_metadata: None,
-                shards: vec![shard.0],
-                entries,
+                index: index_of(std::slice::from_ref(&shard)),
+                shards: vec![shard],
             })
         }
     }
@@ -80,7 +87,8 @@ impl Checkpoint {
     }
 
     pub fn entry(&self, name: &str) -> Option<&Entry> {
-        self.entries.get(name)
+        let &(shard, i) = self.index.get(name)?;
+        self.shards[shard].entries.get(i)
     }
 
     /// The raw little-endian bytes of a tensor, straight from the map.
@@ -89,7 +97,11 @@ impl Checkpoint {
     }
 
     pub fn total_bytes(&self) -> usize {
-        self.entries.values().map(Entry::num_bytes).sum()
+        self.shards
+            .iter()
+            .flat_map(Shard::entries)
+            .map(Entry::num_bytes)
+            .sum()
     }
 
     /// Every file the checkpoint consists of (index included), to refuse
@@ -145,26 +157,27 @@ impl Checkpoint {
         shard_files.sort_unstable();
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut shards = Vec::new();
-        let mut entries: HashMap<String, Entry> = HashMap::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for (i, file) in shard_files.iter().enumerate() {
-            let (shard, shard_entries) = open_shard(&dir.join(file), i)?;
-            for (name, entry) in shard_entries {
-                if entries.contains_key(&name) {
+            shards.push(open_shard(&dir.join(file), i)?);
+        }
+        for shard in &shards {
+            for entry in shard.entries() {
+                if seen.insert(&entry.name, entry.shard).is_some() {
                     fail!(
                         Category::Input,
-                        "tensor {name} is in two shards of {}",
+                        "tensor {} is in two shards of {}",
+                        entry.name,
                         path.display()
                     );
                 }
-                entries.insert(name, entry);
             }
-            shards.push(shard);
         }
         for (name, file) in weight_map {
             let file = file.as_str().unwrap_or_default();
-            let held = entries
-                .get(name)
-                .is_some_and(|e| shards[e.shard].path.file_name() == Some(file.as_ref()));
+            let held = seen
+                .get(name.as_str())
+                .is_some_and(|&s| shards[s].path.file_name() == Some(file.as_ref()));
             if !held {
                 fail!(
                     Category::Input,
@@ -180,10 +193,26 @@ impl Checkpoint {
         Ok(Checkpoint {
             path: path.to_path_buf(),
             index_metadata: Some(metadata),
+            index: index_of(&shards),
             shards,
-            entries,
         })
     }
+}
+
+/// Where each tensor of `shards` is (names are unique across shards: the
+/// caller checked).
+fn index_of(shards: &[Shard]) -> HashMap<String, (usize, usize)> {
+    shards
+        .iter()
+        .enumerate()
+        .flat_map(|(s, shard)| {
+            shard
+                .entries
+                .iter()
+                .enumerate()
+                .map(move |(i, e)| (e.name.clone(), (s, i)))
+        })
+        .collect()
 }
 
 /// `*.index.json` names a sharded checkpoint.
@@ -215,7 +244,7 @@ fn check_input_path(path: &Path) -> Result<()> {
     }
 }
 
-fn open_shard(path: &Path, index: usize) -> Result<(Shard, HashMap<String, Entry>)> {
+fn open_shard(path: &Path, index: usize) -> Result<Shard> {
     check_input_path(path)?;
     let file = File::open(path).fail_with(Category::Input, || {
         format!("cannot open {}", path.display())
@@ -229,13 +258,11 @@ fn open_shard(path: &Path, index: usize) -> Result<(Shard, HashMap<String, Entry
     let (header_len, metadata) = check_header(&map)
         .map_err(|(category, problem)| crate::exit::Failure::new(category, what(&problem)))?;
     let data_start = 8 + header_len;
-    let mut entries = HashMap::new();
-    let mut ordered: Vec<(usize, String)> = Vec::new();
-    for (name, info) in metadata.tensors() {
-        let (s, e) = info.data_offsets;
-        ordered.push((s, name.clone()));
-        entries.insert(
-            name.clone(),
+    let mut entries: Vec<Entry> = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| {
+            let (s, e) = info.data_offsets;
             Entry {
                 name,
                 dtype: info.dtype,
@@ -243,13 +270,14 @@ fn open_shard(path: &Path, index: usize) -> Result<(Shard, HashMap<String, Entry
                 shard: index,
                 start: data_start + s,
                 end: data_start + e,
-            },
-        );
-    }
-    ordered.sort();
+            }
+        })
+        .collect();
+    // Empty tensors share offsets: the name breaks ties, for a stable order.
+    entries.sort_by(|a, b| (a.start, &a.name).cmp(&(b.start, &b.name)));
     let shard = Shard {
         path: path.to_path_buf(),
-        names: ordered.into_iter().map(|(_, n)| n).collect(),
+        entries,
         metadata: metadata
             .metadata()
             .clone()
@@ -258,7 +286,7 @@ fn open_shard(path: &Path, index: usize) -> Result<(Shard, HashMap<String, Entry
             .collect(),
         map,
     };
-    Ok((shard, entries))
+    Ok(shard)
 }
 
 /// Validates a whole safetensors buffer; on failure, the category and a

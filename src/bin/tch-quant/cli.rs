@@ -36,13 +36,16 @@ Schemes (torchao 0.11 recipes, argument for argument):
 
 Which tensors: by default every float32/float16/bfloat16 tensor whose name
 ends in `weight`, of rank 2 or more, that is not an embedding and whose block
-divides it; --include REGEX replaces that rule (a named tensor that cannot be
-quantized is then an error), --exclude REGEX removes tensors. Everything else
-is copied unchanged, and the summary says why.
+divides it; with packed codes (int4-weight-only, uintx below 8 bits, custom
+uint1..uint7) its last dim must also be a multiple of 8. --include REGEX
+replaces that rule (a named tensor that cannot be quantized is then an
+error), --exclude REGEX removes tensors. Everything else is copied
+unchanged, and the summary says why.
 
-Output: W.qdata (codes; W.qdata.0, W.qdata.1, ... for 3, 5, 6 and 7-bit
-packing), W.scale and W.zero_point for each quantized W, the rest as it was,
-and the scheme's arguments in the safetensors metadata.
+Output: for each quantized W, W.qdata (codes; W.qdata.0, W.qdata.1, ... for
+3, 5, 6 and 7-bit packing), W.scale, and W.zero_point when the scheme has one
+(float8-weight-only and --zero-point-domain none have none); the rest as it
+was, and the scheme's arguments in the safetensors metadata.
 
 Examples:
   tch-quant quantize model.safetensors -o model-int8.safetensors --scheme int8-weight-only
@@ -51,7 +54,8 @@ Examples:
   tch-quant quantize model.safetensors -o model-u3.safetensors \\
       --scheme uintx-weight-only --bits 3 --group-size 32 --exclude 'lm_head'
   tch-quant quantize model.safetensors -o model-emb.safetensors \\
-      --scheme int8-weight-only --include '\\.weight$'
+      --scheme int8-weight-only --include '_embeddings\\.weight$' \\
+      --include '(query|key|value|dense)\\.weight$'
   tch-quant quantize model.safetensors -o custom.safetensors --scheme custom \\
       --mapping symmetric --dtype int4 --granularity per-group:64 --eps 1e-5";
 

@@ -10,9 +10,10 @@ use tch_quant::{
     QuantDtype, QuantizeOptions, ZeroPointDomain,
 };
 
+use crate::dtypes::{finfo_eps, kind_name};
 use crate::exit::{fail, Category, Failure, Result};
 use crate::format::{Codes, Record};
-use crate::scheme::{kind_name, Scheme};
+use crate::scheme::Scheme;
 
 /// Sub-byte codes are packed along the last dim, as torchao's `UintxLayout`
 /// does by default (`pack_dim=-1`).
@@ -47,8 +48,9 @@ pub fn encode(name: &str, w: &Tensor, block_size: &[i64], scheme: &Scheme) -> Re
     if scheme.per_group_qparams_shape {
         let reshape = |t: &Tensor| {
             let mut shape = w.size();
-            let last = shape.len() - 1;
-            shape[last] /= block_size[last];
+            if let (Some(last), Some(group)) = (shape.last_mut(), block_size.last()) {
+                *last /= group;
+            }
             t.f_reshape(shape.as_slice()).map_err(|e| {
                 Failure::new(
                     Category::Internal,
@@ -90,6 +92,13 @@ pub fn encode(name: &str, w: &Tensor, block_size: &[i64], scheme: &Scheme) -> Re
         }
     };
     let (quant_min, quant_max) = scheme.quant_range();
+    let Some(eps) = scheme.options.eps.or_else(|| finfo_eps(w.kind())) else {
+        fail!(
+            Category::Internal,
+            "tensor {name}: no default eps for dtype {}",
+            kind_name(w.kind())
+        );
+    };
     let record = Record {
         shape: w.size(),
         dtype: kind_name(w.kind()).to_string(),
@@ -98,7 +107,7 @@ pub fn encode(name: &str, w: &Tensor, block_size: &[i64], scheme: &Scheme) -> Re
         target_dtype: scheme.target.name().to_string(),
         quant_min,
         quant_max,
-        eps: scheme.options.eps.unwrap_or_else(|| finfo_eps(w.kind())),
+        eps,
         preserve_zero: scheme.options.preserve_zero,
         zero_point_domain: scheme.options.zero_point_domain.name().to_string(),
         scale_dtype: kind_name(qp.scale.kind()).to_string(),
@@ -179,24 +188,4 @@ pub fn decode(
         output_dtype,
     )
     .map_err(|e| corrupt(e.to_string()))
-}
-
-/// `torch.finfo(dtype).eps`: torchao's default eps, recorded so that the
-/// file states every argument.
-fn finfo_eps(kind: Kind) -> f64 {
-    match kind {
-        Kind::Half => 2f64.powi(-10),
-        Kind::BFloat16 => 2f64.powi(-7),
-        _ => 2f64.powi(-23),
-    }
-}
-
-/// The torch dtype named in a record, for `--dtype`-less dequantization.
-pub fn kind_from_name(name: &str) -> Option<Kind> {
-    Some(match name {
-        "float32" => Kind::Float,
-        "float16" => Kind::Half,
-        "bfloat16" => Kind::BFloat16,
-        _ => return None,
-    })
 }

@@ -3,50 +3,33 @@
 //! safetensors stores little-endian data; so do libtorch's CPU tensors on
 //! every platform tch supports, so the bytes are copied as they are.
 
-use safetensors::Dtype;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::checkpoint::{Checkpoint, Entry};
+use crate::dtypes::{dtype_name, kind_of};
 use crate::exit::{fail, Categorize, Category, Result};
 
-/// The libtorch kind of a safetensors dtype; `None` for the unsigned 16 to
-/// 64-bit integers, which libtorch (through tch) cannot hold.
-pub fn kind_of(dtype: Dtype) -> Option<Kind> {
-    Some(match dtype {
-        Dtype::BOOL => Kind::Bool,
-        Dtype::U8 => Kind::Uint8,
-        Dtype::I8 => Kind::Int8,
-        Dtype::I16 => Kind::Int16,
-        Dtype::I32 => Kind::Int,
-        Dtype::I64 => Kind::Int64,
-        Dtype::F16 => Kind::Half,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::F32 => Kind::Float,
-        Dtype::F64 => Kind::Double,
-        Dtype::F8_E4M3 => Kind::Float8e4m3fn,
-        Dtype::F8_E5M2 => Kind::Float8e5m2,
-        _ => return None,
-    })
-}
-
-/// The safetensors dtype of a libtorch kind; `None` where safetensors has
-/// none (the float8 `fnuz` kinds, complex, quantized kinds).
-pub fn dtype_of(kind: Kind) -> Option<Dtype> {
-    Some(match kind {
-        Kind::Bool => Dtype::BOOL,
-        Kind::Uint8 => Dtype::U8,
-        Kind::Int8 => Dtype::I8,
-        Kind::Int16 => Dtype::I16,
-        Kind::Int => Dtype::I32,
-        Kind::Int64 => Dtype::I64,
-        Kind::Half => Dtype::F16,
-        Kind::BFloat16 => Dtype::BF16,
-        Kind::Float => Dtype::F32,
-        Kind::Double => Dtype::F64,
-        Kind::Float8e4m3fn => Dtype::F8_E4M3,
-        Kind::Float8e5m2 => Dtype::F8_E5M2,
-        _ => return None,
-    })
+/// A tensor's shape as libtorch sizes. safetensors allows any `usize`
+/// dims whose byte count fits, so a crafted header can give dims (or, with
+/// a zero dim elsewhere, products) beyond `i64`: those are refused as
+/// unreadable input rather than wrapped around.
+pub fn shape_i64(name: &str, shape: &[usize]) -> Result<Vec<i64>> {
+    let too_large = || {
+        crate::exit::Failure::new(
+            Category::Input,
+            format!(
+                "tensor {name} has shape {shape:?}, whose element count libtorch cannot address"
+            ),
+        )
+    };
+    let dims = shape
+        .iter()
+        .map(|&d| i64::try_from(d).map_err(|_| too_large()))
+        .collect::<Result<Vec<i64>>>()?;
+    dims.iter()
+        .try_fold(1i64, |n, &d| n.checked_mul(d))
+        .ok_or_else(too_large)?;
+    Ok(dims)
 }
 
 /// Copies a tensor out of the checkpoint onto `device`.
@@ -54,12 +37,12 @@ pub fn load(input: &Checkpoint, entry: &Entry, device: Device) -> Result<Tensor>
     let Some(kind) = kind_of(entry.dtype) else {
         fail!(
             Category::Tensor,
-            "tensor {} has dtype {:?}, which libtorch cannot hold",
+            "tensor {} has dtype {}, which libtorch cannot hold",
             entry.name,
-            entry.dtype
+            dtype_name(entry.dtype)
         );
     };
-    let shape: Vec<i64> = entry.shape.iter().map(|&d| d as i64).collect();
+    let shape = shape_i64(&entry.name, &entry.shape)?;
     Tensor::f_from_data_size(input.bytes(entry), &shape, kind)
         .and_then(|t| t.f_to_device(device))
         .fail_with(Category::Internal, || {
@@ -74,4 +57,18 @@ pub fn bytes_of(t: &Tensor) -> std::result::Result<Vec<u8>, tch::TchError> {
     let mut buf = vec![0u8; numel * t.f_kind()?.elt_size_in_bytes()];
     t.f_copy_data_u8(&mut buf, numel)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_beyond_i64_are_input_errors() {
+        assert_eq!(shape_i64("w", &[2, 3]).unwrap(), vec![2, 3]);
+        assert_eq!(shape_i64("w", &[]).unwrap(), Vec::<i64>::new());
+        let err = shape_i64("w", &[1 << 62, 2, 0]).unwrap_err();
+        assert_eq!(err.category, Category::Input);
+        assert!(shape_i64("w", &[usize::MAX, 0]).is_err());
+    }
 }

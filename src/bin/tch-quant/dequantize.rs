@@ -1,9 +1,6 @@
 //! `tch-quant dequantize`: each quantized `W` rebuilt under its own name
 //! with torchao's `dequantize_affine`, everything else copied.
 
-use std::collections::BTreeMap;
-
-use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
 use crate::checkpoint::Checkpoint;
@@ -11,13 +8,14 @@ use crate::cli::{DequantizeArgs, FloatDtype};
 use crate::codec;
 use crate::convert;
 use crate::device;
+use crate::dtypes::float_kind;
 use crate::exit::{fail, Category, Result};
 use crate::format::{self, FileInfo, Record};
 use crate::interrupt;
 use crate::output::OutputPlan;
 use crate::progress::Progress;
 use crate::report::human_bytes;
-use crate::writer::{self, dir_of, file_name, write_index, ShardWriter};
+use crate::writer::Outputs;
 
 pub fn run(args: DequantizeArgs) -> Result<()> {
     let device = device::resolve(args.device)?;
@@ -43,24 +41,12 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
     });
 
     let progress = Progress::new(input.total_bytes());
-    let mut pending = Vec::new();
-    let mut weight_map = BTreeMap::new();
-    let mut total_size = 0;
     let (mut restored, mut copied) = (0, 0);
-    for (i, ((shard, info), out_path)) in input
-        .shards
-        .iter()
-        .zip(&infos)
-        .zip(&plan.shards)
-        .enumerate()
-    {
-        let mut out = ShardWriter::new(dir_of(out_path))?;
+    let mut outputs = Outputs::write_shards(&input, &plan, |i, shard, out| {
+        let info = &infos[i];
         let consumed = format::quantized_output_names(info);
-        for name in shard.names.iter().filter(|n| !consumed.contains(*n)) {
+        for entry in shard.entries().filter(|e| !consumed.contains(&e.name)) {
             interrupt::check()?;
-            let entry = input
-                .entry(name)
-                .expect("shard names come from its entries");
             out.add_copy(entry)?;
             progress.advance(entry.num_bytes());
             copied += 1;
@@ -68,30 +54,19 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
         for (name, record) in &info.tensors {
             interrupt::check()?;
             progress.start(name);
-            let w = restore(&input, i, name, record, output_dtype, device)?;
+            let (w, bytes) = restore(&input, i, name, record, output_dtype, device)?;
             out.add_tensor(name, &w)?;
+            // The stored tensors it was rebuilt from: with the copies, every
+            // byte of the input, so the bar ends at 100%.
+            progress.advance(bytes);
             restored += 1;
         }
-        let metadata: BTreeMap<String, String> = shard
-            .metadata
-            .iter()
-            .filter(|(k, _)| !k.starts_with("tch_quant."))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let file_name = file_name(out_path);
-        weight_map.extend(out.names().map(|n| (n.to_string(), file_name.clone())));
-        total_size += out.data_bytes();
-        pending.push(out.finish(&input, &metadata, out_path)?);
-    }
+        Ok(format::foreign_metadata(&shard.metadata))
+    })?;
     progress.finish();
-    if let Some(index) = &plan.index {
-        let mut metadata = input.index_metadata.clone().unwrap_or_default();
-        metadata.retain(|k, _| !k.starts_with("tch_quant."));
-        metadata.insert("total_size".into(), json!(total_size));
-        pending.push(write_index(index, metadata, weight_map)?);
-    }
-    interrupt::check()?;
-    writer::commit(pending, plan.force)?;
+    outputs.write_index(&input, serde_json::Map::new())?;
+    let total_size = outputs.total_size();
+    outputs.commit()?;
     let written = plan.index.as_ref().unwrap_or(&plan.shards[0]);
     println!(
         "dequantized {restored} tensor{}, copied {copied}; wrote {} ({})",
@@ -103,7 +78,7 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
 }
 
 /// Loads `W.qdata*`, `W.scale` and `W.zero_point` from the shard and
-/// dequantizes.
+/// dequantizes; also returns the bytes those stored tensors take.
 fn restore(
     input: &Checkpoint,
     shard: usize,
@@ -111,10 +86,14 @@ fn restore(
     record: &Record,
     output_dtype: Option<Kind>,
     device: Device,
-) -> Result<Tensor> {
+) -> Result<(Tensor, usize)> {
+    let bytes = std::cell::Cell::new(0);
     let load = |tensor: &str| -> Result<Tensor> {
         match input.entry(tensor) {
-            Some(entry) if entry.shard == shard => convert::load(input, entry, device),
+            Some(entry) if entry.shard == shard => {
+                bytes.set(bytes.get() + entry.num_bytes());
+                convert::load(input, entry, device)
+            }
             _ => fail!(
                 Category::Input,
                 "{}: the metadata lists quantized tensor {name}, but {tensor} is missing",
@@ -131,7 +110,7 @@ fn restore(
         Some(_) => Some(load(&format::zero_point_name(name))?),
         None => None,
     };
-    let output_dtype = match output_dtype.or_else(|| codec::kind_from_name(&record.dtype)) {
+    let output_dtype = match output_dtype.or_else(|| float_kind(&record.dtype)) {
         Some(kind) => kind,
         None => fail!(
             Category::Input,
@@ -139,12 +118,13 @@ fn restore(
             record.dtype
         ),
     };
-    codec::decode(
+    let w = codec::decode(
         name,
         record,
         &qdata,
         &scale,
         zero_point.as_ref(),
         output_dtype,
-    )
+    )?;
+    Ok((w, bytes.get()))
 }

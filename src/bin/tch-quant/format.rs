@@ -69,6 +69,45 @@ pub enum Codes {
     Packed { bits: u32, dim: i64, shards: usize },
 }
 
+impl Record {
+    /// The structural facts a reader relies on before touching tensors:
+    /// what tch-quant writes, and nothing that would make a reader allocate
+    /// by a number from the file (a crafted `shards` count would).
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.block_size.len() != self.shape.len() {
+            return Err(format!(
+                "block_size {:?} and shape {:?} differ in rank",
+                self.block_size, self.shape
+            ));
+        }
+        if self.shape.iter().any(|&d| d < 0) || self.block_size.iter().any(|&b| b < 1) {
+            return Err(format!(
+                "shape {:?} or block_size {:?} has an impossible entry",
+                self.shape, self.block_size
+            ));
+        }
+        if let Codes::Packed { bits, dim, shards } = self.codes {
+            // `pack_uintx` packs 1 to 7 bits (8-bit codes are stored plain),
+            // one shard per set bit of `bits`, always along the last dim.
+            if !(1..=7).contains(&bits) {
+                return Err(format!("packed codes of {bits} bits (1 to 7 exist)"));
+            }
+            if dim != -1 {
+                return Err(format!(
+                    "codes packed along dim {dim} (tch-quant packs along -1)"
+                ));
+            }
+            let expected = bits.count_ones() as usize;
+            if shards != expected {
+                return Err(format!(
+                    "{shards} shards of {bits}-bit codes ({bits}-bit packing has {expected})"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Python reads `0` as an int and `0.0` as a float; torchao's recipes pass
 /// ints, so integral quant ranges are written as ints.
 fn integral_as_int<S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -164,6 +203,14 @@ impl FileInfo {
                 "corrupt tch-quant metadata {KEY_TENSORS}: {e}"
             ),
         };
+        for (name, record) in &tensors {
+            if let Err(problem) = record.check() {
+                fail!(
+                    Category::Input,
+                    "corrupt tch-quant metadata {KEY_TENSORS}: tensor {name}: {problem}"
+                );
+            }
+        }
         Ok(Some(FileInfo {
             version: get(KEY_VERSION)?.clone(),
             torchao_version: get(KEY_TORCHAO)?.clone(),
@@ -193,6 +240,21 @@ pub fn scheme_label(scheme: &Value) -> String {
     } else {
         format!("{name} ({})", args.join(", "))
     }
+}
+
+/// A file's metadata without tch-quant's entries: what an output keeps of
+/// its input's (e.g. `format: pt`).
+pub fn foreign_metadata<V: Clone>(metadata: &BTreeMap<String, V>) -> BTreeMap<String, V> {
+    metadata
+        .iter()
+        .filter(|(k, _)| !is_ours(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Whether a metadata key is one of tch-quant's.
+pub fn is_ours(key: &str) -> bool {
+    key.starts_with("tch_quant.")
 }
 
 /// Names that belong to quantized tensors, to tell them from copied ones.
@@ -267,5 +329,36 @@ mod tests {
         assert_eq!(back.tensors, info.tensors);
         assert_eq!(back.scheme_label(), "int4-weight-only (group_size=32)");
         assert!(FileInfo::from_metadata(&BTreeMap::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn crafted_records_are_refused() {
+        let info = |r: Record| FileInfo {
+            version: "0.1.0".into(),
+            torchao_version: TORCHAO_VERSION.into(),
+            scheme: serde_json::json!({"name": "custom"}),
+            tensors: BTreeMap::from([("w".to_string(), r)]),
+        };
+        let packed = |bits, dim, shards| record(Codes::Packed { bits, dim, shards });
+        let good = info(packed(7, -1, 3)).to_metadata();
+        assert!(FileInfo::from_metadata(&good).unwrap().is_some());
+        let mut bad = vec![
+            packed(4, -1, 100_000_000_000),
+            packed(7, -1, 2),
+            packed(8, -1, 1),
+            packed(0, -1, 0),
+            packed(4, 0, 1),
+        ];
+        let mut rank = record(Codes::Plain {
+            dtype: "int8".into(),
+        });
+        rank.block_size = vec![32];
+        bad.push(rank);
+        for r in bad {
+            let err = FileInfo::from_metadata(&info(r.clone()).to_metadata())
+                .err()
+                .unwrap_or_else(|| panic!("{r:?} was accepted"));
+            assert_eq!(err.category, Category::Input);
+        }
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::cli::InspectArgs;
+use crate::dtypes::dtype_name;
 use crate::exit::Result;
 use crate::format::{self, Codes, FileInfo, Record};
 use crate::report::{dims, human_bytes};
@@ -70,13 +71,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 });
             }
         }
-        for name in shard.names.iter().filter(|n| !consumed.contains(*n)) {
-            let entry = input
-                .entry(name)
-                .expect("shard names come from its entries");
+        for entry in shard.entries().filter(|e| !consumed.contains(&e.name)) {
             other.push(TensorView {
-                name,
-                dtype: format!("{:?}", entry.dtype),
+                name: &entry.name,
+                dtype: dtype_name(entry.dtype),
                 shape: &entry.shape,
                 bytes: entry.num_bytes(),
             });

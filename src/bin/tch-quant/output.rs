@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{is_index_path, Checkpoint};
 use crate::exit::{fail, Category, Result};
-use crate::writer::{dir_of, temp_file_in};
+use crate::paths::dir_of;
+use crate::temp::temp_file_in;
 
 /// The final paths of a run's outputs.
 #[derive(Debug)]

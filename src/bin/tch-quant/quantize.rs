@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::checkpoint::{Checkpoint, Shard};
+use crate::checkpoint::Checkpoint;
 use crate::cli::QuantizeArgs;
 use crate::codec;
 use crate::convert;
 use crate::device;
+use crate::dtypes::dtype_name;
 use crate::exit::{fail, Categorize, Category, Result};
 use crate::format::{self, FileInfo, TORCHAO_VERSION};
 use crate::interrupt;
@@ -19,7 +20,7 @@ use crate::progress::Progress;
 use crate::report::{error_stats, Report, TensorOutcome, TensorReport};
 use crate::scheme::Scheme;
 use crate::select::{Decision, Selector};
-use crate::writer::{self, dir_of, file_name, write_index, PendingFile, ShardWriter};
+use crate::writer::{Outputs, PendingFile, ShardWriter};
 
 pub fn run(args: QuantizeArgs) -> Result<()> {
     let started = Instant::now();
@@ -38,18 +39,12 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
 
     let progress = Progress::new(input.total_bytes());
     let mut reports = Vec::new();
-    let mut pending = Vec::new();
-    let mut weight_map = BTreeMap::new();
-    let mut total_size = 0;
-    for (shard, out_path) in input.shards.iter().zip(&plan.shards) {
-        let mut out = ShardWriter::new(dir_of(out_path))?;
+    let mut outputs = Outputs::write_shards(&input, &plan, |_, shard, out| {
         let mut records = BTreeMap::new();
-        for name in &shard.names {
+        for entry in shard.entries() {
             interrupt::check()?;
+            let name = &entry.name;
             progress.start(name);
-            let entry = input
-                .entry(name)
-                .expect("shard names come from its entries");
             let outcome = match &decisions[name] {
                 Decision::Copy { reason } => {
                     out.add_copy(entry)?;
@@ -59,7 +54,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
                 }
                 Decision::Quantize { block_size } => {
                     let w = convert::load(&input, entry, device)?;
-                    let (record, outcome) = quantize_one(name, &w, block_size, &scheme, &mut out)?;
+                    let (record, outcome) = quantize_one(name, &w, block_size, &scheme, out)?;
                     records.insert(name.clone(), record);
                     outcome
                 }
@@ -67,7 +62,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             reports.push(TensorReport {
                 name: name.clone(),
                 shape: entry.shape.clone(),
-                dtype: format!("{:?}", entry.dtype),
+                dtype: dtype_name(entry.dtype),
                 bytes_before: entry.num_bytes(),
                 outcome,
             });
@@ -79,22 +74,18 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             scheme: scheme.args.clone(),
             tensors: records,
         };
-        let metadata = output_metadata(shard, &info);
-        let file_name = file_name(out_path);
-        weight_map.extend(out.names().map(|n| (n.to_string(), file_name.clone())));
-        total_size += out.data_bytes();
-        pending.push(out.finish(&input, &metadata, out_path)?);
-    }
+        // The input shard's own metadata (e.g. `format: pt`) plus ours.
+        let mut metadata = format::foreign_metadata(&shard.metadata);
+        metadata.extend(info.to_metadata());
+        Ok(metadata)
+    })?;
     progress.finish();
 
-    if let Some(index) = &plan.index {
-        let mut metadata = input.index_metadata.clone().unwrap_or_default();
-        metadata.insert("total_size".into(), json!(total_size));
-        metadata.insert(format::KEY_VERSION.into(), json!(env!("CARGO_PKG_VERSION")));
-        metadata.insert(format::KEY_TORCHAO.into(), json!(TORCHAO_VERSION));
-        metadata.insert(format::KEY_SCHEME.into(), scheme.args.clone());
-        pending.push(write_index(index, metadata, weight_map)?);
-    }
+    let mut extra = serde_json::Map::new();
+    extra.insert(format::KEY_VERSION.into(), json!(env!("CARGO_PKG_VERSION")));
+    extra.insert(format::KEY_TORCHAO.into(), json!(TORCHAO_VERSION));
+    extra.insert(format::KEY_SCHEME.into(), scheme.args.clone());
+    outputs.write_index(&input, extra)?;
     let report = Report {
         tool: "tch-quant",
         version: env!("CARGO_PKG_VERSION"),
@@ -112,13 +103,12 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         tensors: reports,
     };
     if let Some(path) = &plan.report {
-        pending.push(PendingFile::with_contents(
+        outputs.add(PendingFile::with_contents(
             path,
             report.to_json().as_bytes(),
         )?);
     }
-    interrupt::check()?;
-    writer::commit(pending, plan.force)?;
+    outputs.commit()?;
     print!("{}", report.table());
     Ok(())
 }
@@ -164,35 +154,35 @@ fn quantize_one(
 }
 
 /// Decides for every tensor before any work, so that a tensor named with
-/// `--include` that cannot be quantized fails the run at once.
+/// `--include` that cannot be quantized fails the run at once, as does a
+/// tensor whose outputs would take a name the checkpoint already uses.
 fn decide_all(
     input: &Checkpoint,
     selector: &Selector,
     scheme: &Scheme,
 ) -> Result<BTreeMap<String, Decision>> {
     let mut decisions = BTreeMap::new();
-    for shard in &input.shards {
-        for name in &shard.names {
-            let entry = input
-                .entry(name)
-                .expect("shard names come from its entries");
-            let decision = selector.decide(name, entry.dtype, &entry.shape, scheme)?;
-            if matches!(decision, Decision::Quantize { .. }) {
-                let suffixes = [".qdata", ".qdata.0", ".scale", ".zero_point"];
-                if let Some(taken) = suffixes
-                    .iter()
-                    .map(|s| format!("{name}{s}"))
-                    .find(|n| input.entry(n).is_some())
-                {
-                    fail!(
-                        Category::Tensor,
-                        "cannot quantize {name}: the checkpoint already has a tensor named \
-                         {taken}, which the quantized output would need"
-                    );
-                }
+    for entry in input.shards.iter().flat_map(|s| s.entries()) {
+        let name = &entry.name;
+        let decision = selector.decide(name, entry.dtype, &entry.shape, scheme)?;
+        if matches!(decision, Decision::Quantize { .. }) {
+            // Every name the scheme's outputs take, against every tensor of
+            // every shard (outputs of two different quantized tensors never
+            // share a name: each ends in its own tensor's name plus a fixed
+            // suffix).
+            if let Some(taken) = scheme
+                .output_names(name)
+                .into_iter()
+                .find(|n| input.entry(n).is_some())
+            {
+                fail!(
+                    Category::Tensor,
+                    "cannot quantize {name}: the checkpoint already has a tensor named \
+                     {taken}, which the quantized output would need"
+                );
             }
-            decisions.insert(name.clone(), decision);
         }
+        decisions.insert(name.clone(), decision);
     }
     Ok(decisions)
 }
@@ -209,16 +199,4 @@ fn refuse_quantized_input(input: &Checkpoint) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The input shard's own metadata (e.g. `format: pt`) plus ours.
-fn output_metadata(shard: &Shard, info: &FileInfo) -> BTreeMap<String, String> {
-    let mut metadata: BTreeMap<String, String> = shard
-        .metadata
-        .iter()
-        .filter(|(k, _)| !k.starts_with("tch_quant."))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    metadata.extend(info.to_metadata());
-    metadata
 }

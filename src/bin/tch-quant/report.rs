@@ -228,11 +228,10 @@ impl Report {
                     } else {
                         "various shapes".into()
                     };
-                    match members.len() {
+                    let _ = match members.len() {
                         1 => writeln!(out, "    {}  {what}", first.name),
                         n => writeln!(out, "    {pattern}  {what}  (x{n})"),
-                    }
-                    .expect("writing to a String");
+                    };
                 }
             }
         }

@@ -17,15 +17,13 @@ use tch_quant::{
 };
 
 use crate::cli::{CustomArgs, QuantizeArgs, SchemeName};
+use crate::dtypes::{dtype_of, kind_name, parse_kind, F32_EPS};
 use crate::exit::{fail, Category, Failure, Result};
-
-/// `torch.finfo(torch.float32).eps`, the eps torchao's int8, uintx and float8
-/// recipes pass whatever the weight's dtype.
-const F32_EPS: f64 = f32::EPSILON as f64;
+use crate::format;
 
 /// Checkpoint tensors of more dims than this do not occur; a per-axis
 /// granularity beyond them is a typo, not a request.
-const MAX_PROBE_RANK: i64 = 16;
+const MAX_AXIS_RANK: i64 = 16;
 
 /// Group sizes the tinygemm int4 kernel supports; torchao documents these.
 const INT4_GROUP_SIZES: [i64; 4] = [32, 64, 128, 256];
@@ -124,29 +122,69 @@ impl Scheme {
         )
     }
 
+    /// The tensor names a quantized `name` occupies under this scheme:
+    /// the codes (one name per packed shard), the scale and, unless the
+    /// zero-point domain is none, the zero point. The same names
+    /// [`format::output_names`] gives for the record `codec::encode` writes.
+    pub fn output_names(&self, name: &str) -> Vec<String> {
+        let shards = self.packing.map_or(1, |bits| bits.count_ones() as usize);
+        let codes = match self.packing {
+            Some(bits) => format::Codes::Packed {
+                bits,
+                dim: -1,
+                shards,
+            },
+            None => format::Codes::Plain {
+                dtype: String::new(),
+            },
+        };
+        let mut names = format::qdata_names(name, &codes);
+        names.push(format::scale_name(name));
+        if self.options.zero_point_domain != ZeroPointDomain::None {
+            names.push(format::zero_point_name(name));
+        }
+        names
+    }
+
     /// Checks the combination of arguments once, on a tiny tensor, so that a
     /// custom scheme torchao would refuse fails before any file is touched.
+    ///
+    /// The granularity is checked on its own (a group size or axis only has
+    /// to be in range); the rest goes through the library on a 2x2 (or, for
+    /// a per-axis granularity, 2x...x2 up to that axis) tensor, with a group
+    /// of 2 standing in for the real group size, so nothing here grows with
+    /// the flags' numbers.
     pub fn validate(&self) -> Result<()> {
-        let shape: Vec<i64> = match self.granularity {
-            Granularity::PerGroup(g) => vec![1, g],
-            Granularity::PerAxis(axis) => {
-                // The smallest rank that has this axis (negative counts from
-                // the end).
-                let rank = axis.max(-axis - 1) + 1;
-                if rank > MAX_PROBE_RANK {
+        let (shape, granularity): (Vec<i64>, Granularity) = match self.granularity {
+            Granularity::PerGroup(g) => {
+                if g < 1 {
                     fail!(
                         Category::Usage,
-                        "--granularity per-axis:{axis}: no checkpoint tensor has that many dims"
+                        "--granularity per-group:N needs N >= 1, got {g}"
                     );
                 }
-                vec![2; rank.max(2) as usize]
+                (vec![2, 2], Granularity::PerGroup(2))
             }
-            _ => vec![2, 2],
+            Granularity::PerAxis(axis) => {
+                if !(-MAX_AXIS_RANK..MAX_AXIS_RANK).contains(&axis) {
+                    fail!(
+                        Category::Usage,
+                        "--granularity per-axis:{axis}: no checkpoint tensor has that many dims \
+                         (axes from -{MAX_AXIS_RANK} to {} are accepted)",
+                        MAX_AXIS_RANK - 1
+                    );
+                }
+                // The smallest rank that has this axis (negative axes count
+                // from the end); at most MAX_AXIS_RANK, so at most 2^16
+                // elements.
+                let rank = if axis >= 0 { axis + 1 } else { -axis };
+                (vec![2; rank.max(2) as usize], self.granularity)
+            }
+            g => (vec![2, 2], g),
         };
         let probe = tch::Tensor::f_zeros(shape.as_slice(), (Kind::Float, tch::Device::Cpu))
             .map_err(|e| Failure::new(Category::Internal, e))?;
-        let block = self
-            .granularity
+        let block = granularity
             .block_size(&shape)
             .map_err(|e| Failure::new(Category::Usage, e))?;
         let qp = tch_quant::choose_qparams_affine(
@@ -236,9 +274,10 @@ fn int4_weight_only(group_size: i64) -> Result<Scheme> {
 }
 
 /// `UIntXWeightOnlyConfig(dtype=torch.uint{bits}, group_size)` without HQQ:
-/// asymmetric, block `(1, group_size)`, the dtype's full range, eps = f32
-/// eps, int32 zero point, int domain, `preserve_zero = True`, codes packed by
-/// `UintxLayout` along the last dim. torchao's recipe accepts uint8 but its
+/// asymmetric, block `(1, ..., 1, group_size)` (torchao writes
+/// `(1, group_size)`, the same for the 2-D weights it accepts), the dtype's
+/// full range, eps = f32 eps, int32 zero point, int domain,
+/// `preserve_zero = True`, codes packed by `UintxLayout` along the last dim. torchao's recipe accepts uint8 but its
 /// layout cannot pack it; here uint8 codes are simply stored unpacked.
 fn uintx_weight_only(bits: u32, group_size: i64) -> Result<Scheme> {
     let target = match bits {
@@ -301,7 +340,7 @@ fn custom(flags: &CustomArgs) -> Result<Scheme> {
     };
     let mapping: MappingType = mapping.parse().map_err(usage)?;
     let target: QuantDtype = dtype.parse().map_err(usage)?;
-    if crate::convert::dtype_of(target.storage_kind()).is_none() {
+    if dtype_of(target.storage_kind()).is_none() {
         fail!(
             Category::Usage,
             "--dtype {target}: safetensors has no dtype to store {target} codes in"
@@ -420,49 +459,6 @@ fn granularity_name(g: Granularity) -> String {
     }
 }
 
-/// Parses a torch dtype name for scales and zero points.
-pub fn parse_kind(flag: &str, s: &str) -> Result<Kind> {
-    let bare = s.trim().to_ascii_lowercase();
-    let bare = bare.strip_prefix("torch.").unwrap_or(&bare);
-    Ok(match bare {
-        "float32" | "f32" | "float" => Kind::Float,
-        "float16" | "f16" | "half" => Kind::Half,
-        "bfloat16" | "bf16" => Kind::BFloat16,
-        "float64" | "f64" | "double" => Kind::Double,
-        "uint8" | "u8" => Kind::Uint8,
-        "int8" | "i8" => Kind::Int8,
-        "int16" | "i16" => Kind::Int16,
-        "int32" | "i32" | "int" => Kind::Int,
-        "int64" | "i64" | "long" => Kind::Int64,
-        _ => fail!(
-            Category::Usage,
-            "{flag} must be a float or integer torch dtype (float32, bfloat16, int32, ...), \
-             got {s:?}"
-        ),
-    })
-}
-
-/// torch's name for a libtorch kind, as torchao code spells dtypes.
-pub fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Float => "float32",
-        Kind::Half => "float16",
-        Kind::BFloat16 => "bfloat16",
-        Kind::Double => "float64",
-        Kind::Uint8 => "uint8",
-        Kind::Int8 => "int8",
-        Kind::Int16 => "int16",
-        Kind::Int => "int32",
-        Kind::Int64 => "int64",
-        Kind::Bool => "bool",
-        Kind::Float8e4m3fn => "float8_e4m3fn",
-        Kind::Float8e5m2 => "float8_e5m2",
-        Kind::Float8e4m3fnuz => "float8_e4m3fnuz",
-        Kind::Float8e5m2fnuz => "float8_e5m2fnuz",
-        _ => "unsupported",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,5 +496,47 @@ mod tests {
         assert_eq!(uintx_weight_only(8, 64).unwrap().packing, None);
         assert_eq!(uintx_weight_only(3, 64).unwrap().quant_range(), (0.0, 7.0));
         assert!(uintx_weight_only(9, 64).is_err());
+    }
+
+    fn custom_with(granularity: &str) -> Result<Scheme> {
+        custom(&CustomArgs {
+            mapping: Some("asymmetric".into()),
+            dtype: Some("uint4".into()),
+            granularity: Some(granularity.into()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn validation_does_not_grow_with_the_flags() {
+        // Ten billion elements would not fit; the probe stays 2x2.
+        let s = custom_with("per-group:10000000000").unwrap();
+        assert_eq!(s.granularity, Granularity::PerGroup(10_000_000_000));
+        assert!(custom_with("per-axis:15").is_ok());
+        assert!(custom_with("per-axis:-16").is_ok());
+        for axis in ["16", "-17", &i64::MAX.to_string(), &i64::MIN.to_string()] {
+            let err = custom_with(&format!("per-axis:{axis}")).err().unwrap();
+            assert_eq!(err.category, Category::Usage, "axis {axis}");
+        }
+    }
+
+    #[test]
+    fn output_names_follow_packing_and_domain() {
+        let names = |s: &Scheme| s.output_names("w");
+        assert_eq!(
+            names(&uintx_weight_only(7, 32).unwrap()),
+            [
+                "w.qdata.0",
+                "w.qdata.1",
+                "w.qdata.2",
+                "w.scale",
+                "w.zero_point"
+            ]
+        );
+        assert_eq!(names(&float8_weight_only()), ["w.qdata", "w.scale"]);
+        assert_eq!(
+            names(&int4_weight_only(32).unwrap()),
+            ["w.qdata", "w.scale", "w.zero_point"]
+        );
     }
 }

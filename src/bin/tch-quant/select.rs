@@ -11,6 +11,8 @@
 use regex::Regex;
 use safetensors::Dtype;
 
+use crate::convert::shape_i64;
+use crate::dtypes::dtype_name;
 use crate::exit::{fail, Category, Result};
 use crate::scheme::Scheme;
 
@@ -93,17 +95,27 @@ impl Selector {
         if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
             return refuse(
                 Category::Tensor,
-                format!("has dtype {dtype:?}; only F32, F16 and BF16 tensors can be quantized"),
+                format!(
+                    "has dtype {}; only float32, float16 and bfloat16 tensors can be quantized",
+                    dtype_name(dtype)
+                ),
             );
         }
-        let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        if shape.iter().product::<i64>() == 0 {
+        let shape = shape_i64(name, shape)?;
+        if shape.contains(&0) {
             return refuse(Category::Tensor, format!("is empty (shape {shape:?})"));
         }
         let block_size = match scheme.granularity.block_size(&shape) {
             Ok(b) => b,
             Err(e) => return refuse(Category::Tensor, format!("has no block size: {e}")),
         };
+        // The library validates a block size only inside its quantization
+        // calls (its `BlockLayout` is private to it), after which they go
+        // on to compute over the whole tensor; tch has no meta device to
+        // make that call free. So the two rules it would refuse with are
+        // restated here, to decide before any data is read (and to copy,
+        // not fail, under the default rule); `codec::encode` still goes
+        // through the library's own checks.
         let divides = block_size
             .iter()
             .zip(&shape)
@@ -116,7 +128,7 @@ impl Selector {
         }
         // torchao reduces exactly the dims whose block is larger than 1.
         let reduces = block_size.iter().any(|&b| b > 1);
-        if !reduces && shape.iter().product::<i64>() > 1 {
+        if !reduces && shape.iter().any(|&d| d > 1) {
             return refuse(
                 Category::Tensor,
                 format!(
@@ -126,7 +138,12 @@ impl Selector {
             );
         }
         if let Some(bits) = scheme.packing {
-            let last = shape[shape.len() - 1];
+            let Some(&last) = shape.last() else {
+                return refuse(
+                    Category::Tensor,
+                    format!("is 0-d, and packing {bits}-bit codes needs a last dim"),
+                );
+            };
             if last % 8 != 0 {
                 return refuse(
                     Category::Tensor,
@@ -219,5 +236,40 @@ mod tests {
     fn bad_regex_is_a_usage_error() {
         let err = Selector::new(&["(".into()], &[]).err().unwrap();
         assert_eq!(err.category, Category::Usage);
+    }
+
+    #[test]
+    fn scalars_and_huge_shapes_are_refused_not_panicked_on() {
+        let custom = Scheme::from_args(&QuantizeArgs {
+            input: "in".into(),
+            out: OutputArgs {
+                output: "out".into(),
+                force: false,
+            },
+            scheme: SchemeName::Custom,
+            group_size: None,
+            bits: None,
+            custom: CustomArgs {
+                mapping: Some("asymmetric".into()),
+                dtype: Some("uint4".into()),
+                granularity: Some("per-tensor".into()),
+                ..Default::default()
+            },
+            device: DeviceArg::Cpu,
+            include: vec![],
+            exclude: vec![],
+            report: None,
+        })
+        .unwrap();
+        let sel = Selector::new(&["^scalar$".into()], &[]).unwrap();
+        let err = sel.decide("scalar", Dtype::F32, &[], &custom).unwrap_err();
+        assert_eq!(err.category, Category::Tensor);
+        assert!(err.to_string().contains("0-d"), "{err}");
+        let int8 = scheme(SchemeName::Int8WeightOnly, None);
+        let all = Selector::new(&[".".into()], &[]).unwrap();
+        for shape in [vec![1usize << 62, 2, 0], vec![usize::MAX, 8]] {
+            let err = all.decide("w", Dtype::F32, &shape, &int8).unwrap_err();
+            assert_eq!(err.category, Category::Input, "{shape:?}");
+        }
     }
 }

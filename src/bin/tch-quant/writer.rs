@@ -8,7 +8,8 @@
 //! in the target directory. [`commit`] renames the temporaries over their
 //! final names only when every output of the run is complete: rename within
 //! one directory is atomic, so a reader sees the old file or the whole new
-//! one, never a partial one. Dropped temporaries delete themselves.
+//! one, never a partial one. Dropped temporaries delete themselves, and a
+//! second Ctrl-C deletes them before exiting (`temp`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -21,14 +22,20 @@ use serde_json::{json, Value};
 use tch::Tensor;
 use tempfile::NamedTempFile;
 
-use crate::checkpoint::{check_header, Checkpoint, Entry};
-use crate::convert::{bytes_of, dtype_of};
-use crate::exit::{fail, Categorize, Category, Failure, Result};
+use crate::checkpoint::{check_header, Checkpoint, Entry, Shard};
+use crate::convert::bytes_of;
+use crate::dtypes::dtype_of;
+use crate::exit::{fail, Categorize, Category, Result};
+use crate::format;
+use crate::interrupt;
+use crate::output::OutputPlan;
+use crate::paths::{dir_of, file_name};
+use crate::temp::{self, temp_file_in, TempFile};
 
 /// A complete output file waiting under a temporary name in its target
 /// directory.
 pub struct PendingFile {
-    temp: NamedTempFile,
+    temp: TempFile,
     pub path: PathBuf,
 }
 
@@ -46,34 +53,121 @@ impl PendingFile {
     }
 }
 
-/// Renames every pending file to its final name. Without `force`, a file
-/// that appeared at a final path since the run started is not replaced.
+/// Renames every pending file to its final name, all or nothing as far as
+/// the filesystem allows.
+///
+/// Without `force`, every final path is checked to be free before the first
+/// rename (and each rename refuses to replace a file that appears anyway).
+/// With `force`, a file about to be replaced is first hard-linked under a
+/// temporary name beside it. If a rename fails, the renames already done are
+/// undone: files this commit created are removed and replaced ones are
+/// renamed back from their links; the links are removed once everything is
+/// in place. Each rename is atomic, so a reader sees an old file or a whole
+/// new one, never a partial one.
+///
+/// What remains: a replaced file cannot be restored where its directory
+/// does not support hard links (the error then names it), or when renaming
+/// it back fails too (likewise); and a process killed outright (SIGKILL,
+/// power loss) during these few milliseconds of renames can leave some
+/// outputs new and others old, plus `.tch-quant-*.bak` links. Ctrl-C and
+/// SIGTERM wait for the renames (see `temp::begin_commit`).
 pub fn commit(files: Vec<PendingFile>, force: bool) -> Result<()> {
+    if !force {
+        if let Some(taken) = files
+            .iter()
+            .find(|f| std::fs::symlink_metadata(&f.path).is_ok())
+        {
+            fail!(
+                Category::Output,
+                "cannot create {}: it appeared while tch-quant ran; pass --force to replace it",
+                taken.path.display()
+            );
+        }
+    }
+    temp::begin_commit();
+    // A signal that arrived after the last tensor still stops the run here;
+    // one that arrives from now on lets the renames finish.
+    interrupt::check()?;
+    let mut placed: Vec<Placed> = Vec::new();
     for file in files {
         let path = file.path;
-        let persisted = if force {
-            file.temp.persist(&path).map(drop)
-        } else {
-            file.temp.persist_noclobber(&path).map(drop)
-        };
-        if let Err(e) = persisted {
-            let hint = if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+        let existed = std::fs::symlink_metadata(&path).is_ok();
+        let backup = if existed { backup_of(&path) } else { None };
+        if let Err(e) = file.temp.persist(&path, !force) {
+            // The file at `path`, if any, is still the old one.
+            drop(backup);
+            let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
                 " (it appeared while tch-quant ran; pass --force to replace it)"
             } else {
                 ""
             };
-            return Err(e.error).fail_with(Category::Output, || {
-                format!("cannot create {}{hint}", path.display())
+            let undone = roll_back(placed);
+            return Err(e).fail_with(Category::Output, || {
+                format!("cannot create {}{hint}{undone}", path.display())
             });
         }
+        placed.push(Placed {
+            path,
+            existed,
+            backup,
+        });
     }
+    // Dropping the backups removes the links to the replaced files.
     Ok(())
 }
 
-pub fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
+/// An output renamed into place by [`commit`].
+struct Placed {
+    path: PathBuf,
+    /// Whether it replaced a file (under `--force`).
+    existed: bool,
+    /// A link to the replaced file, to put it back.
+    backup: Option<NamedTempFile<()>>,
+}
+
+/// A hard link to `path` under a fresh temporary name in its directory
+/// (the link itself when `path` is a symlink); `None` where the filesystem
+/// has no hard links.
+fn backup_of(path: &Path) -> Option<NamedTempFile<()>> {
+    tempfile::Builder::new()
+        .prefix(".tch-quant-")
+        .suffix(".bak")
+        .make_in(dir_of(path), |link| std::fs::hard_link(path, link))
+        .ok()
+}
+
+/// Undoes the renames of a failed commit, newest first; returns what to add
+/// to the error message.
+fn roll_back(placed: Vec<Placed>) -> String {
+    if placed.is_empty() {
+        return String::new();
+    }
+    let mut problems = Vec::new();
+    for p in placed.into_iter().rev() {
+        let shown = p.path.display();
+        let result = match (p.existed, p.backup) {
+            (false, _) => std::fs::remove_file(&p.path)
+                .map_err(|e| format!("{shown} is left in place: removing it failed: {e}")),
+            (true, Some(backup)) => backup
+                .persist(&p.path)
+                .map(drop)
+                .map_err(|e| format!("{shown} was replaced; restoring it failed: {}", e.error)),
+            (true, None) => Err(format!(
+                "{shown} was replaced and cannot be restored (its directory has no hard links)"
+            )),
+        };
+        if let Err(problem) = result {
+            problems.push(problem);
+        }
+    }
+    if problems.is_empty() {
+        "; the outputs renamed before it were undone".into()
+    } else {
+        format!(
+            "; undoing the outputs renamed before it: {}",
+            problems.join("; ")
+        )
+    }
 }
 
 /// A Hugging Face style index (`metadata` and `weight_map`), pending.
@@ -87,36 +181,76 @@ pub fn write_index(
     PendingFile::with_contents(path, text.as_bytes())
 }
 
-/// The directory a path lives in (`.` for a bare file name).
-pub fn dir_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
+/// The files of one run, written one output shard per input shard (plus the
+/// index of a sharded output, and anything else added), committed together.
+pub struct Outputs<'a> {
+    plan: &'a OutputPlan,
+    pending: Vec<PendingFile>,
+    weight_map: BTreeMap<String, String>,
+    total_size: usize,
 }
 
-/// A temporary file in `dir`, readable like any file the user creates
-/// (tempfile's default 0600 would survive the rename).
-pub fn temp_file_in(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".tch-quant-").suffix(suffix);
-    #[cfg(unix)]
+impl<'a> Outputs<'a> {
+    /// Writes the output shard of each input shard: `fill` adds the tensors
+    /// of input shard `i` to a fresh writer and returns the metadata of its
+    /// output file.
+    pub fn write_shards<F>(input: &Checkpoint, plan: &'a OutputPlan, mut fill: F) -> Result<Self>
+    where
+        F: FnMut(usize, &Shard, &mut ShardWriter) -> Result<BTreeMap<String, String>>,
     {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
+        let mut outputs = Outputs {
+            plan,
+            pending: Vec::new(),
+            weight_map: BTreeMap::new(),
+            total_size: 0,
+        };
+        for (i, (shard, path)) in input.shards.iter().zip(&plan.shards).enumerate() {
+            let mut out = ShardWriter::new(dir_of(path))?;
+            let metadata = fill(i, shard, &mut out)?;
+            let name = file_name(path);
+            outputs
+                .weight_map
+                .extend(out.names().map(|n| (n.to_string(), name.clone())));
+            outputs.total_size += out.data_bytes();
+            outputs.pending.push(out.finish(input, &metadata, path)?);
+        }
+        Ok(outputs)
     }
-    builder.tempfile_in(dir).map_err(|e| {
-        // tempfile's message names the random file; the directory is what
-        // the user can act on.
-        let cause = e.raw_os_error().map_or_else(
-            || e.kind().to_string(),
-            |code| std::io::Error::from_raw_os_error(code).to_string(),
-        );
-        Failure::new(
-            Category::Output,
-            format!("cannot write in directory {}: {cause}", dir.display()),
-        )
-    })
+
+    /// For a sharded output, writes the index: the input index's metadata
+    /// without tch-quant's entries, the `total_size` of the output shards,
+    /// and `extra`.
+    pub fn write_index(
+        &mut self,
+        input: &Checkpoint,
+        extra: serde_json::Map<String, Value>,
+    ) -> Result<()> {
+        let Some(index) = &self.plan.index else {
+            return Ok(());
+        };
+        let mut metadata = input.index_metadata.clone().unwrap_or_default();
+        metadata.retain(|k, _| !format::is_ours(k));
+        metadata.insert("total_size".into(), json!(self.total_size));
+        metadata.extend(extra);
+        let file = write_index(index, metadata, std::mem::take(&mut self.weight_map))?;
+        self.pending.push(file);
+        Ok(())
+    }
+
+    /// Another file to commit with the rest (the report).
+    pub fn add(&mut self, file: PendingFile) {
+        self.pending.push(file);
+    }
+
+    /// Bytes of tensor data in the output shards.
+    pub fn total_size(&self) -> usize {
+        self.total_size
+    }
+
+    /// Renames everything into place ([`commit`]).
+    pub fn commit(self) -> Result<()> {
+        commit(self.pending, self.plan.force)
+    }
 }
 
 enum Source {
@@ -133,7 +267,7 @@ struct Pending {
 
 /// Collects the tensors of one output `.safetensors` file.
 pub struct ShardWriter {
-    spill: BufWriter<NamedTempFile>,
+    spill: BufWriter<TempFile>,
     spill_len: usize,
     entries: Vec<Pending>,
     names: HashSet<String>,
@@ -322,4 +456,64 @@ fn verify(file: &File, path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(dir: &Path, name: &str, contents: &str) -> PendingFile {
+        PendingFile::with_contents(&dir.join(name), contents.as_bytes()).unwrap()
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn no_clobber_is_checked_before_the_first_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("b"), "theirs").unwrap();
+        let files = vec![pending(d, "a", "new a"), pending(d, "b", "new b")];
+        let err = commit(files, false).unwrap_err();
+        assert_eq!(err.category, Category::Output);
+        assert!(err.to_string().contains("pass --force"), "{err}");
+        assert_eq!(listing(d), ["b"]);
+        assert_eq!(std::fs::read_to_string(d.join("b")).unwrap(), "theirs");
+    }
+
+    #[test]
+    fn a_failed_rename_undoes_the_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("replaced"), "old").unwrap();
+        // A file cannot be renamed over a directory: the third rename fails.
+        std::fs::create_dir(d.join("blocked")).unwrap();
+        let files = vec![
+            pending(d, "created", "new"),
+            pending(d, "replaced", "new"),
+            pending(d, "blocked", "new"),
+        ];
+        let err = commit(files, true).unwrap_err();
+        assert_eq!(err.category, Category::Output);
+        assert!(err.to_string().contains("were undone"), "{err}");
+        assert_eq!(listing(d), ["blocked", "replaced"]);
+        assert_eq!(std::fs::read_to_string(d.join("replaced")).unwrap(), "old");
+    }
+
+    #[test]
+    fn a_forced_commit_replaces_and_leaves_no_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a"), "old").unwrap();
+        commit(vec![pending(d, "a", "new"), pending(d, "b", "new")], true).unwrap();
+        assert_eq!(listing(d), ["a", "b"]);
+        assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "new");
+    }
 }
