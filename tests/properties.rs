@@ -9,26 +9,13 @@ use tch_quant::{
     MappingType, QParamsOptions, QuantDtype, QuantizeOptions,
 };
 
-const INTEGER_DTYPES: [QuantDtype; 18] = [
-    QuantDtype::Int8,
-    QuantDtype::UInt8,
-    QuantDtype::Int16,
-    QuantDtype::Int32,
-    QuantDtype::UInt1,
-    QuantDtype::UInt2,
-    QuantDtype::UInt3,
-    QuantDtype::UInt4,
-    QuantDtype::UInt5,
-    QuantDtype::UInt6,
-    QuantDtype::UInt7,
-    QuantDtype::Int1,
-    QuantDtype::Int2,
-    QuantDtype::Int3,
-    QuantDtype::Int4,
-    QuantDtype::Int5,
-    QuantDtype::Int6,
-    QuantDtype::Int7,
-];
+/// Every integer target dtype (all but float8).
+fn integer_dtypes() -> Vec<QuantDtype> {
+    QuantDtype::ALL
+        .into_iter()
+        .filter(|d| !d.is_float8())
+        .collect()
+}
 
 /// Rows x cols of values in [-scale, scale], a group size dividing cols.
 fn weights() -> impl Strategy<Value = (Vec<f32>, i64, i64, i64)> {
@@ -70,7 +57,7 @@ proptest! {
         (values, rows, cols, group) in weights(),
         kind in kinds(),
         mapping in mappings(),
-        dtype in prop::sample::select(INTEGER_DTYPES.to_vec()),
+        dtype in prop::sample::select(integer_dtypes()),
     ) {
         let x = Tensor::from_slice(&values).view([rows, cols]).to_kind(kind);
         let block = [1, group];
