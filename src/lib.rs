@@ -21,6 +21,28 @@
 //!
 //! Every function returns [`Result`]; invalid input is a typed [`Error`]
 //! naming the operation, the argument and its value, never a panic.
+//!
+//! # What is where
+//!
+//! | need | functions | file |
+//! | --- | --- | --- |
+//! | scale and zero point | [`choose_qparams_affine`], [`choose_qparams_affine_with_min_max`] | `qparams.rs` |
+//! | codes and back | [`quantize_affine`], [`dequantize_affine`], [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
+//! | both in one pass | [`choose_qparams_and_quantize_affine`] | `fused/` |
+//! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
+//! | fp6, fp5, ... | [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
+//! | sub-byte storage | [`pack_uintx`], [`unpack_uintx`] | `bitpacking.rs` |
+//! | block sizes | [`Granularity`] (and `block.rs` for the reduction layout) | `granularity.rs` |
+//! | modes and dtypes | [`MappingType`], [`ZeroPointDomain`], [`QuantDtype`] | `mapping.rs`, `dtype.rs` |
+//!
+//! # How results stay identical to torchao
+//!
+//! Each function issues torchao 0.11's libtorch op sequence itself, in the
+//! same order and dtypes (the *reference path*), so results match torchao on
+//! whatever device the input lives on. For contiguous CPU float tensors,
+//! `choose_qparams_affine` and `quantize_affine` instead run fused
+//! multi-threaded kernels (`fused/`) that reproduce that sequence's rounding
+//! bit for bit; `force_reference` in the options selects the reference path.
 #![warn(missing_docs)]
 
 mod bitpacking;
