@@ -750,6 +750,7 @@ fn quantize_tile<E: Elem, F: Formula, C: Code>(
     block0: usize,
     elem0: usize,
     (a, b): (&[f32], &[f32]),
+    minmax: Option<(&[f32], &[f32])>,
     bounds: (f32, f32),
     out: &mut [MaybeUninit<C>],
 ) {
@@ -759,8 +760,9 @@ fn quantize_tile<E: Elem, F: Formula, C: Code>(
         let k = batch.block - block0;
         let out = &mut out[batch.elem - elem0..];
         let (a, b) = (&a[k..], &b[k..]);
+        let minmax = minmax.map(|(lo, hi)| (&lo[k..], &hi[k..]));
         if reduced {
-            quantize_reduced::<E, F, C>(x, batch, a, b, bounds, fast, out);
+            quantize_reduced::<E, F, C>(x, batch, a, b, minmax, bounds, fast, out);
         } else {
             quantize_kept_runs::<E, F, C>(x, batch, a, b, bounds, fast, out);
         }
@@ -954,7 +956,17 @@ fn quantize_part<E: Elem, F: Formula, C: Code>(
             zp.read(block0, z);
         }
         params.kinds.constants(s, z, a, b);
-        quantize_tile::<E, F, C>(x, walk, &ranges, block0, elem0, (a, b), params.bounds, out);
+        quantize_tile::<E, F, C>(
+            x,
+            walk,
+            &ranges,
+            block0,
+            elem0,
+            (a, b),
+            None,
+            params.bounds,
+            out,
+        );
     }
 }
 
@@ -1056,6 +1068,7 @@ fn chain_part<E: InputElem, F: Formula, C: Code>(
             block0,
             elem0,
             (a, b),
+            Some((lo, hi)),
             params.bounds,
             codes,
         );

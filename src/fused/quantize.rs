@@ -248,6 +248,50 @@ pub(crate) fn quantize_run<E: Elem, F: Formula, C: Code>(
     }
 }
 
+/// Whether the fast path's clamp and NaN select leave every code of a block
+/// alone, given bounds `x_lo <= x <= x_hi` on its elements: then
+/// [`quantize_run_in_range`] gives the same codes as [`quantize_run`].
+///
+/// It holds when, at both bounds, the NaN probe is not NaN and
+/// `v = unrounded(x).0` is above `lo - o - 0.5` and below `hi - o + 0.5`
+/// (`o` the offset). Then the bounds and the block's constants are finite
+/// (an infinite `x` or constant gives an infinite or NaN `v` or probe at a
+/// bound), so `v` is a monotonic function of `x` (a product, or a difference
+/// and a quotient, with fixed finite operands, each rounded monotonically)
+/// and every element's `v` lies between its values at the bounds: it is
+/// finite, its probe is not NaN, and `rne(v)` lies in `[lo - o, hi - o]`,
+/// where the clamp cannot change `rne(v)` (see [`Formula`]); `|v|` stays
+/// below 2^22 (`fast_ok`).
+#[inline(always)]
+fn in_range<F: Formula>(x_lo: f32, x_hi: f32, (a, b): (f32, f32), k: Fast) -> bool {
+    let ((v1, p1), (v2, p2)) = (F::unrounded(x_lo, a, b), F::unrounded(x_hi, a, b));
+    // `lo - o` and `hi - o` are integers of magnitude at most 2^21: exact
+    // with the halves added.
+    let (above, below) = (k.lo - 0.5, k.hi + 0.5);
+    !p1.is_nan() && !p2.is_nan() && v1 > above && v2 > above && v1 < below && v2 < below
+}
+
+/// Runs at least this long check [`in_range`]: on shorter ones the check
+/// costs about as much as the clamp it saves.
+const IN_RANGE_MIN_LEN: usize = 128;
+
+/// The fast path of [`quantize_run`] without its clamp and NaN select, for
+/// a block where [`in_range`] holds.
+#[inline(always)]
+fn quantize_run_in_range<E: Elem, F: Formula, C: Code>(
+    x: &[E],
+    out: &mut [MaybeUninit<C>],
+    (a, b): (f32, f32),
+    k: Fast,
+) {
+    for (o, &e) in out.iter_mut().zip(x) {
+        let v = F::unrounded(e.to_f32(), a, b).0;
+        *o = MaybeUninit::new(C::from_int(
+            ((v + MAGIC).to_bits() as i32).wrapping_sub(k.bias),
+        ));
+    }
+}
+
 /// Codes of a run whose elements each have their own block.
 #[inline(always)]
 pub(crate) fn quantize_kept<E: Elem, F: Formula, C: Code>(
@@ -274,21 +318,40 @@ pub(crate) fn quantize_kept<E: Elem, F: Formula, C: Code>(
 kernel! {
     /// Codes of a batch of reduced runs: run `i` (elements `x[batch.elem..]`,
     /// written to `out[..]`) with its block's constants `a[i]`, `b[i]`; the
-    /// fast path when `fast` (see [`Formula`]).
+    /// fast path when `fast` (see [`Formula`]). `minmax`, when given, holds
+    /// bounds on each block's elements (`lo[i] <= x <= hi[i]`), which let
+    /// blocks whose codes need no clamp skip it.
     pub(crate) fn quantize_reduced<E: Elem, F: Formula, C: Code>(
         x: &[E],
         batch: Batch,
         a: &[f32],
         b: &[f32],
+        minmax: Option<(&[f32], &[f32])>,
         bounds: (f32, f32),
         fast: bool,
         out: &mut [MaybeUninit<C>],
     ) {
         let x = &x[batch.elem..batch.elem + batch.span()];
         let out = &mut out[..batch.span()];
-        for (i, (&a, &b)) in a[..batch.reps].iter().zip(&b[..batch.reps]).enumerate() {
-            let at = i * batch.stride..i * batch.stride + batch.len;
-            quantize_run::<E, F, C>(&x[at.clone()], &mut out[at], (a, b), bounds, fast);
+        let blocks = a[..batch.reps].iter().zip(&b[..batch.reps]).enumerate();
+        match minmax {
+            Some((lo, hi)) if fast && batch.len >= IN_RANGE_MIN_LEN => {
+                for (i, (&a, &b)) in blocks {
+                    let at = i * batch.stride..i * batch.stride + batch.len;
+                    let k = Fast::new::<F>(b, bounds);
+                    if in_range::<F>(lo[i], hi[i], (a, b), k) {
+                        quantize_run_in_range::<E, F, C>(&x[at.clone()], &mut out[at], (a, b), k);
+                    } else {
+                        quantize_run::<E, F, C>(&x[at.clone()], &mut out[at], (a, b), bounds, fast);
+                    }
+                }
+            }
+            _ => {
+                for (i, (&a, &b)) in blocks {
+                    let at = i * batch.stride..i * batch.stride + batch.len;
+                    quantize_run::<E, F, C>(&x[at.clone()], &mut out[at], (a, b), bounds, fast);
+                }
+            }
         }
     }
 }
