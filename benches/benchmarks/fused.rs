@@ -31,16 +31,7 @@ fn choose(c: &mut Criterion) {
     for case in cases() {
         for (path, options) in paths(&case) {
             group.bench_with_input(BenchmarkId::new(path, &case.name), &options, |b, o| {
-                b.iter(|| {
-                    tch_quant::choose_qparams_affine(
-                        &case.input,
-                        case.mapping,
-                        &case.block_size,
-                        case.dtype,
-                        o,
-                    )
-                    .expect("bench case is valid")
-                })
+                b.iter(|| case.choose(o))
             });
         }
     }
@@ -52,16 +43,7 @@ fn choose_and_quantize(c: &mut Criterion) {
     for case in cases() {
         for (path, options) in paths(&case) {
             group.bench_with_input(BenchmarkId::new(path, &case.name), &options, |b, o| {
-                b.iter(|| {
-                    tch_quant::choose_qparams_and_quantize_affine(
-                        &case.input,
-                        case.mapping,
-                        &case.block_size,
-                        case.dtype,
-                        o,
-                    )
-                    .expect("bench case is valid")
-                })
+                b.iter(|| case.choose_and_quantize(o))
             });
         }
     }

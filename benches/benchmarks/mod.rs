@@ -3,7 +3,7 @@ pub mod fused;
 pub mod quantize;
 
 use tch::{Device, Kind, Tensor};
-use tch_quant::{MappingType, QParamsOptions, QuantDtype};
+use tch_quant::{MappingType, QParams, QParamsOptions, QuantDtype, QuantizeOptions};
 
 /// One benchmarked configuration: a shape, a dtype and a scheme.
 pub struct Case {
@@ -64,4 +64,40 @@ pub fn cases() -> Vec<Case> {
         }
     }
     out
+}
+
+impl Case {
+    /// `choose_qparams_affine` of this case with the given options.
+    pub fn choose(&self, options: &QParamsOptions) -> QParams {
+        tch_quant::choose_qparams_affine(
+            &self.input,
+            self.mapping,
+            &self.block_size,
+            self.dtype,
+            options,
+        )
+        .expect("bench case is valid")
+    }
+
+    /// `choose_qparams_and_quantize_affine` of this case with the given options.
+    pub fn choose_and_quantize(&self, options: &QParamsOptions) -> (QParams, Tensor) {
+        tch_quant::choose_qparams_and_quantize_affine(
+            &self.input,
+            self.mapping,
+            &self.block_size,
+            self.dtype,
+            options,
+        )
+        .expect("bench case is valid")
+    }
+
+    /// The quantize options matching this case's qparams options.
+    pub fn quantize_options(&self) -> QuantizeOptions {
+        QuantizeOptions {
+            quant_min: self.options.quant_min,
+            quant_max: self.options.quant_max,
+            zero_point_domain: self.options.zero_point_domain,
+            ..Default::default()
+        }
+    }
 }
