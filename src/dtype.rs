@@ -305,8 +305,14 @@ pub(crate) fn float_max(kind: Kind) -> f64 {
     }
 }
 
-/// Display name of a libtorch kind, as torch spells it.
-pub(crate) fn kind_name(kind: Kind) -> &'static str {
+/// torch's name for a libtorch kind (`float32`, `int32`, ...), as torchao
+/// code spells dtypes; `"other"` for kinds quantization never produces.
+///
+/// # Examples
+/// ```
+/// assert_eq!(tch_quant::kind_name(tch::Kind::BFloat16), "bfloat16");
+/// ```
+pub fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Float => "float32",
         Kind::Half => "float16",
@@ -324,6 +330,59 @@ pub(crate) fn kind_name(kind: Kind) -> &'static str {
         Kind::Float8e5m2fnuz => "float8_e5m2fnuz",
         _ => "other",
     }
+}
+
+/// The float or integer libtorch kind a torch dtype name gives (with or
+/// without `torch.`, and the short spellings `f32`, `bf16`, `i64`, `half`,
+/// `long`, ...), for scale and zero-point dtypes.
+///
+/// # Examples
+/// ```
+/// use tch::Kind;
+/// assert_eq!(tch_quant::parse_kind("torch.bfloat16")?, Kind::BFloat16);
+/// assert_eq!(tch_quant::parse_kind("i32")?, Kind::Int);
+/// assert!(tch_quant::parse_kind("complex64").is_err());
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn parse_kind(name: &str) -> Result<Kind> {
+    let lower = name.trim().to_ascii_lowercase();
+    let bare = lower.strip_prefix("torch.").unwrap_or(&lower);
+    Ok(match bare {
+        "float32" | "f32" | "float" => Kind::Float,
+        "float16" | "f16" | "half" => Kind::Half,
+        "bfloat16" | "bf16" => Kind::BFloat16,
+        "float64" | "f64" | "double" => Kind::Double,
+        "uint8" | "u8" => Kind::Uint8,
+        "int8" | "i8" => Kind::Int8,
+        "int16" | "i16" => Kind::Int16,
+        "int32" | "i32" | "int" => Kind::Int,
+        "int64" | "i64" | "long" => Kind::Int64,
+        _ => {
+            return Err(Error::invalid(
+                "parse_kind",
+                "name",
+                format!("{name:?}"),
+                "must be a float or integer torch dtype (float32, bfloat16, int32, ...)",
+            ))
+        }
+    })
+}
+
+/// `torch.finfo(kind).eps` (the gap between 1 and the next value) for the
+/// float kinds, torchao's default `eps`: float32 2^-23, float16 2^-10,
+/// bfloat16 2^-7, float64 2^-52; `None` for other kinds.
+///
+/// # Examples
+/// ```
+/// assert_eq!(tch_quant::finfo_eps(tch::Kind::BFloat16), Some(2f64.powi(-7)));
+/// assert_eq!(tch_quant::finfo_eps(tch::Kind::Int), None);
+/// ```
+pub fn finfo_eps(kind: Kind) -> Option<f64> {
+    matches!(
+        kind,
+        Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+    )
+    .then(|| float_eps(kind))
 }
 
 /// Refuses a scalar that libtorch could not convert into `kind` without

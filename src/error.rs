@@ -48,6 +48,16 @@ pub enum Error {
     /// A dtype name could not be parsed.
     #[error("unknown quantized dtype name {0:?}")]
     UnknownDtype(String),
+    /// A checkpoint could not be read or written (the `checkpoint`
+    /// feature); the message says what and where.
+    #[error("{message}")]
+    Checkpoint {
+        /// What kind of problem it is, for callers that react differently
+        /// (the `tch-quant` command maps each to an exit code).
+        kind: CheckpointErrorKind,
+        /// What went wrong, naming the file or tensor.
+        message: String,
+    },
     /// libtorch reported an error for a call that passed validation.
     #[error("{op}: libtorch error: {source}")]
     Torch {
@@ -59,10 +69,39 @@ pub enum Error {
     },
 }
 
+/// The kinds of [`Error::Checkpoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckpointErrorKind {
+    /// The input cannot be read as a checkpoint: missing file, not
+    /// safetensors, truncated or corrupt header, bad index, lying metadata.
+    InvalidInput,
+    /// A tensor cannot be processed as asked (a dtype safetensors or
+    /// libtorch cannot hold, a name the outputs would need twice).
+    Unquantizable,
+    /// The output cannot be written where asked: it exists, it is the input,
+    /// its directory is missing or not writable.
+    OutputRefused,
+    /// The request itself is inconsistent (an index output for a single
+    /// file, one path named for two outputs).
+    InvalidRequest,
+    /// An I/O or libtorch failure while reading or writing valid data.
+    Io,
+    /// The caller asked the work to stop before the outputs were complete.
+    Interrupted,
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// The kind of an [`Error::Checkpoint`]; `None` for the other variants.
+    pub fn checkpoint_kind(&self) -> Option<CheckpointErrorKind> {
+        match self {
+            Error::Checkpoint { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
     pub(crate) fn invalid(
         op: &'static str,
         arg: &'static str,

@@ -1,6 +1,8 @@
 //! Granularities: the common ways of choosing a block size, with torchao's
 //! meanings.
 
+use std::fmt;
+
 use crate::error::{Error, Result};
 
 /// How many elements share one scale and zero point, expressed against the
@@ -85,5 +87,19 @@ impl Granularity {
             }
         }
         Ok(block)
+    }
+}
+
+impl fmt::Display for Granularity {
+    /// `per-tensor`, `per-axis:N`, `per-group:N`, `per-row` or `per-token`,
+    /// as the `tch-quant` command and the checkpoint metadata spell them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Granularity::PerTensor => f.write_str("per-tensor"),
+            Granularity::PerAxis(axis) => write!(f, "per-axis:{axis}"),
+            Granularity::PerGroup(group) => write!(f, "per-group:{group}"),
+            Granularity::PerRow => f.write_str("per-row"),
+            Granularity::PerToken => f.write_str("per-token"),
+        }
     }
 }

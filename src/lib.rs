@@ -47,6 +47,8 @@
 
 mod bitpacking;
 mod block;
+#[cfg(feature = "checkpoint")]
+pub mod checkpoint;
 mod dtype;
 mod error;
 mod float8;
@@ -54,17 +56,23 @@ mod floatx;
 mod fused;
 mod granularity;
 mod mapping;
+mod model;
 mod qparams;
 mod quantize;
+mod quantized;
+mod recipe;
 
 pub use bitpacking::{pack_uintx, unpack_uintx};
-pub use dtype::QuantDtype;
-pub use error::{Error, Result};
+pub use dtype::{finfo_eps, kind_name, parse_kind, QuantDtype};
+pub use error::{CheckpointErrorKind, Error, Result};
 pub use float8::{choose_qparams_affine_float8, dequantize_affine_float8, quantize_affine_float8};
 pub use floatx::{choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx};
 pub use fused::choose_qparams_and_quantize_affine;
 pub use granularity::Granularity;
 pub use mapping::{MappingType, ZeroPointDomain};
+pub use model::{
+    quantize_tensors, quantize_var_store, Decision, QuantizedModel, Selection, SkipReason,
+};
 pub use qparams::{
     choose_qparams_affine, choose_qparams_affine_with_min_max, QParams, QParamsOptions,
 };
@@ -72,3 +80,5 @@ pub use quantize::{
     dequantize_affine, fake_quantize_affine, fake_quantize_affine_cachemask, quantize_affine,
     QuantizeOptions,
 };
+pub use quantized::{AffineQuantizedTensor, QuantizedParts, StorageLayout, PACK_DIM};
+pub use recipe::{CustomRecipe, Recipe, Unfit, INT4_GROUP_SIZES};

@@ -1,21 +1,17 @@
-//! `tch-quant dequantize`: each quantized `W` rebuilt under its own name
-//! with torchao's `dequantize_affine`, everything else copied.
+//! `tch-quant dequantize`: each quantized `W` read back as the library's
+//! quantized tensor and rebuilt under its own name with torchao's
+//! `dequantize_affine`, everything else copied.
 
-use tch::{Device, Kind, Tensor};
+use tch::Kind;
+use tch_quant::checkpoint::format::{self, FileInfo};
+use tch_quant::checkpoint::{Checkpoint, OutputPlan, Outputs};
 
-use crate::checkpoint::Checkpoint;
 use crate::cli::{DequantizeArgs, FloatDtype};
-use crate::codec;
-use crate::convert;
 use crate::device;
-use crate::dtypes::float_kind;
 use crate::exit::{fail, Category, Result};
-use crate::format::{self, FileInfo, Record};
 use crate::interrupt;
-use crate::output::OutputPlan;
 use crate::progress::Progress;
 use crate::report::human_bytes;
-use crate::writer::Outputs;
 
 pub fn run(args: DequantizeArgs) -> Result<()> {
     let device = device::resolve(args.device)?;
@@ -46,15 +42,18 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
         let info = &infos[i];
         let consumed = format::quantized_output_names(info);
         for entry in shard.entries().filter(|e| !consumed.contains(&e.name)) {
-            interrupt::check()?;
+            interrupt::check().map_err(interrupted)?;
             out.add_copy(entry)?;
             progress.advance(entry.num_bytes());
             copied += 1;
         }
         for (name, record) in &info.tensors {
-            interrupt::check()?;
+            interrupt::check().map_err(interrupted)?;
             progress.start(name);
-            let (w, bytes) = restore(&input, i, name, record, output_dtype, device)?;
+            let (q, bytes) = input.load_quantized(i, name, record, device)?;
+            let w = q
+                .dequantize_as(output_dtype.unwrap_or(q.dtype()))
+                .map_err(|e| corrupt(name, e))?;
             out.add_tensor(name, &w)?;
             // The stored tensors it was rebuilt from: with the copies, every
             // byte of the input, so the bar ends at 100%.
@@ -66,7 +65,7 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
     progress.finish();
     outputs.write_index(&input, serde_json::Map::new())?;
     let total_size = outputs.total_size();
-    outputs.commit()?;
+    outputs.commit_unless(&interrupt::requested)?;
     let written = plan.index.as_ref().unwrap_or(&plan.shards[0]);
     println!(
         "dequantized {restored} tensor{}, copied {copied}; wrote {} ({})",
@@ -77,54 +76,18 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Loads `W.qdata*`, `W.scale` and `W.zero_point` from the shard and
-/// dequantizes; also returns the bytes those stored tensors take.
-fn restore(
-    input: &Checkpoint,
-    shard: usize,
-    name: &str,
-    record: &Record,
-    output_dtype: Option<Kind>,
-    device: Device,
-) -> Result<(Tensor, usize)> {
-    let bytes = std::cell::Cell::new(0);
-    let load = |tensor: &str| -> Result<Tensor> {
-        match input.entry(tensor) {
-            Some(entry) if entry.shard == shard => {
-                bytes.set(bytes.get() + entry.num_bytes());
-                convert::load(input, entry, device)
-            }
-            _ => fail!(
-                Category::Input,
-                "{}: the metadata lists quantized tensor {name}, but {tensor} is missing",
-                input.shards[shard].path.display()
-            ),
-        }
-    };
-    let qdata = format::qdata_names(name, &record.codes)
-        .iter()
-        .map(|n| load(n))
-        .collect::<Result<Vec<_>>>()?;
-    let scale = load(&format::scale_name(name))?;
-    let zero_point = match record.zero_point_dtype {
-        Some(_) => Some(load(&format::zero_point_name(name))?),
-        None => None,
-    };
-    let output_dtype = match output_dtype.or_else(|| float_kind(&record.dtype)) {
-        Some(kind) => kind,
-        None => fail!(
-            Category::Input,
-            "quantized tensor {name}: unknown original dtype {:?}; pass --dtype",
-            record.dtype
-        ),
-    };
-    let w = codec::decode(
-        name,
-        record,
-        &qdata,
-        &scale,
-        zero_point.as_ref(),
-        output_dtype,
-    )?;
-    Ok((w, bytes.get()))
+/// Stored tensors that do not dequantize with their record: corrupt input.
+fn corrupt(name: &str, e: tch_quant::Error) -> tch_quant::Error {
+    tch_quant::Error::Checkpoint {
+        kind: tch_quant::CheckpointErrorKind::InvalidInput,
+        message: format!("quantized tensor {name}: {e}"),
+    }
+}
+
+/// The command's interruption, for the library's writer loop.
+fn interrupted(f: crate::exit::Failure) -> tch_quant::Error {
+    tch_quant::Error::Checkpoint {
+        kind: tch_quant::CheckpointErrorKind::Interrupted,
+        message: f.to_string(),
+    }
 }

@@ -101,25 +101,24 @@ impl Failure {
 
 pub type Result<T> = std::result::Result<T, Failure>;
 
-/// Attaches a category and a context line to any error.
-pub trait Categorize<T> {
-    fn fail_with<C: fmt::Display>(
-        self,
-        category: Category,
-        context: impl FnOnce() -> C,
-    ) -> Result<T>;
-}
-
-impl<T, E: Into<anyhow::Error>> Categorize<T> for std::result::Result<T, E> {
-    fn fail_with<C: fmt::Display>(
-        self,
-        category: Category,
-        context: impl FnOnce() -> C,
-    ) -> Result<T> {
-        self.map_err(|e| Failure {
-            category,
-            error: e.into().context(context().to_string()),
-        })
+impl From<tch_quant::Error> for Failure {
+    /// A library error: checkpoint errors by their kind, libtorch failures
+    /// as internal, every other refusal as a tensor that cannot be processed.
+    fn from(e: tch_quant::Error) -> Self {
+        use tch_quant::CheckpointErrorKind as Kind;
+        let category = match e.checkpoint_kind() {
+            Some(Kind::InvalidInput) => Category::Input,
+            Some(Kind::Unquantizable) => Category::Tensor,
+            Some(Kind::OutputRefused) => Category::Output,
+            Some(Kind::InvalidRequest) => Category::Usage,
+            Some(Kind::Io) => Category::Internal,
+            Some(Kind::Interrupted) => Category::Interrupted,
+            None => match e {
+                tch_quant::Error::Torch { .. } => Category::Internal,
+                _ => Category::Tensor,
+            },
+        };
+        Failure::new(category, e)
     }
 }
 

@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::checkpoint::Checkpoint;
+use tch_quant::checkpoint::dtype::dtype_name;
+use tch_quant::checkpoint::format::{self, Codes, FileInfo, Record};
+use tch_quant::checkpoint::Checkpoint;
+
 use crate::cli::InspectArgs;
-use crate::dtypes::dtype_name;
 use crate::exit::Result;
-use crate::format::{self, Codes, FileInfo, Record};
 use crate::report::{dims, human_bytes};
 
 #[derive(Serialize)]
@@ -48,7 +49,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .shards
         .iter()
         .map(|s| FileInfo::from_metadata(&s.metadata))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<tch_quant::Result<Vec<_>>>()?;
     let first = infos.iter().flatten().next();
     let mut quantized = Vec::new();
     let mut other = Vec::new();

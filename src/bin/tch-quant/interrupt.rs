@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::exit::{fail, Category, Result};
-use crate::temp;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -18,7 +17,7 @@ pub fn install() {
     // the clean-up on Ctrl-C, so the run goes on without it.
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            temp::abandon(|| {
+            tch_quant::checkpoint::temp::abandon(|| {
                 eprintln!("error: interrupted again; stopped at once, no output was written");
                 exit_now(i32::from(Category::Interrupted.code()))
             });
@@ -46,9 +45,14 @@ fn exit_now(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Whether a signal has arrived.
+pub fn requested() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Fails with [`Category::Interrupted`] once a signal has arrived.
 pub fn check() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
+    if requested() {
         fail!(
             Category::Interrupted,
             "interrupted; no output was written and the input is untouched"

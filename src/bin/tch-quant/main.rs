@@ -3,26 +3,17 @@
 //!
 //! Run `tch-quant --help` for commands, examples and exit codes.
 
-mod checkpoint;
 mod cli;
-mod codec;
-mod convert;
 mod dequantize;
 mod device;
-mod dtypes;
 mod exit;
-mod format;
 mod inspect;
 mod interrupt;
-mod output;
-mod paths;
 mod progress;
 mod quantize;
 mod report;
 mod scheme;
 mod select;
-mod temp;
-mod writer;
 
 use std::process::ExitCode;
 

@@ -133,7 +133,7 @@ impl Report {
     /// The human-readable summary.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let label = crate::format::scheme_label(&self.scheme);
+        let label = tch_quant::checkpoint::format::scheme_label(&self.scheme);
         let _ = writeln!(
             out,
             "tch-quant {}: {label} on {}",

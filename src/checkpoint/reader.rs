@@ -15,7 +15,15 @@ use safetensors::tensor::{Metadata, SafeTensorError};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
-use crate::exit::{fail, Categorize, Category, Result};
+use tch::{Device, Tensor};
+
+use super::dtype::{dtype_name, kind_of};
+use super::format::{self, FileInfo, Record};
+use super::{bail, error, Context as _};
+use crate::error::{CheckpointErrorKind, Result};
+use crate::model::{Decision, Selection};
+use crate::quantized::AffineQuantizedTensor;
+use crate::recipe::Recipe;
 
 /// safetensors' own limit; larger length fields mean "not safetensors".
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -23,8 +31,11 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 /// One tensor of an input checkpoint.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The tensor's name.
     pub name: String,
+    /// Its safetensors dtype.
     pub dtype: Dtype,
+    /// Its shape, as stored.
     pub shape: Vec<usize>,
     /// Which shard holds it (0 for a single file).
     pub shard: usize,
@@ -34,6 +45,7 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// Bytes of its data.
     pub fn num_bytes(&self) -> usize {
         self.end - self.start
     }
@@ -41,6 +53,7 @@ impl Entry {
 
 /// One mapped `.safetensors` file.
 pub struct Shard {
+    /// The file.
     pub path: PathBuf,
     /// The tensors in file order (by offset), for sequential reads.
     entries: Vec<Entry>,
@@ -62,12 +75,20 @@ pub struct Checkpoint {
     pub path: PathBuf,
     /// For a sharded checkpoint, the index's `metadata` object.
     pub index_metadata: Option<serde_json::Map<String, Value>>,
+    /// The files, in the index's order (one for a single file).
     pub shards: Vec<Shard>,
     /// Tensor name -> (shard, position in the shard's entries).
     index: HashMap<String, (usize, usize)>,
 }
 
 impl Checkpoint {
+    /// Opens and maps `path`: a `.safetensors` file or a sharded
+    /// `*.index.json`, whose header(s) and index are checked here.
+    ///
+    /// # Errors
+    /// A missing file or directory, a file that is not safetensors or is
+    /// truncated or corrupt, an index that names files outside its
+    /// directory or tensors its shards do not hold.
     pub fn open(path: &Path) -> Result<Checkpoint> {
         if is_index_path(path) {
             Self::open_index(path)
@@ -82,10 +103,12 @@ impl Checkpoint {
         }
     }
 
+    /// Whether it was opened from an index.
     pub fn is_sharded(&self) -> bool {
         self.index_metadata.is_some()
     }
 
+    /// The tensor named `name`.
     pub fn entry(&self, name: &str) -> Option<&Entry> {
         let &(shard, i) = self.index.get(name)?;
         self.shards[shard].entries.get(i)
@@ -96,12 +119,76 @@ impl Checkpoint {
         &self.shards[entry.shard].map[entry.start..entry.end]
     }
 
+    /// Bytes of tensor data in all shards.
     pub fn total_bytes(&self) -> usize {
         self.shards
             .iter()
             .flat_map(Shard::entries)
             .map(Entry::num_bytes)
             .sum()
+    }
+
+    /// Copies a tensor out of the checkpoint onto `device`.
+    ///
+    /// # Errors
+    /// A dtype libtorch cannot hold (unsigned 16 to 64-bit integers), a
+    /// shape libtorch cannot address, a failed copy.
+    pub fn load(&self, entry: &Entry, device: Device) -> Result<Tensor> {
+        let Some(kind) = kind_of(entry.dtype) else {
+            bail!(
+                Unquantizable,
+                "tensor {} has dtype {}, which libtorch cannot hold",
+                entry.name,
+                dtype_name(entry.dtype)
+            );
+        };
+        let shape = shape_i64(&entry.name, &entry.shape)?;
+        Tensor::f_from_data_size(self.bytes(entry), &shape, kind)
+            .and_then(|t| t.f_to_device(device))
+            .context(CheckpointErrorKind::Io, || {
+                format!("loading tensor {}", entry.name)
+            })
+    }
+
+    /// What happens to each tensor (by name) when `recipe` quantizes this
+    /// checkpoint with `selection`, decided before any data is read.
+    ///
+    /// # Errors
+    /// A chosen tensor whose shape libtorch cannot address; a tensor whose
+    /// quantized outputs would take a name the checkpoint already uses.
+    pub fn decide(
+        &self,
+        selection: &Selection,
+        recipe: &Recipe,
+    ) -> Result<BTreeMap<String, Decision>> {
+        let mut decisions = BTreeMap::new();
+        for entry in self.shards.iter().flat_map(Shard::entries) {
+            let name = &entry.name;
+            let decision = selection.decide_with(
+                name,
+                kind_of(entry.dtype),
+                &dtype_name(entry.dtype),
+                entry.shape.len(),
+                || shape_i64(name, &entry.shape),
+                recipe,
+            )?;
+            if matches!(decision, Decision::Quantize { .. }) {
+                // Outputs of two different quantized tensors never share a
+                // name: each is its own tensor's name plus a fixed suffix.
+                if let Some(taken) = format::output_names_for(name, recipe)
+                    .into_iter()
+                    .find(|n| self.entry(n).is_some())
+                {
+                    bail!(
+                        Unquantizable,
+                        "cannot quantize {name}: the checkpoint already has a tensor named \
+                         {taken}, which the quantized output would need"
+                    );
+                }
+            }
+            decisions.insert(name.clone(), decision);
+        }
+        Ok(decisions)
     }
 
     /// Every file the checkpoint consists of (index included), to refuse
@@ -116,12 +203,13 @@ impl Checkpoint {
 
     fn open_index(path: &Path) -> Result<Checkpoint> {
         let text = read_input_file(path)?;
-        let index: Value = serde_json::from_slice(&text).fail_with(Category::Input, || {
-            format!("{}: not a valid safetensors index (JSON)", path.display())
-        })?;
+        let index: Value = serde_json::from_slice(&text)
+            .context(CheckpointErrorKind::InvalidInput, || {
+                format!("{}: not a valid safetensors index (JSON)", path.display())
+            })?;
         let Some(weight_map) = index.get("weight_map").and_then(Value::as_object) else {
-            fail!(
-                Category::Input,
+            bail!(
+                InvalidInput,
                 "{}: not a safetensors index: no \"weight_map\" object",
                 path.display()
             );
@@ -129,15 +217,15 @@ impl Checkpoint {
         let mut shard_files: Vec<&str> = Vec::new();
         for (name, file) in weight_map {
             let Some(file) = file.as_str() else {
-                fail!(
-                    Category::Input,
+                bail!(
+                    InvalidInput,
                     "{}: weight_map entry {name:?} is not a file name",
                     path.display()
                 );
             };
             if Path::new(file).components().count() != 1 || file == ".." {
-                fail!(
-                    Category::Input,
+                bail!(
+                    InvalidInput,
                     "{}: weight_map entry {name:?} names {file:?}, which is not a file beside \
                      the index",
                     path.display()
@@ -148,8 +236,8 @@ impl Checkpoint {
             }
         }
         if shard_files.is_empty() {
-            fail!(
-                Category::Input,
+            bail!(
+                InvalidInput,
                 "{}: the index lists no tensors",
                 path.display()
             );
@@ -164,8 +252,8 @@ impl Checkpoint {
         for shard in &shards {
             for entry in shard.entries() {
                 if seen.insert(&entry.name, entry.shard).is_some() {
-                    fail!(
-                        Category::Input,
+                    bail!(
+                        InvalidInput,
                         "tensor {} is in two shards of {}",
                         entry.name,
                         path.display()
@@ -179,8 +267,8 @@ impl Checkpoint {
                 .get(name.as_str())
                 .is_some_and(|&s| shards[s].path.file_name() == Some(file.as_ref()));
             if !held {
-                fail!(
-                    Category::Input,
+                bail!(
+                    InvalidInput,
                     "{}: the index puts tensor {name} in {file}, which does not hold it",
                     path.display()
                 );
@@ -222,23 +310,23 @@ pub fn is_index_path(path: &Path) -> bool {
 
 fn read_input_file(path: &Path) -> Result<Vec<u8>> {
     check_input_path(path)?;
-    std::fs::read(path).fail_with(Category::Input, || {
+    std::fs::read(path).context(CheckpointErrorKind::InvalidInput, || {
         format!("cannot read {}", path.display())
     })
 }
 
 fn check_input_path(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => fail!(
-            Category::Input,
+        Ok(m) if m.is_dir() => bail!(
+            InvalidInput,
             "{} is a directory; give a .safetensors file or an index.json",
             path.display()
         ),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fail!(Category::Input, "{}: no such file", path.display())
+            bail!(InvalidInput, "{}: no such file", path.display())
         }
-        Err(e) => Err(e).fail_with(Category::Input, || {
+        Err(e) => Err(e).context(CheckpointErrorKind::InvalidInput, || {
             format!("cannot open {}", path.display())
         }),
     }
@@ -246,17 +334,18 @@ fn check_input_path(path: &Path) -> Result<()> {
 
 fn open_shard(path: &Path, index: usize) -> Result<Shard> {
     check_input_path(path)?;
-    let file = File::open(path).fail_with(Category::Input, || {
+    let file = File::open(path).context(CheckpointErrorKind::InvalidInput, || {
         format!("cannot open {}", path.display())
     })?;
     // SAFETY: the map is only read. Another process truncating the file
     // while we run would fault the read (as with any mmap-based loader,
     // including safetensors' own); we never write to an input.
-    let map = unsafe { Mmap::map(&file) }
-        .fail_with(Category::Input, || format!("cannot map {}", path.display()))?;
+    let map = unsafe { Mmap::map(&file) }.context(CheckpointErrorKind::InvalidInput, || {
+        format!("cannot map {}", path.display())
+    })?;
     let what = |problem: &str| format!("{}: {problem}", path.display());
-    let (header_len, metadata) = check_header(&map)
-        .map_err(|(category, problem)| crate::exit::Failure::new(category, what(&problem)))?;
+    let (header_len, metadata) =
+        check_header(&map).map_err(|(kind, problem)| error(kind, what(&problem)))?;
     let data_start = 8 + header_len;
     let mut entries: Vec<Entry> = metadata
         .tensors()
@@ -291,8 +380,10 @@ fn open_shard(path: &Path, index: usize) -> Result<Shard> {
 
 /// Validates a whole safetensors buffer; on failure, the category and a
 /// message that says what is wrong with it.
-pub fn check_header(buf: &[u8]) -> std::result::Result<(usize, Metadata), (Category, String)> {
-    let corrupt = |m: String| Err((Category::Input, m));
+pub fn check_header(
+    buf: &[u8],
+) -> std::result::Result<(usize, Metadata), (CheckpointErrorKind, String)> {
+    let corrupt = |m: String| Err((CheckpointErrorKind::InvalidInput, m));
     let len = buf.len() as u64;
     if len < 8 {
         return corrupt(format!(
@@ -347,7 +438,7 @@ pub fn check_header(buf: &[u8]) -> std::result::Result<(usize, Metadata), (Categ
         };
         if serde_json::from_value::<Dtype>(Value::String(dtype.into())).is_err() {
             return Err((
-                Category::Tensor,
+                CheckpointErrorKind::Unquantizable,
                 format!(
                     "tensor {name} has dtype {dtype}, which tch-quant does not support \
                      (supported: BOOL, U8, I8, I16, U16, I32, U32, I64, U64, F16, BF16, F32, F64, \
@@ -392,6 +483,131 @@ pub fn check_header(buf: &[u8]) -> std::result::Result<(usize, Metadata), (Categ
     }
 }
 
+impl Checkpoint {
+    /// Refuses a checkpoint tch-quant wrote: quantizing it again would lose
+    /// its records.
+    pub fn ensure_not_quantized(&self) -> Result<()> {
+        for shard in &self.shards {
+            if shard.metadata.contains_key(format::KEY_FORMAT) {
+                bail!(
+                    InvalidInput,
+                    "{} was written by tch-quant quantize; run tch-quant dequantize on it first",
+                    shard.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The quantized tensors a tch-quant checkpoint records, by name, each
+    /// with the shard that holds it; empty for a checkpoint tch-quant did
+    /// not write.
+    ///
+    /// # Errors
+    /// Metadata that is not tch-quant's format 1, or records that make no
+    /// sense.
+    pub fn quantized_records(&self) -> Result<BTreeMap<String, (usize, Record)>> {
+        let mut records = BTreeMap::new();
+        for (i, shard) in self.shards.iter().enumerate() {
+            if let Some(info) = FileInfo::from_metadata(&shard.metadata)? {
+                records.extend(info.tensors.into_iter().map(|(n, r)| (n, (i, r))));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Loads quantized tensor `name` (recorded in shard `shard`) onto
+    /// `device`; also returns the bytes its stored tensors take.
+    ///
+    /// # Errors
+    /// A stored tensor the record names that the shard lacks; stored
+    /// tensors that do not fit the record.
+    pub fn load_quantized(
+        &self,
+        shard: usize,
+        name: &str,
+        record: &Record,
+        device: Device,
+    ) -> Result<(AffineQuantizedTensor, usize)> {
+        let mut bytes = 0;
+        let mut load = |tensor: &str| -> Result<Tensor> {
+            match self.entry(tensor) {
+                Some(entry) if entry.shard == shard => {
+                    bytes += entry.num_bytes();
+                    self.load(entry, device)
+                }
+                _ => bail!(
+                    InvalidInput,
+                    "{}: the metadata lists quantized tensor {name}, but {tensor} is missing",
+                    self.shards[shard].path.display()
+                ),
+            }
+        };
+        let qdata = format::qdata_names(name, &record.codes)
+            .iter()
+            .map(|n| load(n))
+            .collect::<Result<Vec<_>>>()?;
+        let scale = load(&format::scale_name(name))?;
+        let zero_point = match record.zero_point_dtype {
+            Some(_) => Some(load(&format::zero_point_name(name))?),
+            None => None,
+        };
+        let q = record.to_tensor(name, qdata, scale, zero_point)?;
+        Ok((q, bytes))
+    }
+}
+
+/// Every quantized tensor of the tch-quant checkpoint at `path`, loaded
+/// onto `device`.
+///
+/// # Errors
+/// A file tch-quant did not write; those of [`Checkpoint::open`] and
+/// [`Checkpoint::load_quantized`].
+pub fn read_quantized(
+    path: &Path,
+    device: Device,
+) -> Result<BTreeMap<String, AffineQuantizedTensor>> {
+    let checkpoint = Checkpoint::open(path)?;
+    let records = checkpoint.quantized_records()?;
+    if records.is_empty() {
+        bail!(
+            InvalidInput,
+            "{} holds no tensor quantized by tch-quant",
+            path.display()
+        );
+    }
+    records
+        .iter()
+        .map(|(name, (shard, record))| {
+            let (q, _) = checkpoint.load_quantized(*shard, name, record, device)?;
+            Ok((name.clone(), q))
+        })
+        .collect()
+}
+
+/// A tensor's shape as libtorch sizes. safetensors allows any `usize`
+/// dims whose byte count fits, so a crafted header can give dims (or, with
+/// a zero dim elsewhere, products) beyond `i64`: those are refused as
+/// unreadable input rather than wrapped around.
+pub fn shape_i64(name: &str, shape: &[usize]) -> Result<Vec<i64>> {
+    let too_large = || {
+        error(
+            CheckpointErrorKind::InvalidInput,
+            format!(
+                "tensor {name} has shape {shape:?}, whose element count libtorch cannot address"
+            ),
+        )
+    };
+    let dims = shape
+        .iter()
+        .map(|&d| i64::try_from(d).map_err(|_| too_large()))
+        .collect::<Result<Vec<i64>>>()?;
+    dims.iter()
+        .try_fold(1i64, |n, &d| n.checked_mul(d))
+        .ok_or_else(too_large)?;
+    Ok(dims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,6 +620,18 @@ mod tests {
     }
 
     #[test]
+    fn shapes_beyond_i64_are_input_errors() {
+        assert_eq!(shape_i64("w", &[2, 3]).unwrap(), vec![2, 3]);
+        assert_eq!(shape_i64("w", &[]).unwrap(), Vec::<i64>::new());
+        let err = shape_i64("w", &[1 << 62, 2, 0]).unwrap_err();
+        assert_eq!(
+            err.checkpoint_kind(),
+            Some(CheckpointErrorKind::InvalidInput)
+        );
+        assert!(shape_i64("w", &[usize::MAX, 0]).is_err());
+    }
+
+    #[test]
     fn header_problems_have_their_own_messages() {
         let good = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
         assert!(check_header(&file(good, &[0; 8])).is_ok());
@@ -413,7 +641,10 @@ mod tests {
         assert!(msg(&[0xff; 16]).1.contains("header length"));
         assert!(msg(&file("{\"a\":", &[])).1.contains("not the JSON object"));
         let f8 = r#"{"a":{"dtype":"F8_E8M0","shape":[2],"data_offsets":[0,2]}}"#;
-        assert_eq!(msg(&file(f8, &[0; 2])).0, Category::Tensor);
+        assert_eq!(
+            msg(&file(f8, &[0; 2])).0,
+            CheckpointErrorKind::Unquantizable
+        );
         let gap = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
         assert!(msg(&file(gap, &[0; 12])).1.contains("overlap"));
         let size = r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{is_index_path, Checkpoint};
-use crate::exit::{fail, Category, Result};
-use crate::paths::dir_of;
-use crate::temp::temp_file_in;
+use super::bail;
+use super::reader::{is_index_path, Checkpoint};
+use super::temp::temp_file_in;
+use crate::error::Result;
 
 /// The final paths of a run's outputs.
 #[derive(Debug)]
@@ -16,11 +16,23 @@ pub struct OutputPlan {
     pub shards: Vec<PathBuf>,
     /// The index, for a sharded input.
     pub index: Option<PathBuf>,
+    /// A report written beside the outputs and committed with them.
     pub report: Option<PathBuf>,
+    /// Whether existing outputs may be replaced.
     pub force: bool,
 }
 
 impl OutputPlan {
+    /// The outputs for `input` written to `output` (for a sharded input,
+    /// an index path or a prefix: `out/model.safetensors` gives
+    /// `out/model-00001-of-0000N.safetensors` and
+    /// `out/model.safetensors.index.json`), checked before any work.
+    ///
+    /// # Errors
+    /// An index output for a single-file input; one path for two outputs;
+    /// an output that is the input (hard links and symlinks included), a
+    /// directory, or exists without `force`; a missing or unwritable
+    /// directory.
     pub fn new(
         input: &Checkpoint,
         output: &Path,
@@ -37,8 +49,8 @@ impl OutputPlan {
             (shards, Some(index))
         } else {
             if is_index_path(output) {
-                fail!(
-                    Category::Usage,
+                bail!(
+                    InvalidRequest,
                     "{} names an index, but the input is a single file; name a .safetensors \
                      output",
                     output.display()
@@ -68,8 +80,8 @@ impl OutputPlan {
         let all = self.all();
         for (i, path) in all.iter().enumerate() {
             if all[..i].iter().any(|p| same_path(p, path)) {
-                fail!(
-                    Category::Usage,
+                bail!(
+                    InvalidRequest,
                     "{} is named for two outputs (the checkpoint and the report?)",
                     path.display()
                 );
@@ -77,22 +89,22 @@ impl OutputPlan {
             let dir = dir_of(path);
             match std::fs::metadata(dir) {
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => fail!(
-                    Category::Output,
+                Ok(_) => bail!(
+                    OutputRefused,
                     "cannot write {}: {} is not a directory",
                     path.display(),
                     dir.display()
                 ),
-                Err(_) => fail!(
-                    Category::Output,
+                Err(_) => bail!(
+                    OutputRefused,
                     "cannot write {}: directory {} does not exist",
                     path.display(),
                     dir.display()
                 ),
             }
             if inputs.iter().any(|input| same_file(input, path)) {
-                fail!(
-                    Category::Output,
+                bail!(
+                    OutputRefused,
                     "{} is the input; tch-quant never writes over its input (choose another \
                      output path)",
                     path.display()
@@ -100,11 +112,11 @@ impl OutputPlan {
             }
             if let Ok(m) = std::fs::symlink_metadata(path) {
                 if m.is_dir() {
-                    fail!(Category::Output, "{} is a directory", path.display());
+                    bail!(OutputRefused, "{} is a directory", path.display());
                 }
                 if !self.force {
-                    fail!(
-                        Category::Output,
+                    bail!(
+                        OutputRefused,
                         "{} exists; pass --force to replace it",
                         path.display()
                     );
@@ -170,6 +182,21 @@ fn same_path(a: &Path, b: &Path) -> bool {
     same_file(a, b) || canon(a) == canon(b)
 }
 
+/// The directory a path lives in (`.` for a bare file name).
+pub(crate) fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The last component of a path, as text (empty for none).
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +209,12 @@ mod tests {
         let (index, prefix) = index_and_prefix(Path::new("q.safetensors"));
         assert_eq!(index, Path::new("q.safetensors.index.json"));
         assert_eq!(prefix, "q");
+    }
+
+    #[test]
+    fn bare_names_live_in_the_current_directory() {
+        assert_eq!(dir_of(Path::new("a.safetensors")), Path::new("."));
+        assert_eq!(dir_of(Path::new("out/a.safetensors")), Path::new("out"));
+        assert_eq!(file_name(Path::new("out/a.safetensors")), "a.safetensors");
     }
 }

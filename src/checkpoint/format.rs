@@ -19,15 +19,31 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::exit::{fail, Category, Result};
+use std::str::FromStr;
 
+use tch::Tensor;
+
+use super::bail;
+use crate::error::Result;
+use crate::quantized::{AffineQuantizedTensor, QuantizedParts, StorageLayout};
+#[cfg(test)]
+use crate::CheckpointErrorKind;
+use crate::{kind_name, MappingType, QuantDtype, Recipe, ZeroPointDomain};
+
+/// Metadata key: this layout's version ([`FORMAT_VERSION`]).
 pub const KEY_FORMAT: &str = "tch_quant.format";
+/// Metadata key: the crate version that wrote the file.
 pub const KEY_VERSION: &str = "tch_quant.version";
+/// Metadata key: the torchao release whose semantics the values reproduce.
 pub const KEY_TORCHAO: &str = "tch_quant.torchao_version";
+/// Metadata key: JSON, the recipe's name and arguments ([`scheme_json`]).
 pub const KEY_SCHEME: &str = "tch_quant.scheme";
+/// Metadata key: JSON, one [`Record`] per quantized tensor of the file.
 pub const KEY_TENSORS: &str = "tch_quant.tensors";
 
+/// The layout version this crate writes and reads.
 pub const FORMAT_VERSION: &str = "1";
+/// The torchao release whose semantics the values reproduce.
 pub const TORCHAO_VERSION: &str = "0.11.0";
 
 /// How one tensor was quantized: torchao's arguments, resolved.
@@ -36,24 +52,32 @@ pub const TORCHAO_VERSION: &str = "0.11.0";
 pub struct Record {
     /// The original tensor's shape and torch dtype (`float32`, ...).
     pub shape: Vec<i64>,
+    /// The original dtype's torch name.
     pub dtype: String,
+    /// torchao's `block_size`.
     pub block_size: Vec<i64>,
     /// torchao's `MappingType`, lower case.
     pub mapping_type: String,
     /// torchao's `target_dtype` argument (`int32` for the int4 recipe, whose
     /// codes are nevertheless stored packed).
     pub target_dtype: String,
+    /// The smallest code.
     #[serde(serialize_with = "integral_as_int")]
     pub quant_min: f64,
+    /// The largest code.
     #[serde(serialize_with = "integral_as_int")]
     pub quant_max: f64,
+    /// The eps the scales were clamped to.
     pub eps: f64,
+    /// Whether the range was widened to include zero.
     pub preserve_zero: bool,
     /// torchao's `ZeroPointDomain`: `int`, `float` or `none`.
     pub zero_point_domain: String,
+    /// torch's name of the scale's dtype.
     pub scale_dtype: String,
     /// `None` when there is no zero point.
     pub zero_point_dtype: Option<String>,
+    /// How the codes are stored.
     pub codes: Codes,
 }
 
@@ -62,11 +86,21 @@ pub struct Record {
 #[serde(tag = "layout", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Codes {
     /// `W.qdata` holds the codes, one per element, in `dtype`.
-    Plain { dtype: String },
+    Plain {
+        /// torch's name of the codes' dtype.
+        dtype: String,
+    },
     /// `W.qdata` (one shard) or `W.qdata.0..` hold uint8 shards of
     /// `pack_uintx(codes.to(uint8), bits, dim)`, which is torchao's
     /// `bitpacking.pack`.
-    Packed { bits: u32, dim: i64, shards: usize },
+    Packed {
+        /// Bits per code, 1 to 7.
+        bits: u32,
+        /// The dim packed along (always -1).
+        dim: i64,
+        /// Number of shards: one per set bit of `bits`.
+        shards: usize,
+    },
 }
 
 impl Record {
@@ -108,6 +142,107 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The record of a quantized tensor: every argument torchao's
+    /// `dequantize_affine` needs, with torch's names.
+    pub fn of(q: &AffineQuantizedTensor) -> Record {
+        let (quant_min, quant_max) = q.quant_range();
+        Record {
+            shape: q.shape().to_vec(),
+            dtype: kind_name(q.dtype()).to_string(),
+            block_size: q.block_size().to_vec(),
+            mapping_type: q.mapping_type().name().to_string(),
+            target_dtype: q.target_dtype().name().to_string(),
+            quant_min,
+            quant_max,
+            eps: q.eps(),
+            preserve_zero: q.preserve_zero(),
+            zero_point_domain: q.zero_point_domain().name().to_string(),
+            scale_dtype: kind_name(q.scale().kind()).to_string(),
+            zero_point_dtype: q.zero_point().map(|z| kind_name(z.kind()).to_string()),
+            codes: match q.layout() {
+                StorageLayout::Plain => Codes::Plain {
+                    dtype: kind_name(q.target_dtype().storage_kind()).to_string(),
+                },
+                StorageLayout::Packed { bits, dim } => Codes::Packed {
+                    bits,
+                    dim,
+                    shards: q.qdata().len(),
+                },
+            },
+        }
+    }
+
+    /// Rebuilds quantized tensor `name` from its stored tensors; a record
+    /// that does not fit them is corrupt input.
+    pub fn to_tensor(
+        &self,
+        name: &str,
+        qdata: Vec<Tensor>,
+        scale: Tensor,
+        zero_point: Option<Tensor>,
+    ) -> Result<AffineQuantizedTensor> {
+        let corrupt = |what: String| {
+            super::error(
+                crate::CheckpointErrorKind::InvalidInput,
+                format!("quantized tensor {name}: {what}"),
+            )
+        };
+        let parse = |e: crate::Error| corrupt(e.to_string());
+        let layout = match self.codes {
+            Codes::Plain { .. } => {
+                if qdata.len() != 1 {
+                    bail!(
+                        InvalidInput,
+                        "quantized tensor {name}: expected one qdata tensor"
+                    );
+                }
+                StorageLayout::Plain
+            }
+            Codes::Packed { bits, dim, shards } => {
+                if qdata.len() != shards {
+                    bail!(
+                        InvalidInput,
+                        "quantized tensor {name}: expected {shards} qdata shards, found {}",
+                        qdata.len()
+                    );
+                }
+                StorageLayout::Packed { bits, dim }
+            }
+        };
+        let Some(dtype) = float_kind(&self.dtype) else {
+            return Err(corrupt(format!("unknown original dtype {:?}", self.dtype)));
+        };
+        AffineQuantizedTensor::from_parts(QuantizedParts {
+            qdata,
+            scale,
+            zero_point,
+            block_size: self.block_size.clone(),
+            mapping_type: MappingType::from_str(&self.mapping_type).map_err(parse)?,
+            target_dtype: QuantDtype::from_str(&self.target_dtype).map_err(parse)?,
+            quant_min: self.quant_min,
+            quant_max: self.quant_max,
+            eps: self.eps,
+            preserve_zero: self.preserve_zero,
+            zero_point_domain: ZeroPointDomain::from_str(&self.zero_point_domain).map_err(parse)?,
+            shape: self.shape.clone(),
+            dtype,
+            layout,
+        })
+        .map_err(parse)
+    }
+}
+
+/// The float kind a record names as a tensor's original dtype.
+pub fn float_kind(name: &str) -> Option<tch::Kind> {
+    Some(match name {
+        "float32" => tch::Kind::Float,
+        "float16" => tch::Kind::Half,
+        "bfloat16" => tch::Kind::BFloat16,
+        _ => return None,
+    })
+}
+
 /// Python reads `0` as an int and `0.0` as a float; torchao's recipes pass
 /// ints, so integral quant ranges are written as ints.
 fn integral_as_int<S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -128,12 +263,37 @@ pub fn qdata_names(name: &str, codes: &Codes) -> Vec<String> {
     }
 }
 
+/// The scale tensor of `W`: `W.scale`.
 pub fn scale_name(name: &str) -> String {
     format!("{name}.scale")
 }
 
+/// The zero-point tensor of `W`: `W.zero_point`.
 pub fn zero_point_name(name: &str) -> String {
     format!("{name}.zero_point")
+}
+
+/// The tensor names a quantized `name` occupies under `recipe`: the codes
+/// (one name per packed shard), the scale and, unless the zero-point domain
+/// is none, the zero point; the same names [`output_names`] gives for the
+/// record of what the recipe writes.
+pub fn output_names_for(name: &str, recipe: &Recipe) -> Vec<String> {
+    let codes = match recipe.packing() {
+        Some(bits) => Codes::Packed {
+            bits,
+            dim: crate::PACK_DIM,
+            shards: bits.count_ones() as usize,
+        },
+        None => Codes::Plain {
+            dtype: String::new(),
+        },
+    };
+    let mut names = qdata_names(name, &codes);
+    names.push(scale_name(name));
+    if recipe.qparams_options().zero_point_domain != ZeroPointDomain::None {
+        names.push(zero_point_name(name));
+    }
+    names
 }
 
 /// Every tensor name a quantized `W` occupies.
@@ -146,12 +306,72 @@ pub fn output_names(name: &str, record: &Record) -> Vec<String> {
     names
 }
 
+/// The recipe as `tch_quant.scheme` records it: its name and arguments,
+/// e.g. `{"name": "int4-weight-only", "group_size": 32}`. A custom recipe
+/// records its mapping, dtype and granularity, and each option that differs
+/// from `choose_qparams_affine`'s default.
+pub fn scheme_json(recipe: &Recipe) -> Value {
+    let name = recipe.name();
+    match *recipe {
+        Recipe::Int8WeightOnly {
+            group_size: Some(g),
+        }
+        | Recipe::Int4WeightOnly { group_size: g } => {
+            serde_json::json!({ "name": name, "group_size": g })
+        }
+        Recipe::UIntXWeightOnly { bits, group_size } => {
+            serde_json::json!({ "name": name, "bits": bits, "group_size": group_size })
+        }
+        Recipe::Int8WeightOnly { group_size: None } | Recipe::Float8WeightOnly => {
+            serde_json::json!({ "name": name })
+        }
+        Recipe::Custom(c) => {
+            let mut args = serde_json::Map::new();
+            args.insert("name".into(), name.into());
+            args.insert("mapping".into(), c.mapping.name().into());
+            args.insert("dtype".into(), c.dtype.name().into());
+            args.insert("granularity".into(), c.granularity.to_string().into());
+            let o = c.options;
+            let d = crate::QParamsOptions::default();
+            let optional = [
+                ("quant_min", o.quant_min.map(Value::from)),
+                ("quant_max", o.quant_max.map(Value::from)),
+                ("eps", o.eps.map(Value::from)),
+                (
+                    "preserve_zero",
+                    (o.preserve_zero != d.preserve_zero).then_some(o.preserve_zero.into()),
+                ),
+                (
+                    "zero_point_domain",
+                    (o.zero_point_domain != d.zero_point_domain)
+                        .then(|| o.zero_point_domain.name().into()),
+                ),
+                ("scale_dtype", o.scale_dtype.map(|k| kind_name(k).into())),
+                (
+                    "zero_point_dtype",
+                    o.zero_point_dtype.map(|k| kind_name(k).into()),
+                ),
+            ];
+            for (key, value) in optional {
+                if let Some(v) = value {
+                    args.insert(key.into(), v);
+                }
+            }
+            Value::Object(args)
+        }
+    }
+}
+
 /// What a file written by tch-quant says about itself.
 #[derive(Debug, Clone)]
 pub struct FileInfo {
+    /// The crate version that wrote it.
     pub version: String,
+    /// The torchao release whose semantics its values reproduce.
     pub torchao_version: String,
+    /// The recipe's name and arguments.
     pub scheme: Value,
+    /// The records of the file's quantized tensors, by name.
     pub tensors: BTreeMap<String, Record>,
 }
 
@@ -177,8 +397,8 @@ impl FileInfo {
             return Ok(None);
         };
         if format != FORMAT_VERSION {
-            fail!(
-                Category::Input,
+            bail!(
+                InvalidInput,
                 "written in tch-quant format {format}; this tch-quant reads format \
                  {FORMAT_VERSION}"
             );
@@ -186,27 +406,24 @@ impl FileInfo {
         let get = |key: &str| -> Result<&String> {
             match metadata.get(key) {
                 Some(v) => Ok(v),
-                None => fail!(Category::Input, "corrupt tch-quant metadata: no {key}"),
+                None => bail!(InvalidInput, "corrupt tch-quant metadata: no {key}"),
             }
         };
         let scheme: Value = match serde_json::from_str(get(KEY_SCHEME)?) {
             Ok(v) => v,
-            Err(e) => fail!(
-                Category::Input,
-                "corrupt tch-quant metadata {KEY_SCHEME}: {e}"
-            ),
+            Err(e) => bail!(InvalidInput, "corrupt tch-quant metadata {KEY_SCHEME}: {e}"),
         };
         let tensors: BTreeMap<String, Record> = match serde_json::from_str(get(KEY_TENSORS)?) {
             Ok(v) => v,
-            Err(e) => fail!(
-                Category::Input,
+            Err(e) => bail!(
+                InvalidInput,
                 "corrupt tch-quant metadata {KEY_TENSORS}: {e}"
             ),
         };
         for (name, record) in &tensors {
             if let Err(problem) = record.check() {
-                fail!(
-                    Category::Input,
+                bail!(
+                    InvalidInput,
                     "corrupt tch-quant metadata {KEY_TENSORS}: tensor {name}: {problem}"
                 );
             }
@@ -219,6 +436,7 @@ impl FileInfo {
         }))
     }
 
+    /// The scheme's display name ([`scheme_label`]).
     pub fn scheme_label(&self) -> String {
         scheme_label(&self.scheme)
     }
@@ -358,7 +576,10 @@ mod tests {
             let err = FileInfo::from_metadata(&info(r.clone()).to_metadata())
                 .err()
                 .unwrap_or_else(|| panic!("{r:?} was accepted"));
-            assert_eq!(err.category, Category::Input);
+            assert_eq!(
+                err.checkpoint_kind().unwrap(),
+                CheckpointErrorKind::InvalidInput
+            );
         }
     }
 }

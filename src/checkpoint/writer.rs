@@ -22,20 +22,19 @@ use serde_json::{json, Value};
 use tch::Tensor;
 use tempfile::NamedTempFile;
 
-use crate::checkpoint::{check_header, Checkpoint, Entry, Shard};
-use crate::convert::bytes_of;
-use crate::dtypes::dtype_of;
-use crate::exit::{fail, Categorize, Category, Result};
-use crate::format;
-use crate::interrupt;
-use crate::output::OutputPlan;
-use crate::paths::{dir_of, file_name};
-use crate::temp::{self, temp_file_in, TempFile};
+use super::dtype::dtype_of;
+use super::format;
+use super::plan::{dir_of, file_name, OutputPlan};
+use super::reader::{check_header, Checkpoint, Entry, Shard};
+use super::temp::{self, temp_file_in, TempFile};
+use super::{bail, Context as _};
+use crate::error::{CheckpointErrorKind, Result};
 
 /// A complete output file waiting under a temporary name in its target
 /// directory.
 pub struct PendingFile {
     temp: TempFile,
+    /// Where it will be renamed to.
     pub path: PathBuf,
 }
 
@@ -45,7 +44,9 @@ impl PendingFile {
         let mut temp = temp_file_in(dir_of(path), ".tmp")?;
         temp.write_all(contents)
             .and_then(|()| temp.as_file().sync_all())
-            .fail_with(Category::Internal, || format!("writing {}", path.display()))?;
+            .context(CheckpointErrorKind::Io, || {
+                format!("writing {}", path.display())
+            })?;
         Ok(PendingFile {
             temp,
             path: path.to_path_buf(),
@@ -71,14 +72,14 @@ impl PendingFile {
 /// power loss) during these few milliseconds of renames can leave some
 /// outputs new and others old, plus `.tch-quant-*.bak` links. Ctrl-C and
 /// SIGTERM wait for the renames (see `temp::begin_commit`).
-pub fn commit(files: Vec<PendingFile>, force: bool) -> Result<()> {
+pub fn commit(files: Vec<PendingFile>, force: bool, interrupted: &dyn Fn() -> bool) -> Result<()> {
     if !force {
         if let Some(taken) = files
             .iter()
             .find(|f| std::fs::symlink_metadata(&f.path).is_ok())
         {
-            fail!(
-                Category::Output,
+            bail!(
+                OutputRefused,
                 "cannot create {}: it appeared while tch-quant ran; pass --force to replace it",
                 taken.path.display()
             );
@@ -87,7 +88,9 @@ pub fn commit(files: Vec<PendingFile>, force: bool) -> Result<()> {
     temp::begin_commit();
     // A signal that arrived after the last tensor still stops the run here;
     // one that arrives from now on lets the renames finish.
-    interrupt::check()?;
+    if interrupted() {
+        return Err(interrupted_error());
+    }
     let mut placed: Vec<Placed> = Vec::new();
     for file in files {
         let path = file.path;
@@ -102,7 +105,7 @@ pub fn commit(files: Vec<PendingFile>, force: bool) -> Result<()> {
                 ""
             };
             let undone = roll_back(placed);
-            return Err(e).fail_with(Category::Output, || {
+            return Err(e).context(CheckpointErrorKind::OutputRefused, || {
                 format!("cannot create {}{hint}{undone}", path.display())
             });
         }
@@ -249,7 +252,14 @@ impl<'a> Outputs<'a> {
 
     /// Renames everything into place ([`commit`]).
     pub fn commit(self) -> Result<()> {
-        commit(self.pending, self.plan.force)
+        self.commit_unless(&|| false)
+    }
+
+    /// [`commit`](Self::commit), unless `interrupted` says the caller was
+    /// asked to stop (checked once the renames can no longer be
+    /// interrupted by a signal handler, see [`temp::abandon`]).
+    pub fn commit_unless(self, interrupted: &dyn Fn() -> bool) -> Result<()> {
+        commit(self.pending, self.plan.force, interrupted)
     }
 }
 
@@ -289,8 +299,8 @@ impl ShardWriter {
 
     fn claim(&mut self, name: &str) -> Result<()> {
         if !self.names.insert(name.to_string()) {
-            fail!(
-                Category::Tensor,
+            bail!(
+                Unquantizable,
                 "two output tensors would be named {name}; rename the input tensor that \
                  already has this name"
             );
@@ -302,16 +312,17 @@ impl ShardWriter {
     pub fn add_tensor(&mut self, name: &str, t: &Tensor) -> Result<usize> {
         self.claim(name)?;
         let Some(dtype) = dtype_of(t.kind()) else {
-            fail!(
-                Category::Tensor,
+            bail!(
+                Unquantizable,
                 "tensor {name} would have dtype {:?}, which safetensors cannot store",
                 t.kind()
             );
         };
-        let bytes = bytes_of(t).fail_with(Category::Internal, || format!("reading back {name}"))?;
+        let bytes =
+            bytes_of(t).context(CheckpointErrorKind::Io, || format!("reading back {name}"))?;
         self.spill
             .write_all(&bytes)
-            .fail_with(Category::Internal, || {
+            .context(CheckpointErrorKind::Io, || {
                 format!(
                     "writing {name} to a temporary file in {}",
                     self.dir.display()
@@ -370,12 +381,14 @@ impl ShardWriter {
             .spill
             .into_inner()
             .map_err(|e| e.into_error())
-            .fail_with(Category::Internal, what)?;
+            .context(CheckpointErrorKind::Io, what)?;
         // SAFETY: the spill file is private to this process (a fresh
         // temporary) and no longer written.
         let spill_map = match self.spill_len {
             0 => None,
-            _ => Some(unsafe { Mmap::map(spill.as_file()) }.fail_with(Category::Internal, what)?),
+            _ => {
+                Some(unsafe { Mmap::map(spill.as_file()) }.context(CheckpointErrorKind::Io, what)?)
+            }
         };
         let spilled: &[u8] = spill_map.as_deref().unwrap_or_default();
         let mut entries = self.entries;
@@ -391,7 +404,8 @@ impl ShardWriter {
         let mut out = temp_file_in(dir_of(path), ".safetensors.tmp")?;
         {
             let mut w = BufWriter::with_capacity(1 << 20, out.as_file_mut());
-            let mut write = |bytes: &[u8]| w.write_all(bytes).fail_with(Category::Internal, what);
+            let mut write =
+                |bytes: &[u8]| w.write_all(bytes).context(CheckpointErrorKind::Io, what);
             write(&(header.len() as u64).to_le_bytes())?;
             write(&header)?;
             for e in &entries {
@@ -400,11 +414,11 @@ impl ShardWriter {
                     Source::Input(entry) => write(input.bytes(entry))?,
                 }
             }
-            w.flush().fail_with(Category::Internal, what)?;
+            w.flush().context(CheckpointErrorKind::Io, what)?;
         }
         out.as_file()
             .sync_all()
-            .fail_with(Category::Internal, what)?;
+            .context(CheckpointErrorKind::Io, what)?;
         verify(out.as_file(), path)?;
         Ok(PendingFile {
             temp: out,
@@ -445,17 +459,34 @@ fn header_bytes(entries: &[Pending], metadata: &BTreeMap<String, String>) -> Vec
 /// renamed into place.
 fn verify(file: &File, path: &Path) -> Result<()> {
     // SAFETY: our own temporary, complete and no longer written.
-    let map = unsafe { Mmap::map(file) }.fail_with(Category::Internal, || {
+    let map = unsafe { Mmap::map(file) }.context(CheckpointErrorKind::Io, || {
         format!("re-reading {}", path.display())
     })?;
     if let Err((_, problem)) = check_header(&map) {
-        fail!(
-            Category::Internal,
+        bail!(
+            Io,
             "the file written for {} does not read back: {problem}",
             path.display()
         );
     }
     Ok(())
+}
+
+/// The error of a run stopped at the caller's request.
+pub(crate) fn interrupted_error() -> crate::Error {
+    super::error(
+        CheckpointErrorKind::Interrupted,
+        "interrupted; no output was written and the input is untouched",
+    )
+}
+
+/// The little-endian bytes of a tensor (any device), for writing.
+fn bytes_of(t: &Tensor) -> std::result::Result<Vec<u8>, tch::TchError> {
+    let t = t.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+    let numel = t.numel();
+    let mut buf = vec![0u8; numel * t.f_kind()?.elt_size_in_bytes()];
+    t.f_copy_data_u8(&mut buf, numel)?;
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -481,8 +512,11 @@ mod tests {
         let d = dir.path();
         std::fs::write(d.join("b"), "theirs").unwrap();
         let files = vec![pending(d, "a", "new a"), pending(d, "b", "new b")];
-        let err = commit(files, false).unwrap_err();
-        assert_eq!(err.category, Category::Output);
+        let err = commit(files, false, &|| false).unwrap_err();
+        assert_eq!(
+            err.checkpoint_kind().unwrap(),
+            CheckpointErrorKind::OutputRefused
+        );
         assert!(err.to_string().contains("pass --force"), "{err}");
         assert_eq!(listing(d), ["b"]);
         assert_eq!(std::fs::read_to_string(d.join("b")).unwrap(), "theirs");
@@ -500,8 +534,11 @@ mod tests {
             pending(d, "replaced", "new"),
             pending(d, "blocked", "new"),
         ];
-        let err = commit(files, true).unwrap_err();
-        assert_eq!(err.category, Category::Output);
+        let err = commit(files, true, &|| false).unwrap_err();
+        assert_eq!(
+            err.checkpoint_kind().unwrap(),
+            CheckpointErrorKind::OutputRefused
+        );
         assert!(err.to_string().contains("were undone"), "{err}");
         assert_eq!(listing(d), ["blocked", "replaced"]);
         assert_eq!(std::fs::read_to_string(d.join("replaced")).unwrap(), "old");
@@ -512,7 +549,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("a"), "old").unwrap();
-        commit(vec![pending(d, "a", "new"), pending(d, "b", "new")], true).unwrap();
+        commit(
+            vec![pending(d, "a", "new"), pending(d, "b", "new")],
+            true,
+            &|| false,
+        )
+        .unwrap();
         assert_eq!(listing(d), ["a", "b"]);
         assert_eq!(std::fs::read_to_string(d.join("a")).unwrap(), "new");
     }

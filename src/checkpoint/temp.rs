@@ -20,7 +20,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tempfile::NamedTempFile;
 
-use crate::exit::{Category, Failure, Result};
+use super::error;
+use crate::error::{CheckpointErrorKind, Result};
 
 struct Registry {
     live: BTreeSet<PathBuf>,
@@ -39,7 +40,7 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 /// A registered temporary file; deleted when dropped unless persisted.
-pub struct TempFile {
+pub(crate) struct TempFile {
     // `None` only once persisted or dropped.
     inner: Option<NamedTempFile>,
 }
@@ -51,11 +52,11 @@ impl TempFile {
             .expect("a TempFile holds its file until consumed")
     }
 
-    pub fn as_file(&self) -> &File {
+    pub(crate) fn as_file(&self) -> &File {
         self.file().as_file()
     }
 
-    pub fn as_file_mut(&mut self) -> &mut File {
+    pub(crate) fn as_file_mut(&mut self) -> &mut File {
         self.inner
             .as_mut()
             .expect("a TempFile holds its file until consumed")
@@ -64,7 +65,7 @@ impl TempFile {
 
     /// Renames the file to `path`; with `noclobber`, fails rather than
     /// replace an existing file. On failure the temporary is deleted.
-    pub fn persist(mut self, path: &Path, noclobber: bool) -> std::io::Result<()> {
+    pub(crate) fn persist(mut self, path: &Path, noclobber: bool) -> std::io::Result<()> {
         let Some(file) = self.inner.take() else {
             return Ok(());
         };
@@ -106,7 +107,7 @@ impl Drop for TempFile {
 
 /// A registered temporary file in `dir`, readable like any file the user
 /// creates (tempfile's default 0600 would survive the rename).
-pub fn temp_file_in(dir: &Path, suffix: &str) -> Result<TempFile> {
+pub(crate) fn temp_file_in(dir: &Path, suffix: &str) -> Result<TempFile> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(".tch-quant-").suffix(suffix);
     #[cfg(unix)]
@@ -122,8 +123,8 @@ pub fn temp_file_in(dir: &Path, suffix: &str) -> Result<TempFile> {
             || e.kind().to_string(),
             |code| std::io::Error::from_raw_os_error(code).to_string(),
         );
-        Failure::new(
-            Category::Output,
+        error(
+            CheckpointErrorKind::OutputRefused,
             format!("cannot write in directory {}: {cause}", dir.display()),
         )
     })?;
@@ -133,7 +134,7 @@ pub fn temp_file_in(dir: &Path, suffix: &str) -> Result<TempFile> {
 
 /// Marks the start of the final renames: from now on [`abandon`] leaves
 /// the run alone.
-pub fn begin_commit() {
+pub(crate) fn begin_commit() {
     registry().committing = true;
 }
 

@@ -1,0 +1,478 @@
+//! The quantized tensor: codes bundled with everything needed to read them
+//! back (torchao's `AffineQuantizedTensor`), so that dequantizing takes no
+//! arguments.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::bitpacking::{pack_uintx, unpack_uintx};
+use crate::choose_qparams_and_quantize_affine;
+use crate::dtype::{check_output_float, float_eps, kind_name};
+use crate::error::{Error, Result, TorchContext};
+use crate::mapping::{MappingType, ZeroPointDomain};
+use crate::quantize::{dequantize_affine, QuantizeOptions};
+use crate::recipe::Recipe;
+use crate::QuantDtype;
+
+/// Sub-byte codes are packed along the last dim, as torchao's `UintxLayout`
+/// does by default (`pack_dim=-1`).
+pub const PACK_DIM: i64 = -1;
+
+/// How the codes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageLayout {
+    /// One code per element, in the target dtype's storage dtype.
+    Plain,
+    /// `pack_uintx(codes.to(uint8), bits, dim)` shards: torchao's
+    /// `bitpacking.pack`.
+    Packed {
+        /// Bits per code, 1 to 7.
+        bits: u32,
+        /// The dim the codes are packed along.
+        dim: i64,
+    },
+}
+
+/// A float tensor quantized with affine quantization: the codes, one scale
+/// (and zero point) per block, and every argument torchao's
+/// `dequantize_affine` needs, so that [`dequantize`](Self::dequantize) takes
+/// none.
+///
+/// # Examples
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// use tch_quant::{AffineQuantizedTensor, Recipe, StorageLayout};
+/// let w = Tensor::randn([64, 256], (Kind::BFloat16, Device::Cpu));
+/// let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32 })?;
+/// assert_eq!(q.layout(), StorageLayout::Packed { bits: 4, dim: -1 });
+/// assert_eq!(q.scale().size(), vec![64, 8]);
+/// assert!(q.nbytes() * 3 < q.original_nbytes());
+/// let restored = q.dequantize()?;
+/// assert_eq!((restored.size(), restored.kind()), (w.size(), Kind::BFloat16));
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AffineQuantizedTensor {
+    qdata: Vec<Tensor>,
+    scale: Tensor,
+    zero_point: Option<Tensor>,
+    block_size: Vec<i64>,
+    mapping_type: MappingType,
+    target_dtype: QuantDtype,
+    quant_min: f64,
+    quant_max: f64,
+    eps: f64,
+    preserve_zero: bool,
+    zero_point_domain: ZeroPointDomain,
+    shape: Vec<i64>,
+    dtype: Kind,
+    layout: StorageLayout,
+}
+
+/// The parts of an [`AffineQuantizedTensor`], for building one from stored
+/// tensors (a checkpoint reader) with [`AffineQuantizedTensor::from_parts`].
+#[derive(Debug)]
+pub struct QuantizedParts {
+    /// The codes: one tensor for [`StorageLayout::Plain`], the packed shards
+    /// otherwise.
+    pub qdata: Vec<Tensor>,
+    /// One scale per block.
+    pub scale: Tensor,
+    /// One zero point per block; `None` for the none domain.
+    pub zero_point: Option<Tensor>,
+    /// The block size the qparams were chosen with.
+    pub block_size: Vec<i64>,
+    /// The mapping type.
+    pub mapping_type: MappingType,
+    /// torchao's `target_dtype`.
+    pub target_dtype: QuantDtype,
+    /// The smallest code.
+    pub quant_min: f64,
+    /// The largest code.
+    pub quant_max: f64,
+    /// The eps the scales were clamped to.
+    pub eps: f64,
+    /// Whether the range was widened to include zero.
+    pub preserve_zero: bool,
+    /// Where the zero point lives.
+    pub zero_point_domain: ZeroPointDomain,
+    /// The original tensor's shape.
+    pub shape: Vec<i64>,
+    /// The original tensor's dtype (float32, float16 or bfloat16).
+    pub dtype: Kind,
+    /// How `qdata` stores the codes.
+    pub layout: StorageLayout,
+}
+
+impl AffineQuantizedTensor {
+    /// Quantizes `input` with `recipe`, bit-identical to torchao 0.11's
+    /// config on the same weight: the recipe's block size for `input`, then
+    /// the one-pass [`choose_qparams_and_quantize_affine`], then packing
+    /// where the recipe stores packed codes. Runs on `input`'s device.
+    ///
+    /// # Errors
+    /// The recipe's own arguments ([`Recipe::validate`]); a tensor it does
+    /// not apply to ([`Recipe::check`], as an [`Error::InvalidArgument`] for
+    /// `input`); whatever the primitives refuse.
+    pub fn quantize(input: &Tensor, recipe: &Recipe) -> Result<Self> {
+        const OP: &str = "AffineQuantizedTensor::quantize";
+        recipe.validate()?;
+        let shape = input.size();
+        let block_size = recipe.check(&shape, input.kind()).map_err(|unfit| {
+            Error::invalid(OP, "input", format!("{shape:?}"), unfit.to_string())
+        })?;
+        let args = recipe.arguments();
+        let (mut qp, codes) = choose_qparams_and_quantize_affine(
+            input,
+            args.mapping,
+            &block_size,
+            args.dtype,
+            &args.options,
+        )?;
+        if recipe.per_group_qparams() {
+            // [..., K / group] even when one group spans the row.
+            let mut qshape = shape.clone();
+            if let (Some(last), Some(group)) = (qshape.last_mut(), block_size.last()) {
+                *last /= group;
+            }
+            qp.scale = qp.scale.f_reshape(qshape.as_slice()).op(OP)?;
+            qp.zero_point = match qp.zero_point {
+                Some(zp) => Some(zp.f_reshape(qshape.as_slice()).op(OP)?),
+                None => None,
+            };
+        }
+        let (quant_min, quant_max) = recipe.quant_range();
+        let plain = AffineQuantizedTensor {
+            qdata: vec![codes],
+            scale: qp.scale,
+            zero_point: qp.zero_point,
+            block_size,
+            mapping_type: args.mapping,
+            target_dtype: args.dtype,
+            quant_min,
+            quant_max,
+            eps: args.options.eps.unwrap_or_else(|| float_eps(input.kind())),
+            preserve_zero: args.options.preserve_zero,
+            zero_point_domain: args.options.zero_point_domain,
+            shape,
+            dtype: input.kind(),
+            layout: StorageLayout::Plain,
+        };
+        match recipe.packing() {
+            Some(bits) => plain.pack(bits),
+            None => Ok(plain),
+        }
+    }
+
+    /// Builds a quantized tensor from stored parts, checking that they fit
+    /// together: the codes' dtype and shape against the layout and the
+    /// original shape, the original dtype, the zero point against the
+    /// domain, the quant range against the target dtype, and the block size
+    /// against the shape. Whether scale and zero point have one value per
+    /// block is checked when dequantizing, as `dequantize_affine` does.
+    ///
+    /// # Examples
+    /// ```
+    /// use tch::{Kind, Tensor};
+    /// use tch_quant::{AffineQuantizedTensor, MappingType, QuantDtype, QuantizedParts,
+    ///                 StorageLayout, ZeroPointDomain};
+    /// let q = AffineQuantizedTensor::from_parts(QuantizedParts {
+    ///     qdata: vec![Tensor::from_slice(&[0u8, 8, 15]).view([1, 3])],
+    ///     scale: Tensor::from_slice(&[0.5f32]),
+    ///     zero_point: Some(Tensor::from_slice(&[8i32])),
+    ///     block_size: vec![1, 3],
+    ///     mapping_type: MappingType::Asymmetric,
+    ///     target_dtype: QuantDtype::UInt4,
+    ///     quant_min: 0.0,
+    ///     quant_max: 15.0,
+    ///     eps: f32::EPSILON as f64,
+    ///     preserve_zero: true,
+    ///     zero_point_domain: ZeroPointDomain::Int,
+    ///     shape: vec![1, 3],
+    ///     dtype: Kind::Float,
+    ///     layout: StorageLayout::Plain,
+    /// })?;
+    /// let x = q.dequantize()?;
+    /// assert_eq!(Vec::<f32>::try_from(x.view(-1)).unwrap(), vec![-4.0, 0.0, 3.5]);
+    /// # Ok::<(), tch_quant::Error>(())
+    /// ```
+    pub fn from_parts(parts: QuantizedParts) -> Result<Self> {
+        const OP: &str = "AffineQuantizedTensor::from_parts";
+        check_output_float(OP, parts.dtype).map_err(|_| {
+            Error::invalid(
+                OP,
+                "dtype",
+                kind_name(parts.dtype),
+                "the original dtype must be float32, float16 or bfloat16",
+            )
+        })?;
+        parts
+            .target_dtype
+            .resolve_range(OP, Some(parts.quant_min), Some(parts.quant_max))?;
+        crate::block::BlockLayout::new(OP, &parts.block_size, &parts.shape)?;
+        match (parts.zero_point_domain, &parts.zero_point) {
+            (ZeroPointDomain::None, Some(_)) => {
+                return Err(Error::invalid(
+                    OP,
+                    "zero_point",
+                    "Some(tensor)",
+                    "must be None with the none zero-point domain",
+                ))
+            }
+            (ZeroPointDomain::Int | ZeroPointDomain::Float, None) => {
+                return Err(Error::invalid(
+                    OP,
+                    "zero_point",
+                    "None",
+                    format!("the {} domain needs a zero point", parts.zero_point_domain),
+                ))
+            }
+            _ => {}
+        }
+        let q = AffineQuantizedTensor {
+            qdata: parts.qdata,
+            scale: parts.scale,
+            zero_point: parts.zero_point,
+            block_size: parts.block_size,
+            mapping_type: parts.mapping_type,
+            target_dtype: parts.target_dtype,
+            quant_min: parts.quant_min,
+            quant_max: parts.quant_max,
+            eps: parts.eps,
+            preserve_zero: parts.preserve_zero,
+            zero_point_domain: parts.zero_point_domain,
+            shape: parts.shape,
+            dtype: parts.dtype,
+            layout: parts.layout,
+        };
+        // The codes as they would be dequantized: right count, dtype, shape.
+        let codes = q.codes()?;
+        if codes.size() != q.shape {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                arg: "qdata",
+                got: codes.size(),
+                reason: format!("the codes must have the original shape {:?}", q.shape),
+            });
+        }
+        Ok(q)
+    }
+
+    /// The original float tensor's values, as torchao 0.11's
+    /// `dequantize_affine` rebuilds them with this tensor's arguments, in
+    /// the original dtype.
+    pub fn dequantize(&self) -> Result<Tensor> {
+        self.dequantize_as(self.dtype)
+    }
+
+    /// [`dequantize`](Self::dequantize) into `output_dtype` (float32,
+    /// float16 or bfloat16).
+    pub fn dequantize_as(&self, output_dtype: Kind) -> Result<Tensor> {
+        let codes = self.codes()?;
+        dequantize_affine(
+            &codes,
+            &self.block_size,
+            &self.scale,
+            self.zero_point.as_ref(),
+            self.target_dtype,
+            &QuantizeOptions {
+                quant_min: Some(self.quant_min),
+                quant_max: Some(self.quant_max),
+                zero_point_domain: self.zero_point_domain,
+                force_reference: false,
+            },
+            output_dtype,
+        )
+    }
+
+    /// The codes one per element, in the target dtype's storage dtype
+    /// (unpacked when stored packed).
+    pub fn codes(&self) -> Result<Tensor> {
+        const OP: &str = "AffineQuantizedTensor::codes";
+        match self.layout {
+            StorageLayout::Plain => {
+                let [codes] = self.qdata.as_slice() else {
+                    return Err(Error::invalid(
+                        OP,
+                        "qdata",
+                        format!("{} tensors", self.qdata.len()),
+                        "plain codes are one tensor",
+                    ));
+                };
+                let storage = self.target_dtype.storage_kind();
+                if codes.kind() != storage {
+                    return Err(Error::UnsupportedKind {
+                        op: OP,
+                        arg: "qdata",
+                        expected: kind_name(storage),
+                        got: codes.kind(),
+                    });
+                }
+                Ok(codes.shallow_clone())
+            }
+            StorageLayout::Packed { bits, dim } => {
+                let bytes = unpack_uintx(&self.qdata, bits, dim)?;
+                match self.target_dtype.storage_kind() {
+                    Kind::Uint8 => Ok(bytes),
+                    // The int4 recipe's codes are int32 in torchao; every
+                    // unpacked byte converts exactly.
+                    kind => bytes.f_to_kind(kind).op(OP),
+                }
+            }
+        }
+    }
+
+    /// The same tensor with codes packed `bits` to a byte along the last dim
+    /// (`pack_uintx`); a packed tensor is returned as it is.
+    ///
+    /// # Errors
+    /// Float8 codes; a quant range outside `[0, 2^bits - 1]`; a last dim
+    /// that is not a multiple of 8; `bits` outside `1..=7`.
+    pub fn pack(self, bits: u32) -> Result<Self> {
+        const OP: &str = "AffineQuantizedTensor::pack";
+        if let StorageLayout::Packed { .. } = self.layout {
+            return Ok(self);
+        }
+        let max = 2f64.powi(bits.min(31) as i32) - 1.0;
+        if self.target_dtype.is_float8() || self.quant_min < 0.0 || self.quant_max > max {
+            return Err(Error::invalid(
+                OP,
+                "bits",
+                bits,
+                format!(
+                    "{} codes in [{}, {}] do not fit {bits} unsigned bits",
+                    self.target_dtype, self.quant_min, self.quant_max
+                ),
+            ));
+        }
+        let codes = self.codes()?;
+        // Exact: every code lies in [0, 2^bits - 1] whatever its dtype.
+        let bytes = codes.f_to_kind(Kind::Uint8).op(OP)?;
+        let shards = pack_uintx(&bytes, bits, PACK_DIM)?;
+        Ok(AffineQuantizedTensor {
+            qdata: shards,
+            layout: StorageLayout::Packed {
+                bits,
+                dim: PACK_DIM,
+            },
+            ..self
+        })
+    }
+
+    /// The same tensor with one code per element ([`StorageLayout::Plain`]).
+    pub fn unpack(self) -> Result<Self> {
+        if self.layout == StorageLayout::Plain {
+            return Ok(self);
+        }
+        let codes = self.codes()?;
+        Ok(AffineQuantizedTensor {
+            qdata: vec![codes],
+            layout: StorageLayout::Plain,
+            ..self
+        })
+    }
+
+    /// The same tensor with codes, scale and zero point on `device`.
+    pub fn to_device(&self, device: Device) -> Result<Self> {
+        const OP: &str = "AffineQuantizedTensor::to_device";
+        let move_ = |t: &Tensor| t.f_to_device(device).op(OP);
+        Ok(AffineQuantizedTensor {
+            qdata: self.qdata.iter().map(move_).collect::<Result<_>>()?,
+            scale: move_(&self.scale)?,
+            zero_point: self.zero_point.as_ref().map(move_).transpose()?,
+            block_size: self.block_size.clone(),
+            mapping_type: self.mapping_type,
+            target_dtype: self.target_dtype,
+            quant_min: self.quant_min,
+            quant_max: self.quant_max,
+            eps: self.eps,
+            preserve_zero: self.preserve_zero,
+            zero_point_domain: self.zero_point_domain,
+            shape: self.shape.clone(),
+            dtype: self.dtype,
+            layout: self.layout,
+        })
+    }
+
+    /// Bytes of the stored tensors: codes, scale and zero point.
+    pub fn nbytes(&self) -> usize {
+        let bytes = |t: &Tensor| t.numel() * t.kind().elt_size_in_bytes();
+        self.qdata.iter().map(bytes).sum::<usize>()
+            + bytes(&self.scale)
+            + self.zero_point.as_ref().map_or(0, bytes)
+    }
+
+    /// Bytes of the original float tensor.
+    pub fn original_nbytes(&self) -> usize {
+        self.shape.iter().product::<i64>() as usize * self.dtype.elt_size_in_bytes()
+    }
+
+    /// The stored codes: one tensor when plain, the packed shards otherwise.
+    pub fn qdata(&self) -> &[Tensor] {
+        &self.qdata
+    }
+
+    /// One scale per block.
+    pub fn scale(&self) -> &Tensor {
+        &self.scale
+    }
+
+    /// One zero point per block; `None` in the none domain.
+    pub fn zero_point(&self) -> Option<&Tensor> {
+        self.zero_point.as_ref()
+    }
+
+    /// The block size the qparams were chosen with.
+    pub fn block_size(&self) -> &[i64] {
+        &self.block_size
+    }
+
+    /// The mapping type.
+    pub fn mapping_type(&self) -> MappingType {
+        self.mapping_type
+    }
+
+    /// torchao's `target_dtype`.
+    pub fn target_dtype(&self) -> QuantDtype {
+        self.target_dtype
+    }
+
+    /// `(quant_min, quant_max)`.
+    pub fn quant_range(&self) -> (f64, f64) {
+        (self.quant_min, self.quant_max)
+    }
+
+    /// The eps the scales were clamped to.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// Whether the range was widened to include zero.
+    pub fn preserve_zero(&self) -> bool {
+        self.preserve_zero
+    }
+
+    /// Where the zero point lives.
+    pub fn zero_point_domain(&self) -> ZeroPointDomain {
+        self.zero_point_domain
+    }
+
+    /// The original tensor's shape.
+    pub fn shape(&self) -> &[i64] {
+        &self.shape
+    }
+
+    /// The original tensor's dtype.
+    pub fn dtype(&self) -> Kind {
+        self.dtype
+    }
+
+    /// How the codes are stored.
+    pub fn layout(&self) -> StorageLayout {
+        self.layout
+    }
+
+    /// The device the codes live on.
+    pub fn device(&self) -> Device {
+        self.scale.device()
+    }
+}
