@@ -10,8 +10,9 @@ records what it returned or raised. It never reimplements torchao's math.
 
 The file format (cases.json + tensors.safetensors) and the op table are
 described in tests/parity/README.md; the semantics, and the inputs on which
-tch-quant deliberately refuses what torchao silently accepts, in
-REFERENCE.md. `crate_refuses` below is the single list of those refusals.
+tch-quant deliberately refuses what torchao silently accepts, in the
+"Semantics against torchao 0.11" section of the top-level README.md.
+`crate_refuses` below is the single list of those refusals.
 """
 
 from __future__ import annotations
@@ -132,9 +133,25 @@ class Result:
 
 
 # ---------------------------------------------------------------------------
-# What tch-quant refuses (REFERENCE.md). Applied to every case before its
+# What tch-quant refuses (README.md, "Semantics against torchao 0.11": the
+# "differences from torchao 0.11" column). Applied to every case before its
 # torchao result is taken as the expectation: when torchao silently computes
 # something for such an input, the case becomes {"ok": false, "deliberate"}.
+#
+# The rules, as the helpers below number them:
+#   1. block_size has one entry per dim, each >= 1 and dividing its dim, and
+#      reduces some dim of a multi-element tensor (pytorch/ao#3458);
+#   2. inputs are non-empty float32, float16 or bfloat16;
+#   3. quant_min/quant_max are finite, integers for integer dtypes, within
+#      the dtype's bounds, and quant_min <= quant_max;
+#   4. eps is finite and >= 0, scale_dtype a float dtype, zero_point_dtype an
+#      integer or float dtype;
+#   5. the scalars clamp/clamp_min/full_like take fit the dtype they run in
+#      (float16: libtorch raises for multi-element tensors, gives inf for one);
+#   6. min_val and max_val share one dtype and shape;
+#   7. scale/zero_point hold one value per block (pytorch/ao#4811), and the
+#      INT/FLOAT domains need a zero point while NONE takes none
+#      (pytorch/ao#3459).
 # ---------------------------------------------------------------------------
 
 
@@ -282,7 +299,8 @@ def refuse_quantize_like(inp, scale, zp, a: dict, qkey: str) -> Optional[str]:
 
 
 def crate_refuses(case: Case) -> Optional[str]:
-    """Why tch-quant returns an error for this case, or None (REFERENCE.md)."""
+    """Why tch-quant returns an error for this case, or None (README.md,
+    "Semantics against torchao 0.11")."""
     a, i, op = case.args, case.inputs, case.op
     if op == "choose_qparams_affine":
         x = i["input"]
