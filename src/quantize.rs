@@ -6,8 +6,9 @@ use tch::{Kind, Scalar, Tensor};
 use crate::block::BlockLayout;
 use crate::dtype::{check_output_float, check_scalar_fits, is_input_float, kind_name};
 use crate::error::{Error, Result, TorchContext};
+use crate::formula::mid_point;
 use crate::mapping::ZeroPointDomain;
-use crate::qparams::{check_float_input, mid_point};
+use crate::qparams::check_float_input;
 use crate::QuantDtype;
 
 /// Optional arguments of [`quantize_affine`], [`dequantize_affine`] and the
