@@ -78,19 +78,13 @@ fn quantize_with(
     target_dtype: QuantDtype,
     options: &QParamsOptions,
 ) -> Result<(QParams, Tensor)> {
-    let quantize_options = QuantizeOptions {
-        quant_min: options.quant_min,
-        quant_max: options.quant_max,
-        zero_point_domain: options.zero_point_domain,
-        force_reference: options.force_reference,
-    };
     let codes = quantize_affine(
         input,
         block_size,
         &qp.scale,
         qp.zero_point.as_ref(),
         target_dtype,
-        &quantize_options,
+        &QuantizeOptions::from(options),
     )?;
     Ok((qp, codes))
 }
