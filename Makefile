@@ -43,7 +43,7 @@ $(DEMO_STAMP): $(STAMP)
 build: venv
 	cargo build --all-targets --all-features
 
-test: venv
+test: $(DEMO_STAMP)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --lib --no-default-features -- -D warnings

@@ -28,7 +28,7 @@
 //! | --- | --- | --- |
 //! | scale and zero point | [`choose_qparams_affine`], [`choose_qparams_affine_with_min_max`] | `qparams.rs` |
 //! | codes and back | [`quantize_affine`], [`dequantize_affine`], [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
-//! | both in one pass | [`choose_qparams_and_quantize_affine`] | `fused/` |
+//! | both in one pass | [`choose_qparams_and_quantize_affine`] | `chain.rs` |
 //! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
 //! | fp6, fp5, ... | [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
 //! | sub-byte storage | [`pack_uintx`], [`unpack_uintx`] | `bitpacking.rs` |
@@ -43,16 +43,20 @@
 //! `choose_qparams_affine` and `quantize_affine` instead run fused
 //! multi-threaded kernels (`fused/`) that reproduce that sequence's rounding
 //! bit for bit; `force_reference` in the options selects the reference path.
+//! Both paths take the validated arguments and torchao's scalar formulas
+//! from `formula.rs`, and the fused path depends on nothing above it.
 #![warn(missing_docs)]
 
 mod bitpacking;
 mod block;
+mod chain;
 #[cfg(feature = "checkpoint")]
 pub mod checkpoint;
 mod dtype;
 mod error;
 mod float8;
 mod floatx;
+mod formula;
 mod fused;
 mod granularity;
 mod mapping;
@@ -63,19 +67,18 @@ mod quantized;
 mod recipe;
 
 pub use bitpacking::{pack_uintx, unpack_uintx};
+pub use chain::choose_qparams_and_quantize_affine;
 pub use dtype::{finfo_eps, kind_name, parse_kind, QuantDtype};
 pub use error::{CheckpointErrorKind, Error, Result};
 pub use float8::{choose_qparams_affine_float8, dequantize_affine_float8, quantize_affine_float8};
 pub use floatx::{choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx};
-pub use fused::choose_qparams_and_quantize_affine;
+pub use formula::QParams;
 pub use granularity::Granularity;
 pub use mapping::{MappingType, ZeroPointDomain};
 pub use model::{
     quantize_tensors, quantize_var_store, Decision, QuantizedModel, Selection, SkipReason,
 };
-pub use qparams::{
-    choose_qparams_affine, choose_qparams_affine_with_min_max, QParams, QParamsOptions,
-};
+pub use qparams::{choose_qparams_affine, choose_qparams_affine_with_min_max, QParamsOptions};
 pub use quantize::{
     dequantize_affine, fake_quantize_affine, fake_quantize_affine_cachemask, quantize_affine,
     QuantizeOptions,

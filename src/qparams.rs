@@ -6,6 +6,7 @@ use tch::{Kind, Tensor};
 use crate::block::BlockLayout;
 use crate::dtype::{check_scalar_fits, float_eps, is_input_float, kind_name, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
+use crate::formula::{mid_point, symmetric_zero_point, ChooseSpec, QParams};
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::QuantDtype;
 
@@ -66,15 +67,6 @@ impl Default for QParamsOptions {
     }
 }
 
-/// Scale and zero point of affine quantization: `q = round(x / scale) + zp`.
-#[derive(Debug)]
-pub struct QParams {
-    /// One scale per block, with the reduced dims removed.
-    pub scale: Tensor,
-    /// One zero point per block; `None` for [`ZeroPointDomain::None`].
-    pub zero_point: Option<Tensor>,
-}
-
 /// Chooses scale and zero point for each block of `input`, bit-identical to
 /// torchao 0.11's `choose_qparams_affine`.
 ///
@@ -132,7 +124,7 @@ pub fn choose_qparams_affine(
     let layout = BlockLayout::new(OP, block_size, &input.size())?;
     let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
     if !options.force_reference {
-        if let Some(qp) = crate::fused::choose_qparams(OP, input, &layout, &plan.fused_spec())? {
+        if let Some(qp) = crate::fused::choose_qparams(OP, input, &layout, &plan.spec)? {
             return Ok(qp);
         }
     }
@@ -245,14 +237,8 @@ pub(crate) fn block_min_max(
 /// data, validated once.
 pub(crate) struct Plan {
     op: &'static str,
-    mapping_type: MappingType,
-    quant_min: f64,
-    quant_max: f64,
-    eps: f64,
-    scale_dtype: Kind,
-    zero_point_dtype: Option<Kind>,
-    preserve_zero: bool,
-    domain: ZeroPointDomain,
+    /// What both paths compute.
+    pub spec: ChooseSpec,
 }
 
 impl Plan {
@@ -350,8 +336,7 @@ impl Plan {
             (None, MappingType::Asymmetric, ZeroPointDomain::Int) => Some(Kind::Int),
             (zp, _, _) => zp,
         };
-        Ok(Plan {
-            op,
+        let spec = ChooseSpec {
             mapping_type,
             quant_min,
             quant_max,
@@ -360,27 +345,14 @@ impl Plan {
             zero_point_dtype,
             preserve_zero: options.preserve_zero,
             domain,
-        })
-    }
-
-    /// What the fused path needs to know (see `crate::fused`).
-    pub(crate) fn fused_spec(&self) -> crate::fused::ChooseSpec {
-        crate::fused::ChooseSpec {
-            mapping_type: self.mapping_type,
-            quant_min: self.quant_min,
-            quant_max: self.quant_max,
-            eps: self.eps,
-            scale_dtype: self.scale_dtype,
-            zero_point_dtype: self.zero_point_dtype,
-            preserve_zero: self.preserve_zero,
-            domain: self.domain,
-        }
+        };
+        Ok(Plan { op, spec })
     }
 
     fn qparams(&self, min_val: Tensor, max_val: Tensor) -> Result<QParams> {
         let (scale, zero_point) = self.compute(min_val, max_val).op(self.op)?;
-        let scale = scale.f_to_kind(self.scale_dtype).op(self.op)?;
-        let zero_point = match (zero_point, self.zero_point_dtype) {
+        let scale = scale.f_to_kind(self.spec.scale_dtype).op(self.op)?;
+        let zero_point = match (zero_point, self.spec.zero_point_dtype) {
             (Some(zp), Some(kind)) => Some(zp.f_to_kind(kind).op(self.op)?),
             (zp, _) => zp,
         };
@@ -393,8 +365,8 @@ impl Plan {
         min_val: Tensor,
         max_val: Tensor,
     ) -> std::result::Result<(Tensor, Option<Tensor>), tch::TchError> {
-        let (qmin, qmax) = (self.quant_min, self.quant_max);
-        let (min_neg, max_pos) = if self.preserve_zero {
+        let (qmin, qmax) = (self.spec.quant_min, self.spec.quant_max);
+        let (min_neg, max_pos) = if self.spec.preserve_zero {
             (
                 min_val.f_minimum(&min_val.f_zeros_like()?)?,
                 max_val.f_maximum(&max_val.f_zeros_like()?)?,
@@ -402,12 +374,12 @@ impl Plan {
         } else {
             (min_val, max_val)
         };
-        if self.mapping_type == MappingType::Asymmetric {
+        if self.spec.mapping_type == MappingType::Asymmetric {
             let scale = max_pos
                 .f_sub(&min_neg)?
                 .f_div_scalar(qmax - qmin)?
-                .f_clamp_min(self.eps)?;
-            let zero_point = match self.domain {
+                .f_clamp_min(self.spec.eps)?;
+            let zero_point = match self.spec.domain {
                 ZeroPointDomain::None => None,
                 ZeroPointDomain::Int => Some(
                     min_neg
@@ -422,7 +394,7 @@ impl Plan {
             };
             return Ok((scale, zero_point));
         }
-        let scale = if self.mapping_type == MappingType::Symmetric {
+        let scale = if self.spec.mapping_type == MappingType::Symmetric {
             min_neg
                 .f_neg()?
                 .f_maximum(&max_pos)?
@@ -432,21 +404,10 @@ impl Plan {
             let smax = max_pos.f_div_scalar(qmax)?;
             smin.f_where_self(&smin.f_gt_tensor(&smax)?, &smax)?
         };
-        let zero_point = match self.domain {
+        let zero_point = match self.spec.domain {
             ZeroPointDomain::Int => Some(scale.f_full_like(symmetric_zero_point(qmin, qmax))?),
             _ => None,
         };
-        Ok((scale.f_clamp_min(self.eps)?, zero_point))
+        Ok((scale.f_clamp_min(self.spec.eps)?, zero_point))
     }
-}
-
-/// torchao's `(quant_max + quant_min + 1) / 2`, a Python float.
-pub(crate) fn mid_point(quant_min: f64, quant_max: f64) -> f64 {
-    (quant_max + quant_min + 1.0) / 2.0
-}
-
-/// torchao's symmetric zero point `int((quant_max + quant_min + 1) / 2)`: a
-/// Python int, so truncation toward zero never yields -0.0.
-pub(crate) fn symmetric_zero_point(quant_min: f64, quant_max: f64) -> i64 {
-    mid_point(quant_min, quant_max).trunc() as i64
 }

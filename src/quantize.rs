@@ -6,8 +6,9 @@ use tch::{Kind, Scalar, Tensor};
 use crate::block::BlockLayout;
 use crate::dtype::{check_output_float, check_scalar_fits, is_input_float, kind_name};
 use crate::error::{Error, Result, TorchContext};
+use crate::formula::mid_point;
 use crate::mapping::ZeroPointDomain;
-use crate::qparams::{check_float_input, mid_point};
+use crate::qparams::{check_float_input, QParamsOptions};
 use crate::QuantDtype;
 
 /// Optional arguments of [`quantize_affine`], [`dequantize_affine`] and the
@@ -36,6 +37,37 @@ pub struct QuantizeOptions {
     /// Always run the libtorch op sequence (the reference path), never the
     /// fused CPU kernel. Both give identical bits.
     pub force_reference: bool,
+}
+
+/// The options that quantize with the qparams chosen under `options`: the
+/// same quant range, zero-point domain and `force_reference`, so that
+/// [`quantize_affine`] resolves the range as
+/// [`choose_qparams_affine`](crate::choose_qparams_affine) did and reads the
+/// zero point in the domain it was chosen in.
+///
+/// # Examples
+/// ```
+/// use tch_quant::{QParamsOptions, QuantizeOptions, ZeroPointDomain};
+/// let choose = QParamsOptions {
+///     quant_min: Some(0.0),
+///     quant_max: Some(15.0),
+///     zero_point_domain: ZeroPointDomain::Float,
+///     preserve_zero: false,
+///     ..Default::default()
+/// };
+/// let quantize = QuantizeOptions::from(&choose);
+/// assert_eq!((quantize.quant_min, quantize.quant_max), (Some(0.0), Some(15.0)));
+/// assert_eq!(quantize.zero_point_domain, ZeroPointDomain::Float);
+/// ```
+impl From<&QParamsOptions> for QuantizeOptions {
+    fn from(options: &QParamsOptions) -> Self {
+        QuantizeOptions {
+            quant_min: options.quant_min,
+            quant_max: options.quant_max,
+            zero_point_domain: options.zero_point_domain,
+            force_reference: options.force_reference,
+        }
+    }
 }
 
 /// Quantizes `input` with per-block `scale` and `zero_point`, bit-identical

@@ -5,7 +5,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::bitpacking::{pack_uintx, unpack_uintx};
-use crate::choose_qparams_and_quantize_affine;
+use crate::chain::choose_qparams_and_quantize_affine;
 use crate::dtype::{check_output_float, float_eps, kind_name};
 use crate::error::{Error, Result, TorchContext};
 use crate::mapping::{MappingType, ZeroPointDomain};

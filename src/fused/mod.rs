@@ -10,9 +10,9 @@
 //!   torchao's sequence rounded as libtorch rounds it ([`float`] holds the
 //!   rounding emulation);
 //! - [`mod@quantize`] writes the codes in a second pass;
-//! - [`choose_qparams_and_quantize_affine`] does both in one pass, tile by
-//!   tile while the tile is in cache, when the outermost dim of the walk is a
-//!   dim of blocks (per row, per group along the last dim, 2-D blocks).
+//! - [`choose_and_quantize`] does both in one pass, tile by tile while the
+//!   tile is in cache, when the outermost dim of the walk is a dim of blocks
+//!   (per row, per group along the last dim, 2-D blocks).
 //!
 //! The kernels are compiled for baseline x86-64, AVX2 and AVX-512, chosen at
 //! run time ([`simd`]). Work is split over `tch::get_num_threads()` scoped
@@ -36,7 +36,6 @@
 #[macro_use]
 mod simd;
 
-mod chain;
 mod float;
 mod layout;
 mod minmax;
@@ -50,13 +49,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use half::{bf16, f16};
 use tch::{Device, Kind, Tensor};
 
-pub use chain::choose_qparams_and_quantize_affine;
-pub(crate) use qparams::ChooseSpec;
-
 use crate::block::BlockLayout;
 use crate::error::{Result, TorchContext};
+use crate::formula::{mid_point, ChooseSpec, QParams};
 use crate::mapping::ZeroPointDomain;
-use crate::qparams::{mid_point, QParams};
 use crate::QuantDtype;
 use float::{round_bf16, scalar_to, Bf16, Elem, Prec, F16, F32};
 use layout::{split, Batch, Walk};

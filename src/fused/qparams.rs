@@ -17,32 +17,8 @@
 use tch::Kind;
 
 use super::float::{clamp, clamp_min, maximum, round_half_even, scalar_to, Prec};
+use crate::formula::{mid_point, symmetric_zero_point, ChooseSpec};
 use crate::mapping::{MappingType, ZeroPointDomain};
-use crate::qparams::{mid_point, symmetric_zero_point};
-
-/// A validated `choose_qparams_affine` computation (`crate::qparams::Plan`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct ChooseSpec {
-    pub mapping_type: MappingType,
-    pub quant_min: f64,
-    pub quant_max: f64,
-    pub eps: f64,
-    pub scale_dtype: Kind,
-    /// `None`: the zero point keeps the input dtype.
-    pub zero_point_dtype: Option<Kind>,
-    pub preserve_zero: bool,
-    pub domain: ZeroPointDomain,
-}
-
-impl ChooseSpec {
-    /// The dtype of the returned zero point, `None` in the None domain.
-    pub fn zero_point_kind(&self, input: Kind) -> Option<Kind> {
-        match self.domain {
-            ZeroPointDomain::None => None,
-            _ => Some(self.zero_point_dtype.unwrap_or(input)),
-        }
-    }
-}
 
 /// The scalars of the op sequence, converted once as libtorch converts them.
 #[derive(Debug, Clone, Copy)]

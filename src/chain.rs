@@ -1,15 +1,18 @@
-//! `choose_qparams_affine` followed by `quantize_affine`, in one call.
+//! Choose then quantize in one call: `choose_qparams_and_quantize_affine`,
+//! on the fused path where it covers the call (in one pass over the input
+//! where the blocks allow it), else `choose_qparams_affine` followed by
+//! `quantize_affine`.
 
 use tch::Tensor;
 
 use crate::block::BlockLayout;
 use crate::error::Result;
+use crate::formula::QParams;
+use crate::fused::{choose_and_quantize, Chained};
 use crate::mapping::MappingType;
-use crate::qparams::{check_float_input, choose_qparams_affine, Plan, QParams, QParamsOptions};
+use crate::qparams::{check_float_input, choose_qparams_affine, Plan, QParamsOptions};
 use crate::quantize::{quantize_affine, QuantizeOptions};
 use crate::QuantDtype;
-
-use super::Chained;
 
 /// Chooses the qparams of every block and quantizes `input` with them:
 /// exactly [`choose_qparams_affine`] followed by [`quantize_affine`] with the
@@ -55,7 +58,7 @@ pub fn choose_qparams_and_quantize_affine(
         let kind = check_float_input(OP, "input", input)?;
         let layout = BlockLayout::new(OP, block_size, &input.size())?;
         let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
-        match super::choose_and_quantize(OP, input, &layout, &plan.fused_spec(), target_dtype)? {
+        match choose_and_quantize(OP, input, &layout, &plan.spec, target_dtype)? {
             Chained::Done(qp, codes) => return Ok((qp, codes)),
             Chained::Chosen(qp) => {
                 return quantize_with(input, block_size, qp, target_dtype, options)
@@ -75,19 +78,13 @@ fn quantize_with(
     target_dtype: QuantDtype,
     options: &QParamsOptions,
 ) -> Result<(QParams, Tensor)> {
-    let quantize_options = QuantizeOptions {
-        quant_min: options.quant_min,
-        quant_max: options.quant_max,
-        zero_point_domain: options.zero_point_domain,
-        force_reference: options.force_reference,
-    };
     let codes = quantize_affine(
         input,
         block_size,
         &qp.scale,
         qp.zero_point.as_ref(),
         target_dtype,
-        &quantize_options,
+        &QuantizeOptions::from(options),
     )?;
     Ok((qp, codes))
 }
