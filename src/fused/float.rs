@@ -100,6 +100,23 @@ impl Elem for f16 {
     }
 }
 
+/// The dtype to which an input dtype's arithmetic rounds (itself).
+pub(crate) trait InputElem: Elem {
+    type Prec: Prec;
+}
+
+impl InputElem for f32 {
+    type Prec = F32;
+}
+
+impl InputElem for bf16 {
+    type Prec = Bf16;
+}
+
+impl InputElem for f16 {
+    type Prec = F16;
+}
+
 /// `x` rounded to bfloat16 (nearest, ties to even), as `f32`. NaN stays NaN.
 #[inline(always)]
 pub(crate) fn round_bf16(x: f32) -> f32 {

@@ -2,10 +2,10 @@
 //!
 //! Values are carried as `f32` (exact for every input dtype). NaN is only
 //! detected, once per batch: the fused path hands inputs with a NaN to the
-//! reference path (see `choose_impl` in `mod.rs`), so a block's min and max
-//! need not propagate it. Which zero a block whose extreme is a mix of
-//! `-0.0` and `0.0` reports is not libtorch's (its order of reduction
-//! decides); the qparams never depend on it (see `qparams.rs`).
+//! reference path (see `choose_impl` in `drive/choose.rs`), so a block's
+//! min and max need not propagate it. Which zero a block whose extreme is a
+//! mix of `-0.0` and `0.0` reports is not libtorch's (its order of
+//! reduction decides); the qparams never depend on it (see `qparams.rs`).
 
 use super::float::Elem;
 use super::layout::Batch;

@@ -1,0 +1,204 @@
+//! Views of tensor memory: the input and the qparams read as slices of
+//! their stored dtype, and freshly allocated outputs as slices of
+//! `MaybeUninit` that the kernels write exactly once. The fused path's
+//! memory access is `unsafe` only here, where the checks it rests on are.
+
+use std::mem::MaybeUninit;
+
+use half::{bf16, f16};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Result, TorchContext};
+use crate::formula::QParams;
+
+/// The input's elements, when the fused path can read them directly.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [bf16]),
+    F16(&'a [f16]),
+}
+
+pub(crate) fn is_dense_cpu(t: &Tensor) -> bool {
+    t.device() == Device::Cpu && !t.is_sparse() && !t.is_mkldnn() && !t.f_is_neg().unwrap_or(true)
+}
+
+pub(crate) fn input_view(t: &Tensor) -> Option<Input<'_>> {
+    if !is_dense_cpu(t) || !t.is_contiguous() {
+        return None;
+    }
+    match t.kind() {
+        Kind::Float => slice_of(t).map(Input::F32),
+        Kind::BFloat16 => slice_of(t).map(Input::Bf16),
+        Kind::Half => slice_of(t).map(Input::F16),
+        _ => None,
+    }
+}
+
+/// The elements of a dense, contiguous CPU tensor whose dtype the caller has
+/// matched with `T`.
+fn slice_of<T>(t: &Tensor) -> Option<&[T]> {
+    let n = t.numel();
+    let ptr = t.data_ptr() as *const T;
+    if n == 0 || ptr.is_null() || ptr.align_offset(std::mem::align_of::<T>()) != 0 {
+        return None;
+    }
+    // SAFETY: `t` is a dense (strided, not sparse or MKL-DNN), contiguous CPU
+    // tensor of `n > 0` elements whose dtype has `T`'s layout (checked by the
+    // callers), so `data_ptr` (which includes the storage offset) points at
+    // `n` initialized, consecutive `T`s inside its storage; the pointer is
+    // non-null and aligned (checked above). The slice borrows `t`, whose
+    // storage lives at least as long. This crate does not write to it while
+    // the slice lives; like libtorch itself, this assumes no other thread
+    // writes to the same storage during the call.
+    Some(unsafe { std::slice::from_raw_parts(ptr, n) })
+}
+
+/// Scale or zero-point values, as stored.
+pub(crate) enum Values<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [bf16]),
+    F16(&'a [f16]),
+    U8(&'a [u8]),
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+pub(crate) fn values_view(t: &Tensor) -> Option<Values<'_>> {
+    if !is_dense_cpu(t) || !t.is_contiguous() {
+        return None;
+    }
+    Some(match t.kind() {
+        Kind::Float => Values::F32(slice_of(t)?),
+        Kind::BFloat16 => Values::Bf16(slice_of(t)?),
+        Kind::Half => Values::F16(slice_of(t)?),
+        Kind::Uint8 => Values::U8(slice_of(t)?),
+        Kind::Int8 => Values::I8(slice_of(t)?),
+        Kind::Int16 => Values::I16(slice_of(t)?),
+        Kind::Int => Values::I32(slice_of(t)?),
+        Kind::Int64 => Values::I64(slice_of(t)?),
+        _ => return None,
+    })
+}
+
+/// A freshly allocated output, to be written exactly once per element.
+pub(crate) enum Out<'a> {
+    F32(&'a mut [MaybeUninit<f32>]),
+    F64(&'a mut [MaybeUninit<f64>]),
+    Bf16(&'a mut [MaybeUninit<bf16>]),
+    F16(&'a mut [MaybeUninit<f16>]),
+    U8(&'a mut [MaybeUninit<u8>]),
+    I8(&'a mut [MaybeUninit<i8>]),
+    I16(&'a mut [MaybeUninit<i16>]),
+    I32(&'a mut [MaybeUninit<i32>]),
+    I64(&'a mut [MaybeUninit<i64>]),
+}
+
+pub(crate) fn empty(op: &'static str, shape: &[i64], kind: Kind) -> Result<Tensor> {
+    Tensor::f_empty(shape, (kind, Device::Cpu)).op(op)
+}
+
+/// The memory of a tensor that [`empty`] just allocated.
+pub(crate) fn out_view(t: &mut Tensor) -> Option<Out<'_>> {
+    fn view<T>(t: &mut Tensor) -> Option<&mut [MaybeUninit<T>]> {
+        let n = t.numel();
+        let ptr = t.data_ptr() as *mut MaybeUninit<T>;
+        if n == 0 || ptr.is_null() || ptr.align_offset(std::mem::align_of::<T>()) != 0 {
+            return None;
+        }
+        // SAFETY: `t` was just allocated by `empty` with `T`'s dtype (matched
+        // by the caller): a contiguous CPU tensor of `n > 0` elements whose
+        // storage no other handle shares, so `data_ptr` points at `n`
+        // consecutive, possibly uninitialized `T`s (hence `MaybeUninit`),
+        // non-null and aligned (checked above). The slice borrows `t`
+        // mutably, so it is the only access to that memory while it lives.
+        Some(unsafe { std::slice::from_raw_parts_mut(ptr, n) })
+    }
+    Some(match t.kind() {
+        Kind::Float => Out::F32(view(t)?),
+        Kind::Double => Out::F64(view(t)?),
+        Kind::BFloat16 => Out::Bf16(view(t)?),
+        Kind::Half => Out::F16(view(t)?),
+        Kind::Uint8 => Out::U8(view(t)?),
+        Kind::Int8 => Out::I8(view(t)?),
+        Kind::Int16 => Out::I16(view(t)?),
+        Kind::Int => Out::I32(view(t)?),
+        Kind::Int64 => Out::I64(view(t)?),
+        _ => return None,
+    })
+}
+
+impl<'a> Out<'a> {
+    /// The first `mid` elements and the rest.
+    fn split_at(self, mid: usize) -> (Out<'a>, Out<'a>) {
+        macro_rules! split {
+            ($($v:ident),*) => {
+                match self {
+                    $(Out::$v(s) => {
+                        let (a, b) = s.split_at_mut(mid);
+                        (Out::$v(a), Out::$v(b))
+                    })*
+                }
+            };
+        }
+        split!(F32, F64, Bf16, F16, U8, I8, I16, I32, I64)
+    }
+}
+
+/// The scale and zero-point outputs of a run of blocks.
+pub(crate) struct QParamsOut<'a> {
+    scale: Out<'a>,
+    zp: Option<Out<'a>>,
+}
+
+impl<'a> QParamsOut<'a> {
+    /// The first `mid` blocks and the rest.
+    pub(crate) fn split_at(self, mid: usize) -> (QParamsOut<'a>, QParamsOut<'a>) {
+        let (scale, scale_rest) = self.scale.split_at(mid);
+        let (zp, zp_rest) = match self.zp.map(|z| z.split_at(mid)) {
+            Some((z, rest)) => (Some(z), Some(rest)),
+            None => (None, None),
+        };
+        (
+            QParamsOut { scale, zp },
+            QParamsOut {
+                scale: scale_rest,
+                zp: zp_rest,
+            },
+        )
+    }
+
+    /// Writes the qparams of blocks `at..` (see [`Out::write`]); `zp` is
+    /// ignored without a zero point.
+    pub(crate) fn write(&mut self, at: usize, scale: &[f32], zp: &[f32]) {
+        self.scale.write(at, scale);
+        if let Some(out) = self.zp.as_mut() {
+            out.write(at, zp);
+        }
+    }
+}
+
+/// Qparams of `shape` to be written by the fused path, the zero point only
+/// where `zp_kind` gives it a dtype.
+pub(crate) fn empty_qparams(
+    op: &'static str,
+    shape: &[i64],
+    scale_kind: Kind,
+    zp_kind: Option<Kind>,
+) -> Result<QParams> {
+    let scale = empty(op, shape, scale_kind)?;
+    let zero_point = zp_kind.map(|k| empty(op, shape, k)).transpose()?;
+    Ok(QParams { scale, zero_point })
+}
+
+/// The memory of qparams that [`empty_qparams`] just allocated.
+pub(crate) fn qparams_view(qp: &mut QParams) -> Option<QParamsOut<'_>> {
+    let scale = out_view(&mut qp.scale)?;
+    let zp = match qp.zero_point.as_mut() {
+        Some(t) => Some(out_view(t)?),
+        None => None,
+    };
+    Some(QParamsOut { scale, zp })
+}
