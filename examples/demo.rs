@@ -1,73 +1,63 @@
 //! Loads a real weight matrix from a safetensors checkpoint, prints the
-//! qparams several torchao schemes choose for it, and the quantization error
-//! (SQNR) each gives after quantize -> dequantize.
+//! qparams torchao's recipes (and two plain schemes) choose for it, and the
+//! quantization error (SQNR) each gives after quantize -> dequantize.
 //!
 //! `cargo run --release --example demo -- path/to/model.safetensors [tensor-name]`
 
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 use tch_quant::{
-    choose_qparams_affine, dequantize_affine, quantize_affine, Granularity, MappingType,
-    QParamsOptions, QuantDtype, QuantizeOptions, ZeroPointDomain,
+    AffineQuantizedTensor, CustomRecipe, Granularity, MappingType, QParamsOptions, QuantDtype,
+    Recipe,
 };
 
-struct Scheme {
-    name: &'static str,
-    mapping: MappingType,
-    granularity: Granularity,
-    dtype: QuantDtype,
-    options: QParamsOptions,
-}
-
-fn schemes() -> Vec<Scheme> {
-    let tinygemm = QParamsOptions {
-        quant_min: Some(0.0),
-        quant_max: Some(15.0),
-        eps: Some(1e-6),
-        zero_point_dtype: Some(Kind::BFloat16),
-        preserve_zero: false,
-        zero_point_domain: ZeroPointDomain::Float,
-        ..Default::default()
+/// torchao's recipes, and two plain combinations for contrast.
+fn recipes() -> Vec<(&'static str, Recipe)> {
+    let custom = |mapping, granularity, dtype| {
+        Recipe::Custom(CustomRecipe {
+            mapping,
+            granularity,
+            dtype,
+            options: QParamsOptions::default(),
+        })
     };
     vec![
-        Scheme {
-            name: "int8 symmetric per-channel",
-            mapping: MappingType::Symmetric,
-            granularity: Granularity::PerAxis(0),
-            dtype: QuantDtype::Int8,
-            options: QParamsOptions {
-                zero_point_dtype: Some(Kind::Int64),
-                ..Default::default()
+        (
+            "int8 weight-only (per row)",
+            Recipe::Int8WeightOnly { group_size: None },
+        ),
+        (
+            "int8 symmetric per-tensor",
+            custom(
+                MappingType::Symmetric,
+                Granularity::PerTensor,
+                QuantDtype::Int8,
+            ),
+        ),
+        (
+            "int4 weight-only group 32 (tinygemm)",
+            Recipe::Int4WeightOnly { group_size: 32 },
+        ),
+        (
+            "int4 weight-only group 128 (tinygemm)",
+            Recipe::Int4WeightOnly { group_size: 128 },
+        ),
+        (
+            "uint3 weight-only group 64",
+            Recipe::UIntXWeightOnly {
+                bits: 3,
+                group_size: 64,
             },
-        },
-        Scheme {
-            name: "int8 symmetric per-tensor",
-            mapping: MappingType::Symmetric,
-            granularity: Granularity::PerTensor,
-            dtype: QuantDtype::Int8,
-            options: QParamsOptions::default(),
-        },
-        Scheme {
-            name: "uint4 asymmetric group 32 (tinygemm)",
-            mapping: MappingType::Asymmetric,
-            granularity: Granularity::PerGroup(32),
-            dtype: QuantDtype::UInt4,
-            options: tinygemm,
-        },
-        Scheme {
-            name: "uint4 asymmetric group 128 (tinygemm)",
-            mapping: MappingType::Asymmetric,
-            granularity: Granularity::PerGroup(128),
-            dtype: QuantDtype::UInt4,
-            options: tinygemm,
-        },
-        Scheme {
-            name: "int4 symmetric group 32",
-            mapping: MappingType::Symmetric,
-            granularity: Granularity::PerGroup(32),
-            dtype: QuantDtype::Int4,
-            options: QParamsOptions::default(),
-        },
+        ),
+        ("float8 weight-only (per row)", Recipe::Float8WeightOnly),
+        (
+            "int4 symmetric group 32",
+            custom(
+                MappingType::Symmetric,
+                Granularity::PerGroup(32),
+                QuantDtype::Int4,
+            ),
+        ),
     ]
 }
 
@@ -112,25 +102,17 @@ fn main() -> Result<()> {
         "{:<40} {:>12} {:>12} {:>12} {:>10}",
         "scheme", "scale shape", "scale[0]", "zp[0]", "SQNR dB"
     );
-    for s in schemes() {
-        let block = s.granularity.block_size(&w.size())?;
-        let qp = choose_qparams_affine(&w, s.mapping, &block, s.dtype, &s.options)?;
-        let opts = QuantizeOptions {
-            quant_min: s.options.quant_min,
-            quant_max: s.options.quant_max,
-            zero_point_domain: s.options.zero_point_domain,
-            ..Default::default()
-        };
-        let zp = qp.zero_point.as_ref();
-        let q = quantize_affine(&w, &block, &qp.scale, zp, s.dtype, &opts)?;
-        let dq = dequantize_affine(&q, &block, &qp.scale, zp, s.dtype, &opts, w.kind())?;
+    for (name, recipe) in recipes() {
+        let q = AffineQuantizedTensor::quantize(&w, &recipe)?;
+        let dq = q.dequantize()?;
         let first = |t: &Tensor| t.f_reshape([-1]).map(|f| f.double_value(&[0]));
         println!(
             "{:<40} {:>12} {:>12.6} {:>12} {:>10.2}",
-            s.name,
-            format!("{:?}", qp.scale.size()),
-            first(&qp.scale)?,
-            zp.map(|z| first(z).map(|v| format!("{v}")))
+            name,
+            format!("{:?}", q.scale().size()),
+            first(q.scale())?,
+            q.zero_point()
+                .map(|z| first(z).map(|v| format!("{v}")))
                 .transpose()?
                 .unwrap_or("-".into()),
             sqnr_db(&w, &dq)?

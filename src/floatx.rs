@@ -20,14 +20,52 @@ const EBITS_F32: u32 = 8;
 const F32_EXP_BIAS: i64 = 127;
 
 /// The constants of one validated floatx format.
-#[derive(Debug, Clone, Copy)]
-struct Format {
+/// A floatx format torchao accepts: a sign bit, `ebits` exponent bits and
+/// `mbits` mantissa bits in at most 8 bits, without infinities or NaN (the
+/// top exponent is a normal binade), exponent bias `2^(ebits-1) - 1`; the
+/// codes are stored one per uint8 as `00SEEEMM`-style bytes.
+///
+/// # Examples
+/// ```
+/// use tch_quant::FloatxDtype;
+/// let fp6 = FloatxDtype::new(3, 2)?;
+/// assert_eq!(fp6, FloatxDtype::FP6_E3M2);
+/// assert_eq!((fp6.ebits(), fp6.mbits()), (3, 2));
+/// assert_eq!(fp6.to_string(), "fp6_e3m2");
+/// assert!(FloatxDtype::new(4, 4).is_err()); // 9 bits
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FloatxDtype {
     ebits: u32,
     mbits: u32,
 }
 
-impl Format {
-    fn new(op: &'static str, ebits: u32, mbits: u32) -> Result<Self> {
+impl std::fmt::Display for FloatxDtype {
+    /// `fp{1 + ebits + mbits}_e{ebits}m{mbits}`, e.g. `fp6_e3m2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bits = 1 + self.ebits + self.mbits;
+        write!(f, "fp{bits}_e{}m{}", self.ebits, self.mbits)
+    }
+}
+
+impl FloatxDtype {
+    /// fp6 with 3 exponent and 2 mantissa bits (largest value 28).
+    pub const FP6_E3M2: FloatxDtype = FloatxDtype { ebits: 3, mbits: 2 };
+    /// fp6 with 2 exponent and 3 mantissa bits (largest value 7.5).
+    pub const FP6_E2M3: FloatxDtype = FloatxDtype { ebits: 2, mbits: 3 };
+    /// fp5 with 2 exponent and 2 mantissa bits.
+    pub const FP5_E2M2: FloatxDtype = FloatxDtype { ebits: 2, mbits: 2 };
+    /// fp4 with 2 exponent bits and 1 mantissa bit (largest value 6).
+    pub const FP4_E2M1: FloatxDtype = FloatxDtype { ebits: 2, mbits: 1 };
+
+    /// The format with `ebits` exponent and `mbits` mantissa bits.
+    ///
+    /// # Errors
+    /// `ebits` outside `1..=7`, or `1 + ebits + mbits > 8`.
+    pub fn new(ebits: u32, mbits: u32) -> Result<Self> {
+        const OP: &str = "FloatxDtype::new";
+        let op = OP;
         if !(1..=7).contains(&ebits) {
             return Err(Error::invalid(
                 op,
@@ -48,7 +86,17 @@ impl Format {
                 ),
             ));
         }
-        Ok(Format { ebits, mbits })
+        Ok(FloatxDtype { ebits, mbits })
+    }
+
+    /// Exponent bits.
+    pub fn ebits(self) -> u32 {
+        self.ebits
+    }
+
+    /// Mantissa bits.
+    pub fn mbits(self) -> u32 {
+        self.mbits
     }
 
     fn exp_bias(self) -> i64 {
@@ -89,22 +137,20 @@ impl Format {
 /// nearest even. NaN in a row gives a NaN scale.
 ///
 /// # Errors
-/// `ebits`/`mbits` outside torchao's formats (`ebits >= 1`,
-/// `1 + ebits + mbits <= 8`); `input` not float32/float16/bfloat16, not 2-D,
+/// `input` not float32/float16/bfloat16, not 2-D,
 /// or empty.
 ///
 /// # Examples
 /// ```
 /// use tch::Tensor;
-/// use tch_quant::choose_qparams_affine_floatx;
+/// use tch_quant::{choose_qparams_affine_floatx, FloatxDtype};
 /// let w = Tensor::from_slice(&[1.0f32, -56.0, 0.0, 14.0]).view([2, 2]);
-/// let scale = choose_qparams_affine_floatx(&w, 3, 2)?; // fp6 e3m2, max 28
+/// let scale = choose_qparams_affine_floatx(&w, FloatxDtype::FP6_E3M2)?; // max 28
 /// assert_eq!(Vec::<f32>::try_from(scale)?, [2.0, 0.5]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn choose_qparams_affine_floatx(input: &Tensor, ebits: u32, mbits: u32) -> Result<Tensor> {
+pub fn choose_qparams_affine_floatx(input: &Tensor, format: FloatxDtype) -> Result<Tensor> {
     const OP: &str = "choose_qparams_affine_floatx";
-    let format = Format::new(OP, ebits, mbits)?;
     let kind = check_float_input(OP, "input", input)?;
     check_2d(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
@@ -146,16 +192,16 @@ pub fn choose_qparams_affine_floatx(input: &Tensor, ebits: u32, mbits: u32) -> R
 /// between CPU and CUDA, exactly as they do in torchao.
 ///
 /// # Errors
-/// `ebits`/`mbits` outside torchao's formats; `input` or `scale` not
+/// `input` or `scale` not
 /// float32/float16/bfloat16; `input` not 2-D; `scale` without one element
 /// per row of `input` or on another device.
 ///
 /// # Examples
 /// ```
 /// use tch::Tensor;
-/// use tch_quant::quantize_affine_floatx;
+/// use tch_quant::{quantize_affine_floatx, FloatxDtype};
 /// let x = Tensor::from_slice(&[1.0f32, -3.0, 100.0, 0.0625]).view([1, 4]);
-/// let codes = quantize_affine_floatx(&x, &Tensor::from_slice(&[1.0f32]), 3, 2)?;
+/// let codes = quantize_affine_floatx(&x, &Tensor::from_slice(&[1.0f32]), FloatxDtype::FP6_E3M2)?;
 /// // e3m2 (bias 3): 1.0 = 0b0_011_00, -3.0 = 0b1_100_10, 100 saturates to 28,
 /// // 0.0625 = 0.25 * 2^-2 is the subnormal 0b0_000_01.
 /// assert_eq!(Vec::<u8>::try_from(codes.view(-1))?, [0x0c, 0x32, 0x1f, 0x01]);
@@ -164,11 +210,9 @@ pub fn choose_qparams_affine_floatx(input: &Tensor, ebits: u32, mbits: u32) -> R
 pub fn quantize_affine_floatx(
     input: &Tensor,
     scale: &Tensor,
-    ebits: u32,
-    mbits: u32,
+    format: FloatxDtype,
 ) -> Result<Tensor> {
     const OP: &str = "quantize_affine_floatx";
-    let format = Format::new(OP, ebits, mbits)?;
     check_float_input(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
     check_row_scale(OP, scale, input)?;
@@ -194,28 +238,27 @@ pub fn quantize_affine_floatx(
 /// torchao decodes them, to the same numbers.
 ///
 /// # Errors
-/// `ebits`/`mbits` outside torchao's formats; `input` not uint8 or not 2-D;
+/// `input` not uint8 or not 2-D;
 /// `scale` not float32/float16/bfloat16, without one element per row, or on
 /// another device; `output_dtype` not float32/float16/bfloat16.
 ///
 /// # Examples
 /// ```
 /// use tch::{Kind, Tensor};
-/// use tch_quant::dequantize_affine_floatx;
+/// use tch_quant::{dequantize_affine_floatx, FloatxDtype};
 /// let codes = Tensor::from_slice(&[0x0cu8, 0x32, 0x1f, 0x01]).view([1, 4]);
-/// let x = dequantize_affine_floatx(&codes, &Tensor::from_slice(&[2.0f32]), 3, 2, Kind::Float)?;
+/// let x = dequantize_affine_floatx(&codes, &Tensor::from_slice(&[2.0f32]),
+///                                  FloatxDtype::FP6_E3M2, Kind::Float)?;
 /// assert_eq!(Vec::<f32>::try_from(x.view(-1))?, [2.0, -6.0, 56.0, 0.125]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn dequantize_affine_floatx(
     input: &Tensor,
     scale: &Tensor,
-    ebits: u32,
-    mbits: u32,
+    format: FloatxDtype,
     output_dtype: Kind,
 ) -> Result<Tensor> {
     const OP: &str = "dequantize_affine_floatx";
-    let format = Format::new(OP, ebits, mbits)?;
     if input.kind() != Kind::Uint8 {
         return Err(Error::UnsupportedKind {
             op: OP,
@@ -244,7 +287,7 @@ pub fn dequantize_affine_floatx(
 /// (saturate, subnormal, normal) are computed for every element on the
 /// float32 bits and combined with masks, so that every intermediate, NaN
 /// included, matches.
-fn f32_to_floatx(x: &Tensor, format: Format) -> std::result::Result<Tensor, tch::TchError> {
+fn f32_to_floatx(x: &Tensor, format: FloatxDtype) -> std::result::Result<Tensor, tch::TchError> {
     let (ebits, mbits) = (format.ebits as i64, format.mbits as i64);
     let exp_bias = format.exp_bias();
     let mant_shift = MBITS_F32 as i64 - mbits;
@@ -307,7 +350,7 @@ fn f32_to_floatx(x: &Tensor, format: Format) -> std::result::Result<Tensor, tch:
 /// torchao computes the exponent in uint8 arithmetic, so codes with bits
 /// above the format wrap modulo 256 exactly as here; for valid codes the
 /// table is the exact value of the code.
-fn decode_table(format: Format) -> Vec<i32> {
+fn decode_table(format: FloatxDtype) -> Vec<i32> {
     let (ebits, mbits) = (format.ebits, format.mbits);
     let exp_bias = format.exp_bias();
     let subnormal_exp = 1 - exp_bias + F32_EXP_BIAS;
@@ -384,28 +427,22 @@ fn check_row_scale(op: &'static str, scale: &Tensor, input: &Tensor) -> Result<(
 mod tests {
     use super::*;
 
-    fn codes(x: &[f32], ebits: u32, mbits: u32) -> Vec<u8> {
+    fn codes(x: &[f32], format: FloatxDtype) -> Vec<u8> {
         let t = Tensor::from_slice(x).view([1, -1]);
-        let q = quantize_affine_floatx(&t, &Tensor::from_slice(&[1.0f32]), ebits, mbits).unwrap();
+        let q = quantize_affine_floatx(&t, &Tensor::from_slice(&[1.0f32]), format).unwrap();
         Vec::<u8>::try_from(q.view(-1)).unwrap()
     }
 
-    fn values(c: &[u8], ebits: u32, mbits: u32) -> Vec<f32> {
+    fn values(c: &[u8], format: FloatxDtype) -> Vec<f32> {
         let t = Tensor::from_slice(c).view([1, -1]);
-        let x = dequantize_affine_floatx(
-            &t,
-            &Tensor::from_slice(&[1.0f32]),
-            ebits,
-            mbits,
-            Kind::Float,
-        )
-        .unwrap();
+        let x = dequantize_affine_floatx(&t, &Tensor::from_slice(&[1.0f32]), format, Kind::Float)
+            .unwrap();
         Vec::<f32>::try_from(x.view(-1)).unwrap()
     }
 
     #[test]
     fn max_normal_of_known_formats() {
-        let max = |e, m| Format::new("test", e, m).unwrap().max_normal();
+        let max = |e, m| FloatxDtype::new(e, m).unwrap().max_normal();
         assert_eq!(max(3, 2), 28.0);
         assert_eq!(max(2, 3), 7.5);
         assert_eq!(max(2, 1), 6.0);
@@ -432,13 +469,15 @@ mod tests {
                     1e9,
                     f32::INFINITY
                 ],
-                2,
-                1
+                FloatxDtype::FP4_E2M1
             ),
             [0, 2, 2, 4, 4, 6, 6, 7, 7, 7]
         );
         assert_eq!(
-            codes(&[-0.0, -0.5, -6.0, f32::NEG_INFINITY], 2, 1),
+            codes(
+                &[-0.0, -0.5, -6.0, f32::NEG_INFINITY],
+                FloatxDtype::FP4_E2M1
+            ),
             [8, 9, 15, 15]
         );
     }
@@ -447,11 +486,14 @@ mod tests {
     fn e3m2_subnormals() {
         // e3m2 subnormals are k * 2^-4; half the smallest one rounds to 0.
         assert_eq!(
-            codes(&[0.0625, 0.125, 0.1875, 0.03125, 0.03126], 3, 2),
+            codes(
+                &[0.0625, 0.125, 0.1875, 0.03125, 0.03126],
+                FloatxDtype::FP6_E3M2
+            ),
             [1, 2, 3, 0, 1]
         );
         assert_eq!(
-            values(&[1, 2, 3, 4, 0x21], 3, 2),
+            values(&[1, 2, 3, 4, 0x21], FloatxDtype::FP6_E3M2),
             [0.0625, 0.125, 0.1875, 0.25, -0.0625]
         );
     }
@@ -462,8 +504,9 @@ mod tests {
             for mbits in 0..=(7 - ebits) {
                 let n = 1u32 << (1 + ebits + mbits);
                 let all: Vec<u8> = (0..n).map(|c| c as u8).collect();
-                let decoded = values(&all, ebits, mbits);
-                assert_eq!(codes(&decoded, ebits, mbits), all, "e{ebits}m{mbits}");
+                let format = FloatxDtype::new(ebits, mbits).unwrap();
+                let decoded = values(&all, format);
+                assert_eq!(codes(&decoded, format), all, "e{ebits}m{mbits}");
             }
         }
     }
@@ -471,25 +514,33 @@ mod tests {
     #[test]
     fn nan_takes_the_normal_path() {
         // As torchao on CPU: the quiet NaN's bits rebias to 1.5, keeping the sign.
-        assert_eq!(codes(&[f32::NAN, -f32::NAN], 3, 2), [0x0e, 0x2e]);
-        assert_eq!(codes(&[f32::NAN], 1, 0), [0x81]);
+        assert_eq!(
+            codes(&[f32::NAN, -f32::NAN], FloatxDtype::FP6_E3M2),
+            [0x0e, 0x2e]
+        );
+        assert_eq!(codes(&[f32::NAN], FloatxDtype::new(1, 0).unwrap()), [0x81]);
         // Codes above the format decode as torchao decodes them, finite here.
-        assert_eq!(values(&[0x81], 1, 0), [0.0]);
+        assert_eq!(values(&[0x81], FloatxDtype::new(1, 0).unwrap()), [0.0]);
     }
 
     #[test]
     fn strided_input_matches_contiguous() {
         let x = Tensor::randn([16, 8], (Kind::Float, tch::Device::Cpu)).tr();
-        let scale = choose_qparams_affine_floatx(&x, 2, 3).unwrap();
-        let q = quantize_affine_floatx(&x, &scale, 2, 3).unwrap();
-        assert!(q.equal(&quantize_affine_floatx(&x.contiguous(), &scale, 2, 3).unwrap()));
-        let y =
-            dequantize_affine_floatx(&q.tr(), &scale.ones_like().repeat([2]), 2, 3, Kind::Float);
+        let scale = choose_qparams_affine_floatx(&x, FloatxDtype::FP6_E2M3).unwrap();
+        let q = quantize_affine_floatx(&x, &scale, FloatxDtype::FP6_E2M3).unwrap();
+        assert!(q.equal(
+            &quantize_affine_floatx(&x.contiguous(), &scale, FloatxDtype::FP6_E2M3).unwrap()
+        ));
+        let y = dequantize_affine_floatx(
+            &q.tr(),
+            &scale.ones_like().repeat([2]),
+            FloatxDtype::FP6_E2M3,
+            Kind::Float,
+        );
         let z = dequantize_affine_floatx(
             &q.tr().contiguous(),
             &scale.ones_like().repeat([2]),
-            2,
-            3,
+            FloatxDtype::FP6_E2M3,
             Kind::Float,
         );
         assert!(y.unwrap().equal(&z.unwrap()));
@@ -499,24 +550,26 @@ mod tests {
     fn empty_inputs_are_refused_and_empty_codes_dequantize() {
         let no_rows = Tensor::zeros([0, 4], (Kind::Float, tch::Device::Cpu));
         let none = Tensor::zeros([0], (Kind::Float, tch::Device::Cpu));
-        assert!(quantize_affine_floatx(&no_rows, &none, 3, 2).is_err());
-        assert!(choose_qparams_affine_floatx(&no_rows, 3, 2).is_err());
+        assert!(quantize_affine_floatx(&no_rows, &none, FloatxDtype::FP6_E3M2).is_err());
+        assert!(choose_qparams_affine_floatx(&no_rows, FloatxDtype::FP6_E3M2).is_err());
         let no_cols = Tensor::zeros([2, 0], (Kind::Float, tch::Device::Cpu));
-        assert!(choose_qparams_affine_floatx(&no_cols, 3, 2).is_err());
+        assert!(choose_qparams_affine_floatx(&no_cols, FloatxDtype::FP6_E3M2).is_err());
         let two = Tensor::ones([2], (Kind::Float, tch::Device::Cpu));
         let codes = Tensor::zeros([2, 0], (Kind::Uint8, tch::Device::Cpu));
-        let x = dequantize_affine_floatx(&codes, &two, 3, 2, Kind::Half).unwrap();
+        let x = dequantize_affine_floatx(&codes, &two, FloatxDtype::FP6_E3M2, Kind::Half).unwrap();
         assert_eq!((x.size(), x.kind()), (vec![2, 0], Kind::Half));
     }
 
     #[test]
     fn choose_scale_per_row() {
         let w = Tensor::from_slice(&[0.0f32, 0.0, 3.0, -12.0]).view([2, 2]);
-        let s = choose_qparams_affine_floatx(&w, 2, 1).unwrap();
+        let s = choose_qparams_affine_floatx(&w, FloatxDtype::FP4_E2M1).unwrap();
         assert_eq!(Vec::<f32>::try_from(s).unwrap(), [(1e-12f32 / 6.0), 2.0]);
         let b = w.to_kind(Kind::BFloat16);
         assert_eq!(
-            choose_qparams_affine_floatx(&b, 2, 1).unwrap().kind(),
+            choose_qparams_affine_floatx(&b, FloatxDtype::FP4_E2M1)
+                .unwrap()
+                .kind(),
             Kind::BFloat16
         );
     }
@@ -526,59 +579,62 @@ mod tests {
         let x = Tensor::from_slice(&[1.0f32, 2.0]).view([1, 2]);
         let one = Tensor::from_slice(&[1.0f32]);
         assert!(matches!(
-            choose_qparams_affine_floatx(&x, 0, 2),
+            FloatxDtype::new(0, 2),
             Err(Error::InvalidArgument { arg: "ebits", .. })
         ));
         assert!(matches!(
-            quantize_affine_floatx(&x, &one, 4, 4),
+            FloatxDtype::new(4, 4),
             Err(Error::InvalidArgument { arg: "mbits", .. })
         ));
         assert!(matches!(
-            quantize_affine_floatx(&x, &one, u32::MAX, u32::MAX),
+            FloatxDtype::new(u32::MAX, u32::MAX),
             Err(Error::InvalidArgument { .. })
         ));
         assert!(matches!(
-            choose_qparams_affine_floatx(&x.view(-1), 3, 2),
+            choose_qparams_affine_floatx(&x.view(-1), FloatxDtype::FP6_E3M2),
             Err(Error::ShapeMismatch { arg: "input", .. })
         ));
         assert!(matches!(
             choose_qparams_affine_floatx(
                 &Tensor::zeros([2, 0], (Kind::Float, tch::Device::Cpu)),
-                3,
-                2
+                FloatxDtype::FP6_E3M2
             ),
             Err(Error::ShapeMismatch { arg: "input", .. })
         ));
         assert!(matches!(
-            choose_qparams_affine_floatx(&x.to_kind(Kind::Double), 3, 2),
+            choose_qparams_affine_floatx(&x.to_kind(Kind::Double), FloatxDtype::FP6_E3M2),
             Err(Error::UnsupportedKind { arg: "input", .. })
         ));
         assert!(matches!(
-            quantize_affine_floatx(&x, &Tensor::from_slice(&[1.0f32, 2.0]), 3, 2),
+            quantize_affine_floatx(
+                &x,
+                &Tensor::from_slice(&[1.0f32, 2.0]),
+                FloatxDtype::FP6_E3M2
+            ),
             Err(Error::ShapeMismatch { arg: "scale", .. })
         ));
         assert!(matches!(
-            quantize_affine_floatx(&x, &one.to_kind(Kind::Double), 3, 2),
+            quantize_affine_floatx(&x, &one.to_kind(Kind::Double), FloatxDtype::FP6_E3M2),
             Err(Error::UnsupportedKind { arg: "scale", .. })
         ));
         let c = Tensor::from_slice(&[1u8, 2]).view([1, 2]);
         assert!(matches!(
-            dequantize_affine_floatx(&x, &one, 3, 2, Kind::Float),
+            dequantize_affine_floatx(&x, &one, FloatxDtype::FP6_E3M2, Kind::Float),
             Err(Error::UnsupportedKind { arg: "input", .. })
         ));
         assert!(matches!(
-            dequantize_affine_floatx(&c, &one, 3, 2, Kind::Int8),
+            dequantize_affine_floatx(&c, &one, FloatxDtype::FP6_E3M2, Kind::Int8),
             Err(Error::InvalidArgument {
                 arg: "output_dtype",
                 ..
             })
         ));
         assert!(matches!(
-            dequantize_affine_floatx(&c.view(-1), &one, 3, 2, Kind::Float),
+            dequantize_affine_floatx(&c.view(-1), &one, FloatxDtype::FP6_E3M2, Kind::Float),
             Err(Error::ShapeMismatch { arg: "input", .. })
         ));
         assert!(matches!(
-            dequantize_affine_floatx(&c, &one, 8, 0, Kind::Float),
+            FloatxDtype::new(8, 0),
             Err(Error::InvalidArgument { arg: "ebits", .. })
         ));
     }

@@ -71,7 +71,9 @@ pub use chain::choose_qparams_and_quantize_affine;
 pub use dtype::{finfo_eps, kind_name, parse_kind, QuantDtype};
 pub use error::{CheckpointErrorKind, Error, Result};
 pub use float8::{choose_qparams_affine_float8, dequantize_affine_float8, quantize_affine_float8};
-pub use floatx::{choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx};
+pub use floatx::{
+    choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx, FloatxDtype,
+};
 pub use formula::QParams;
 pub use granularity::Granularity;
 pub use mapping::{MappingType, ZeroPointDomain};

@@ -120,6 +120,7 @@ pub fn quantize_affine(
     const OP: &str = "quantize_affine";
     let prep = Prepared::new(
         OP,
+        InputIs::Floats,
         input,
         block_size,
         scale,
@@ -204,6 +205,7 @@ pub fn dequantize_affine(
     }
     let prep = Prepared::new(
         OP,
+        InputIs::Codes,
         input,
         block_size,
         scale,
@@ -244,6 +246,7 @@ pub fn fake_quantize_affine(
     const OP: &str = "fake_quantize_affine";
     let prep = Prepared::new(
         OP,
+        InputIs::Floats,
         input,
         block_size,
         scale,
@@ -283,6 +286,7 @@ pub fn fake_quantize_affine_cachemask(
     const OP: &str = "fake_quantize_affine_cachemask";
     let prep = Prepared::new(
         OP,
+        InputIs::Floats,
         input,
         block_size,
         scale,
@@ -303,6 +307,14 @@ fn storage_name(dtype: QuantDtype) -> &'static str {
     kind_name(dtype.storage_kind())
 }
 
+/// What the `input` of a call holds: floats to quantize, or codes to
+/// dequantize (whose dtype the caller has checked against the code dtype).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputIs {
+    Floats,
+    Codes,
+}
+
 /// Validated arguments, with scale and zero point viewed so that they
 /// broadcast over the blocks of the input.
 struct Prepared {
@@ -320,6 +332,7 @@ struct Prepared {
 impl Prepared {
     fn new(
         op: &'static str,
+        input_is: InputIs,
         input: &Tensor,
         block_size: &[i64],
         scale: &Tensor,
@@ -327,8 +340,7 @@ impl Prepared {
         dtype: QuantDtype,
         options: &QuantizeOptions,
     ) -> Result<Self> {
-        let quantizing = op != "dequantize_affine";
-        if quantizing {
+        if input_is == InputIs::Floats {
             check_float_input(op, "input", input)?;
         }
         let original_shape = input.size();

@@ -5,7 +5,7 @@ use super::cases;
 fn choose(c: &mut Criterion) {
     let mut group = c.benchmark_group("choose_qparams_affine");
     for case in cases() {
-        group.bench_function(&case.name, |b| b.iter(|| case.choose(&case.options)));
+        group.bench_function(&case.name, |b| b.iter(|| case.choose(&case.recipe.options)));
     }
     group.finish();
 }

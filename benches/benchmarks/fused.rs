@@ -13,14 +13,14 @@ fn paths(case: &super::Case) -> [(&'static str, QParamsOptions); 2] {
             "reference",
             QParamsOptions {
                 force_reference: true,
-                ..case.options
+                ..case.recipe.options
             },
         ),
         (
             "fused",
             QParamsOptions {
                 force_reference: false,
-                ..case.options
+                ..case.recipe.options
             },
         ),
     ]

@@ -3,16 +3,17 @@ pub mod fused;
 pub mod quantize;
 
 use tch::{Device, Kind, Tensor};
-use tch_quant::{MappingType, QParams, QParamsOptions, QuantDtype, QuantizeOptions};
+use tch_quant::{
+    CustomRecipe, Granularity, MappingType, QParams, QParamsOptions, QuantDtype, QuantizeOptions,
+};
 
-/// One benchmarked configuration: a shape, a dtype and a scheme.
+/// One benchmarked configuration: an input and a scheme, with the scheme's
+/// block size for that input.
 pub struct Case {
     pub name: String,
     pub input: Tensor,
+    pub recipe: CustomRecipe,
     pub block_size: Vec<i64>,
-    pub mapping: MappingType,
-    pub dtype: QuantDtype,
-    pub options: QParamsOptions,
 }
 
 /// The shapes x dtypes x granularities every primitive is measured on:
@@ -25,40 +26,45 @@ pub fn cases() -> Vec<Case> {
         for &kind in &[Kind::Float, Kind::BFloat16] {
             tch::manual_seed(0);
             let input = Tensor::randn([rows, cols], (kind, Device::Cpu));
-            let schemes: [(&str, Vec<i64>, MappingType, QuantDtype); 4] = [
+            let schemes = [
                 (
                     "per_tensor",
-                    vec![rows, cols],
+                    Granularity::PerTensor,
                     MappingType::Symmetric,
                     QuantDtype::Int8,
                 ),
                 (
                     "per_channel",
-                    vec![1, cols],
+                    Granularity::PerRow,
                     MappingType::Symmetric,
                     QuantDtype::Int8,
                 ),
                 (
                     "group128",
-                    vec![1, 128],
+                    Granularity::PerGroup(128),
                     MappingType::Asymmetric,
                     QuantDtype::UInt4,
                 ),
                 (
                     "group32",
-                    vec![1, 32],
+                    Granularity::PerGroup(32),
                     MappingType::Asymmetric,
                     QuantDtype::Int8,
                 ),
             ];
-            for (scheme, block_size, mapping, dtype) in schemes {
+            for (scheme, granularity, mapping, dtype) in schemes {
                 out.push(Case {
                     name: format!("{rows}x{cols}/{kind:?}/{scheme}"),
                     input: input.shallow_clone(),
-                    block_size,
-                    mapping,
-                    dtype,
-                    options: QParamsOptions::default(),
+                    block_size: granularity
+                        .block_size(&input.size())
+                        .expect("bench shapes have every dim"),
+                    recipe: CustomRecipe {
+                        mapping,
+                        dtype,
+                        granularity,
+                        options: QParamsOptions::default(),
+                    },
                 });
             }
         }
@@ -71,9 +77,9 @@ impl Case {
     pub fn choose(&self, options: &QParamsOptions) -> QParams {
         tch_quant::choose_qparams_affine(
             &self.input,
-            self.mapping,
+            self.recipe.mapping,
             &self.block_size,
-            self.dtype,
+            self.recipe.dtype,
             options,
         )
         .expect("bench case is valid")
@@ -83,9 +89,9 @@ impl Case {
     pub fn choose_and_quantize(&self, options: &QParamsOptions) -> (QParams, Tensor) {
         tch_quant::choose_qparams_and_quantize_affine(
             &self.input,
-            self.mapping,
+            self.recipe.mapping,
             &self.block_size,
-            self.dtype,
+            self.recipe.dtype,
             options,
         )
         .expect("bench case is valid")
@@ -93,11 +99,6 @@ impl Case {
 
     /// The quantize options matching this case's qparams options.
     pub fn quantize_options(&self) -> QuantizeOptions {
-        QuantizeOptions {
-            quant_min: self.options.quant_min,
-            quant_max: self.options.quant_max,
-            zero_point_domain: self.options.zero_point_domain,
-            ..Default::default()
-        }
+        QuantizeOptions::from(&self.recipe.options)
     }
 }

@@ -5,7 +5,7 @@ use super::cases;
 fn quantize(c: &mut Criterion) {
     let mut group = c.benchmark_group("quantize_affine");
     for case in cases() {
-        let qp = case.choose(&case.options);
+        let qp = case.choose(&case.recipe.options);
         let opts = case.quantize_options();
         group.bench_function(&case.name, |b| {
             b.iter(|| {
@@ -14,7 +14,7 @@ fn quantize(c: &mut Criterion) {
                     &case.block_size,
                     &qp.scale,
                     qp.zero_point.as_ref(),
-                    case.dtype,
+                    case.recipe.dtype,
                     &opts,
                 )
                 .expect("bench case is valid")
@@ -27,7 +27,7 @@ fn quantize(c: &mut Criterion) {
 fn dequantize(c: &mut Criterion) {
     let mut group = c.benchmark_group("dequantize_affine");
     for case in cases() {
-        let (qp, codes) = case.choose_and_quantize(&case.options);
+        let (qp, codes) = case.choose_and_quantize(&case.recipe.options);
         let opts = case.quantize_options();
         let zp = qp.zero_point.as_ref();
         group.bench_function(&case.name, |b| {
@@ -37,7 +37,7 @@ fn dequantize(c: &mut Criterion) {
                     &case.block_size,
                     &qp.scale,
                     zp,
-                    case.dtype,
+                    case.recipe.dtype,
                     &opts,
                     case.input.kind(),
                 )
@@ -56,13 +56,13 @@ fn choose_and_quantize(c: &mut Criterion) {
         let opts = case.quantize_options();
         group.bench_function(&case.name, |b| {
             b.iter(|| {
-                let qp = case.choose(&case.options);
+                let qp = case.choose(&case.recipe.options);
                 tch_quant::quantize_affine(
                     &case.input,
                     &case.block_size,
                     &qp.scale,
                     qp.zero_point.as_ref(),
-                    case.dtype,
+                    case.recipe.dtype,
                     &opts,
                 )
                 .expect("bench case is valid")

@@ -19,6 +19,9 @@ pub fn run(oracle: &Oracle, case: &Value, op: &str, dev: Device) -> Result<Crate
     let one = |r: std::result::Result<tch::Tensor, tch_quant::Error>, name: &str| {
         r.map(|t| vec![(name.to_string(), Some(t))])
     };
+    let format = || -> Result<std::result::Result<tch_quant::FloatxDtype, tch_quant::Error>> {
+        Ok(tch_quant::FloatxDtype::new(bits("ebits")?, bits("mbits")?))
+    };
     let out_kind = || kind_from_name(a["output_dtype"].as_str().unwrap_or("float32"));
     Ok(match op {
         "choose_qparams_affine_float8" => one(
@@ -38,30 +41,29 @@ pub fn run(oracle: &Oracle, case: &Value, op: &str, dev: Device) -> Result<Crate
             "output",
         ),
         "choose_qparams_affine_floatx" => one(
-            tch_quant::choose_qparams_affine_floatx(
-                &input("input")?,
-                bits("ebits")?,
-                bits("mbits")?,
-            ),
+            match format()? {
+                Ok(f) => tch_quant::choose_qparams_affine_floatx(&input("input")?, f),
+                Err(e) => Err(e),
+            },
             "scale",
         ),
         "quantize_affine_floatx" => one(
-            tch_quant::quantize_affine_floatx(
-                &input("input")?,
-                &input("scale")?,
-                bits("ebits")?,
-                bits("mbits")?,
-            ),
+            match format()? {
+                Ok(f) => tch_quant::quantize_affine_floatx(&input("input")?, &input("scale")?, f),
+                Err(e) => Err(e),
+            },
             "output",
         ),
         "dequantize_affine_floatx" => one(
-            tch_quant::dequantize_affine_floatx(
-                &input("input")?,
-                &input("scale")?,
-                bits("ebits")?,
-                bits("mbits")?,
-                out_kind()?,
-            ),
+            match format()? {
+                Ok(f) => tch_quant::dequantize_affine_floatx(
+                    &input("input")?,
+                    &input("scale")?,
+                    f,
+                    out_kind()?,
+                ),
+                Err(e) => Err(e),
+            },
             "output",
         ),
         "pack_uintx" => tch_quant::pack_uintx(
