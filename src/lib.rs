@@ -24,16 +24,20 @@
 //!
 //! # What is where
 //!
-//! | need | functions | file |
+//! | need | items | file |
 //! | --- | --- | --- |
+//! | a torchao recipe | [`Recipe`], [`CustomRecipe`], [`Unfit`] | `recipe.rs` |
+//! | a quantized tensor | [`AffineQuantizedTensor`], [`QuantizedParts`], [`StorageLayout`] | `quantized.rs` |
+//! | a whole model | [`Selection`], [`quantize_tensors`], [`quantize_var_store`] | `model.rs` |
+//! | checkpoints (feature `checkpoint`) | `checkpoint::{Checkpoint, quantize_file, read_quantized, ...}` | `checkpoint/` |
 //! | scale and zero point | [`choose_qparams_affine`], [`choose_qparams_affine_with_min_max`] | `qparams.rs` |
 //! | codes and back | [`quantize_affine`], [`dequantize_affine`], [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
 //! | both in one pass | [`choose_qparams_and_quantize_affine`] | `chain.rs` |
 //! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
-//! | fp6, fp5, ... | [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
+//! | fp6, fp5, ... | [`FloatxDtype`], [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
 //! | sub-byte storage | [`pack_uintx`], [`unpack_uintx`] | `bitpacking.rs` |
 //! | block sizes | [`Granularity`] (and `block.rs` for the reduction layout) | `granularity.rs` |
-//! | modes and dtypes | [`MappingType`], [`ZeroPointDomain`], [`QuantDtype`] | `mapping.rs`, `dtype.rs` |
+//! | modes and dtypes | [`MappingType`], [`ZeroPointDomain`], [`QuantDtype`], [`kind_name`], [`parse_kind`], [`finfo_eps`] | `mapping.rs`, `dtype.rs` |
 //!
 //! # How results stay identical to torchao
 //!
@@ -46,6 +50,11 @@
 //! Both paths take the validated arguments and torchao's scalar formulas
 //! from `formula.rs`, and the fused path depends on nothing above it.
 #![warn(missing_docs)]
+
+// README's examples are compiled and run as doctests, so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod bitpacking;
 mod block;

@@ -117,10 +117,9 @@ pub fn quantize_affine(
     output_dtype: QuantDtype,
     options: &QuantizeOptions,
 ) -> Result<Tensor> {
-    const OP: &str = "quantize_affine";
+    const OP: &str = Op::Quantize.name();
     let prep = Prepared::new(
-        OP,
-        InputIs::Floats,
+        Op::Quantize,
         input,
         block_size,
         scale,
@@ -184,7 +183,7 @@ pub fn dequantize_affine(
     options: &QuantizeOptions,
     output_dtype: Kind,
 ) -> Result<Tensor> {
-    const OP: &str = "dequantize_affine";
+    const OP: &str = Op::Dequantize.name();
     if input.kind() != input_dtype.storage_kind() {
         return Err(Error::UnsupportedKind {
             op: OP,
@@ -204,8 +203,7 @@ pub fn dequantize_affine(
         ));
     }
     let prep = Prepared::new(
-        OP,
-        InputIs::Codes,
+        Op::Dequantize,
         input,
         block_size,
         scale,
@@ -243,10 +241,8 @@ pub fn fake_quantize_affine(
     quant_dtype: QuantDtype,
     options: &QuantizeOptions,
 ) -> Result<Tensor> {
-    const OP: &str = "fake_quantize_affine";
     let prep = Prepared::new(
-        OP,
-        InputIs::Floats,
+        Op::FakeQuantize,
         input,
         block_size,
         scale,
@@ -283,10 +279,8 @@ pub fn fake_quantize_affine_cachemask(
     quant_dtype: QuantDtype,
     options: &QuantizeOptions,
 ) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "fake_quantize_affine_cachemask";
     let prep = Prepared::new(
-        OP,
-        InputIs::Floats,
+        Op::FakeQuantizeCachemask,
         input,
         block_size,
         scale,
@@ -299,7 +293,7 @@ pub fn fake_quantize_affine_cachemask(
     let mask = q
         .f_ge(prep.scalar(prep.quant_min))
         .and_then(|lo| lo.f_logical_and(&q.f_le(prep.scalar(prep.quant_max))?))
-        .op(OP)?;
+        .op(Op::FakeQuantizeCachemask.name())?;
     Ok((dq, mask))
 }
 
@@ -307,12 +301,31 @@ fn storage_name(dtype: QuantDtype) -> &'static str {
     kind_name(dtype.storage_kind())
 }
 
-/// What the `input` of a call holds: floats to quantize, or codes to
-/// dequantize (whose dtype the caller has checked against the code dtype).
+/// The public functions of this file, as [`Prepared`] tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InputIs {
-    Floats,
-    Codes,
+enum Op {
+    Quantize,
+    Dequantize,
+    FakeQuantize,
+    FakeQuantizeCachemask,
+}
+
+impl Op {
+    /// The function's name, for errors.
+    const fn name(self) -> &'static str {
+        match self {
+            Op::Quantize => "quantize_affine",
+            Op::Dequantize => "dequantize_affine",
+            Op::FakeQuantize => "fake_quantize_affine",
+            Op::FakeQuantizeCachemask => "fake_quantize_affine_cachemask",
+        }
+    }
+
+    /// Whether `input` holds floats to quantize (rather than codes, whose
+    /// dtype `dequantize_affine` checks against the code dtype itself).
+    fn takes_floats(self) -> bool {
+        self != Op::Dequantize
+    }
 }
 
 /// Validated arguments, with scale and zero point viewed so that they
@@ -331,8 +344,7 @@ struct Prepared {
 
 impl Prepared {
     fn new(
-        op: &'static str,
-        input_is: InputIs,
+        call: Op,
         input: &Tensor,
         block_size: &[i64],
         scale: &Tensor,
@@ -340,7 +352,8 @@ impl Prepared {
         dtype: QuantDtype,
         options: &QuantizeOptions,
     ) -> Result<Self> {
-        if input_is == InputIs::Floats {
+        let op = call.name();
+        if call.takes_floats() {
             check_float_input(op, "input", input)?;
         }
         let original_shape = input.size();

@@ -5,7 +5,7 @@
 //! [`AffineQuantizedTensor`](crate::AffineQuantizedTensor)s.
 //!
 //! - [`reader`]: [`Checkpoint::open`], memory-mapped, one tensor at a time;
-//! - [`format`]: the file layout (`W.qdata`, `W.scale`, `W.zero_point`) and
+//! - [`mod@format`]: the file layout (`W.qdata`, `W.scale`, `W.zero_point`) and
 //!   the metadata records that make a quantized tensor readable by torchao;
 //! - [`plan`]: where a run writes, checked before any work;
 //! - [`writer`]: output shards through spill files and temporaries, renamed

@@ -8,7 +8,7 @@
 //! registered file first. The registry's lock is held across each create,
 //! delete and rename, so the handler never sees a file that exists but is
 //! not registered, and never deletes one that a rename has already put in
-//! place. Once [`begin_commit`] has run, the handler no longer exits: the
+//! place. Once the final renames have begun, the handler no longer exits: the
 //! renames take milliseconds and either all land or are rolled back (see
 //! `writer::commit`).
 
