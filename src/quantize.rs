@@ -241,17 +241,15 @@ pub fn fake_quantize_affine(
     quant_dtype: QuantDtype,
     options: &QuantizeOptions,
 ) -> Result<Tensor> {
-    let prep = Prepared::new(
+    let (_, _, dq) = fake_quantize(
         Op::FakeQuantize,
         input,
         block_size,
-        scale,
-        zero_point,
+        (scale, zero_point),
         quant_dtype,
         options,
     )?;
-    let q = prep.quantize_no_cast(input)?;
-    prep.dequantize(&q, input.kind())
+    Ok(dq)
 }
 
 /// [`fake_quantize_affine`] that also returns the mask of intermediate codes
@@ -279,8 +277,33 @@ pub fn fake_quantize_affine_cachemask(
     quant_dtype: QuantDtype,
     options: &QuantizeOptions,
 ) -> Result<(Tensor, Tensor)> {
-    let prep = Prepared::new(
+    let (prep, q, dq) = fake_quantize(
         Op::FakeQuantizeCachemask,
+        input,
+        block_size,
+        (scale, zero_point),
+        quant_dtype,
+        options,
+    )?;
+    let mask = q
+        .f_ge(prep.scalar(prep.quant_min))
+        .and_then(|lo| lo.f_logical_and(&q.f_le(prep.scalar(prep.quant_max))?))
+        .op(Op::FakeQuantizeCachemask.name())?;
+    Ok((dq, mask))
+}
+
+/// The codes of `input` before the cast to a code dtype, and their
+/// dequantization in `input`'s dtype (with the validated arguments).
+fn fake_quantize(
+    call: Op,
+    input: &Tensor,
+    block_size: &[i64],
+    (scale, zero_point): (&Tensor, Option<&Tensor>),
+    quant_dtype: QuantDtype,
+    options: &QuantizeOptions,
+) -> Result<(Prepared, Tensor, Tensor)> {
+    let prep = Prepared::new(
+        call,
         input,
         block_size,
         scale,
@@ -290,11 +313,55 @@ pub fn fake_quantize_affine_cachemask(
     )?;
     let q = prep.quantize_no_cast(input)?;
     let dq = prep.dequantize(&q, input.kind())?;
-    let mask = q
-        .f_ge(prep.scalar(prep.quant_min))
-        .and_then(|lo| lo.f_logical_and(&q.f_le(prep.scalar(prep.quant_max))?))
-        .op(Op::FakeQuantizeCachemask.name())?;
-    Ok((dq, mask))
+    Ok((prep, q, dq))
+}
+
+/// A zero point exactly where the domain has one (none for
+/// [`ZeroPointDomain::None`]; torchao's Int and Float paths misbehave
+/// without one, pytorch/ao#3459), of a real dtype: libtorch has no clamp or
+/// rounding for complex or bool zero points.
+pub(crate) fn check_zero_point_domain(
+    op: &'static str,
+    domain: ZeroPointDomain,
+    zero_point: Option<&Tensor>,
+) -> Result<()> {
+    match (domain, zero_point) {
+        (ZeroPointDomain::None, Some(_)) => Err(Error::invalid(
+            op,
+            "zero_point",
+            "Some(tensor)",
+            "must be None with the none zero-point domain",
+        )),
+        (ZeroPointDomain::Int | ZeroPointDomain::Float, None) => Err(Error::invalid(
+            op,
+            "zero_point",
+            "None",
+            format!("the {domain} zero-point domain needs a zero point (pytorch/ao#3459)"),
+        )),
+        (_, Some(zp)) if !is_real(zp.kind()) => Err(Error::UnsupportedKind {
+            op,
+            arg: "zero_point",
+            expected: "an integer or float dtype",
+            got: zp.kind(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The integer and float kinds a zero point can have.
+fn is_real(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Uint8
+            | Kind::Int8
+            | Kind::Int16
+            | Kind::Int
+            | Kind::Int64
+            | Kind::Half
+            | Kind::BFloat16
+            | Kind::Float
+            | Kind::Double
+    )
 }
 
 fn storage_name(dtype: QuantDtype) -> &'static str {
@@ -361,25 +428,7 @@ impl Prepared {
         let (quant_min, quant_max) =
             dtype.resolve_range(op, options.quant_min, options.quant_max)?;
         let domain = options.zero_point_domain;
-        match (domain, zero_point) {
-            (ZeroPointDomain::None, Some(_)) => {
-                return Err(Error::invalid(
-                    op,
-                    "zero_point",
-                    "Some(tensor)",
-                    "must be None with the none zero-point domain",
-                ))
-            }
-            (ZeroPointDomain::Int | ZeroPointDomain::Float, None) => {
-                return Err(Error::invalid(
-                    op,
-                    "zero_point",
-                    "None",
-                    format!("the {domain} zero-point domain needs a zero point (pytorch/ao#3459)"),
-                ))
-            }
-            _ => {}
-        }
+        check_zero_point_domain(op, domain, zero_point)?;
         if !is_input_float(scale.kind()) && scale.kind() != Kind::Double {
             return Err(Error::UnsupportedKind {
                 op,

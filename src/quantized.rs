@@ -9,7 +9,7 @@ use crate::chain::choose_qparams_and_quantize_affine;
 use crate::dtype::{check_output_float, float_eps, kind_name};
 use crate::error::{Error, Result, TorchContext};
 use crate::mapping::{MappingType, ZeroPointDomain};
-use crate::quantize::{dequantize_affine, QuantizeOptions};
+use crate::quantize::{check_zero_point_domain, dequantize_affine, QuantizeOptions};
 use crate::recipe::Recipe;
 use crate::QuantDtype;
 
@@ -209,25 +209,7 @@ impl AffineQuantizedTensor {
             .target_dtype
             .resolve_range(OP, Some(parts.quant_min), Some(parts.quant_max))?;
         crate::block::BlockLayout::new(OP, &parts.block_size, &parts.shape)?;
-        match (parts.zero_point_domain, &parts.zero_point) {
-            (ZeroPointDomain::None, Some(_)) => {
-                return Err(Error::invalid(
-                    OP,
-                    "zero_point",
-                    "Some(tensor)",
-                    "must be None with the none zero-point domain",
-                ))
-            }
-            (ZeroPointDomain::Int | ZeroPointDomain::Float, None) => {
-                return Err(Error::invalid(
-                    OP,
-                    "zero_point",
-                    "None",
-                    format!("the {} domain needs a zero point", parts.zero_point_domain),
-                ))
-            }
-            _ => {}
-        }
+        check_zero_point_domain(OP, parts.zero_point_domain, parts.zero_point.as_ref())?;
         let q = AffineQuantizedTensor {
             qdata: parts.qdata,
             scale: parts.scale,
