@@ -13,6 +13,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result, TorchContext};
+use crate::scalar_ops;
 
 /// One bit plane of a packed code: `width` bits starting at bit `shift`.
 #[derive(Debug, Clone, Copy)]
@@ -127,8 +128,7 @@ pub fn pack_uintx(data: &Tensor, nbits: u32, dim: i64) -> Result<Vec<Tensor>> {
         });
     }
     let max_code = (1i64 << nbits) - 1;
-    let too_large = data
-        .f_gt(max_code)
+    let too_large = scalar_ops::gt(data, max_code)
         .and_then(|t| t.f_any())
         .and_then(|t| t.f_int64_value(&[]));
     if too_large.op(OP)? != 0 {
@@ -142,17 +142,18 @@ pub fn pack_uintx(data: &Tensor, nbits: u32, dim: i64) -> Result<Vec<Tensor>> {
     let d = d as i64;
     let len = size[d as usize];
     let pack_plane = |plane: Plane| -> std::result::Result<Tensor, tch::TchError> {
-        let bits = data
-            .f_bitwise_and(plane.mask() << plane.shift)?
-            .f_bitwise_right_shift_tensor_scalar(plane.shift)?;
+        let bits = scalar_ops::shift_right(
+            &scalar_ops::bitwise_and(data, plane.mask() << plane.shift)?,
+            plane.shift,
+        )?;
         let slice_len = len / plane.per_byte();
         let mut shape = size.clone();
         shape[d as usize] = slice_len;
         let mut packed = Tensor::f_zeros(shape.as_slice(), (Kind::Uint8, data.device()))?;
         for i in 0..plane.per_byte() {
             let slice = bits.f_narrow(d, slice_len * i, slice_len)?;
-            packed = packed
-                .f_bitwise_or_tensor(&slice.f_bitwise_left_shift_tensor_scalar(plane.width * i)?)?;
+            packed =
+                packed.f_bitwise_or_tensor(&scalar_ops::shift_left(&slice, plane.width * i)?)?;
         }
         Ok(packed)
     };
@@ -238,12 +239,11 @@ pub fn unpack_uintx(shards: &[Tensor], nbits: u32, dim: i64) -> Result<Tensor> {
         |shard: &Tensor, plane: Plane| -> std::result::Result<Tensor, tch::TchError> {
             let slices = (0..plane.per_byte())
                 .map(|i| {
-                    shard
-                        .f_bitwise_right_shift_tensor_scalar(plane.width * i)?
-                        .f_bitwise_and(plane.mask())
+                    let shifted = scalar_ops::shift_right(shard, plane.width * i)?;
+                    scalar_ops::bitwise_and(&shifted, plane.mask())
                 })
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            Tensor::f_cat(&slices, d)?.f_bitwise_left_shift_tensor_scalar(plane.shift)
+            scalar_ops::shift_left(&Tensor::f_cat(&slices, d)?, plane.shift)
         };
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
         let mut data = unpack_plane(&shards[0], planes[0])?;
@@ -365,7 +365,7 @@ mod tests {
             pack_uintx(&Tensor::from(3u8), 4, 0),
             Err(Error::InvalidArgument { arg: "dim", .. })
         ));
-        let big = data.ones_like().f_mul_scalar(16).unwrap();
+        let big = Tensor::from_slice(&[16u8; 16]).view([2, 8]);
         assert!(matches!(
             pack_uintx(&big, 4, -1),
             Err(Error::InvalidArgument { arg: "data", .. })

@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor};
 use crate::dtype::{check_output_float, is_input_float, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
 use crate::qparams::{check_float_input, check_not_empty};
+use crate::scalar_ops;
 use crate::QuantDtype;
 
 /// Chooses the tensorwise float8 scale of `input`, bit-identical to
@@ -49,11 +50,8 @@ pub fn choose_qparams_affine_float8(input: &Tensor, float8_dtype: QuantDtype) ->
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
         let min_neg = input.f_min()?;
         let max_pos = input.f_max()?;
-        min_neg
-            .f_neg()?
-            .f_maximum(&max_pos)?
-            .f_div_scalar((fmax - fmin) / 2.0)?
-            .f_to_kind(Kind::Float)
+        let amax = min_neg.f_neg()?.f_maximum(&max_pos)?;
+        scalar_ops::div(&amax, (fmax - fmin) / 2.0)?.f_to_kind(Kind::Float)
     };
     compute().op(OP)
 }
@@ -105,11 +103,8 @@ pub fn quantize_affine_float8(
     check_not_empty(OP, "input", input)?;
     check_scale(OP, scale, input)?;
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
-        input
-            .f_to_kind(Kind::Float)?
-            .f_div(scale)?
-            .f_clamp(-fmax, fmax)?
-            .f_to_kind(float8_dtype.storage_kind())
+        let scaled = input.f_to_kind(Kind::Float)?.f_div(scale)?;
+        scalar_ops::clamp(&scaled, -fmax, fmax)?.f_to_kind(float8_dtype.storage_kind())
     };
     compute().op(OP)
 }

@@ -14,6 +14,7 @@ use tch::{Kind, Tensor};
 use crate::dtype::{check_output_float, is_input_float, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
 use crate::qparams::{check_float_input, check_not_empty};
+use crate::scalar_ops;
 
 const MBITS_F32: u32 = 23;
 const EBITS_F32: u32 = 8;
@@ -155,13 +156,11 @@ pub fn choose_qparams_affine_floatx(input: &Tensor, format: FloatxDtype) -> Resu
     check_2d(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
-        input
+        let amax = input
             .f_to_kind(Kind::Float)?
             .f_abs()?
-            .f_amax([1i64].as_slice(), false)?
-            .f_clamp_min(1e-12)?
-            .f_div_scalar(format.max_normal())?
-            .f_to_kind(kind)
+            .f_amax([1i64].as_slice(), false)?;
+        scalar_ops::div(&scalar_ops::clamp_min(&amax, 1e-12)?, format.max_normal())?.f_to_kind(kind)
     };
     compute().op(OP)
 }
@@ -302,45 +301,40 @@ fn f32_to_floatx(x: &Tensor, format: FloatxDtype) -> std::result::Result<Tensor,
     let val_to_add = (exp_bias - F32_EXP_BIAS) * (1 << MBITS_F32) + magic_adder;
 
     let bits = x.f_view_dtype(Kind::Int)?;
-    let sign = bits.f_bitwise_and(i32::MIN as i64)?;
+    let sign = scalar_ops::bitwise_and(&bits, i32::MIN as i64)?;
     let magnitude_bits = bits.f_bitwise_xor_tensor(&sign)?;
     let magnitude = magnitude_bits.f_view_dtype(Kind::Float)?;
 
-    let saturate_mask = magnitude.f_ge(format.max_normal())?;
+    let saturate_mask = scalar_ops::ge(&magnitude, format.max_normal())?;
     let denormal_mask = saturate_mask
         .f_logical_not()?
-        .f_logical_and(&magnitude.f_lt(format.min_normal())?)?;
+        .f_logical_and(&scalar_ops::lt(&magnitude, format.min_normal())?)?;
     let normal_mask = saturate_mask
         .f_logical_or(&denormal_mask)?
         .f_logical_not()?;
 
-    let denormal_x = magnitude
+    let denormal_bits = magnitude
         .f_add(&denorm_mask_float)?
-        .f_view_dtype(Kind::Int)?
-        .f_sub_scalar(denorm_mask_int)?
-        .f_to_kind(Kind::Uint8)?;
+        .f_view_dtype(Kind::Int)?;
+    let denormal_x = scalar_ops::sub(&denormal_bits, denorm_mask_int)?.f_to_kind(Kind::Uint8)?;
 
-    let mant_odd = magnitude_bits
-        .f_bitwise_right_shift_tensor_scalar(mant_shift)?
-        .f_bitwise_and(1i64)?;
-    let normal_x = magnitude_bits
-        .f_add_scalar(val_to_add)?
-        .f_add(&mant_odd)?
-        .f_bitwise_right_shift_tensor_scalar(mant_shift)?
-        .f_to_kind(Kind::Uint8)?;
+    let mant_odd =
+        scalar_ops::bitwise_and(&scalar_ops::shift_right(&magnitude_bits, mant_shift)?, 1i64)?;
+    let normal_bits = scalar_ops::add(&magnitude_bits, val_to_add)?.f_add(&mant_odd)?;
+    let normal_x = scalar_ops::shift_right(&normal_bits, mant_shift)?.f_to_kind(Kind::Uint8)?;
 
-    let saturated = Tensor::f_full(
-        magnitude.size(),
+    let saturated = scalar_ops::full_like(
+        &Tensor::f_empty(magnitude.size(), (Kind::Uint8, x.device()))?,
         format.max_int(),
-        (Kind::Uint8, x.device()),
     )?;
     let combined = denormal_x.f_where_self(&denormal_mask, &saturated)?;
     let combined = normal_x.f_where_self(&normal_mask, &combined)?;
 
-    let sign_lp = sign
-        .f_bitwise_right_shift_tensor_scalar((MBITS_F32 + EBITS_F32) as i64 - mbits - ebits)?
-        .f_to_kind(Kind::Uint8)?
-        .f_bitwise_and(format.sign_mask())?;
+    let sign_shift = (MBITS_F32 + EBITS_F32) as i64 - mbits - ebits;
+    let sign_lp = scalar_ops::bitwise_and(
+        &scalar_ops::shift_right(&sign, sign_shift)?.f_to_kind(Kind::Uint8)?,
+        format.sign_mask(),
+    )?;
     combined.f_bitwise_or_tensor(&sign_lp)
 }
 

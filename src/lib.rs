@@ -63,6 +63,7 @@ mod chain;
 pub mod checkpoint;
 mod dtype;
 mod error;
+mod ffi;
 mod float8;
 mod floatx;
 mod formula;
@@ -74,6 +75,7 @@ mod qparams;
 mod quantize;
 mod quantized;
 mod recipe;
+mod scalar_ops;
 
 pub use bitpacking::{pack_uintx, unpack_uintx};
 pub use chain::choose_qparams_and_quantize_affine;

@@ -8,6 +8,7 @@ use crate::dtype::{check_scalar_fits, float_eps, is_input_float, kind_name, INPU
 use crate::error::{Error, Result, TorchContext};
 use crate::formula::{mid_point, symmetric_zero_point, ChooseSpec, QParams};
 use crate::mapping::{MappingType, ZeroPointDomain};
+use crate::scalar_ops;
 use crate::QuantDtype;
 
 /// Optional arguments of [`choose_qparams_affine`], with torchao 0.11's
@@ -375,39 +376,37 @@ impl Plan {
             (min_val, max_val)
         };
         if self.spec.mapping_type == MappingType::Asymmetric {
-            let scale = max_pos
-                .f_sub(&min_neg)?
-                .f_div_scalar(qmax - qmin)?
-                .f_clamp_min(self.spec.eps)?;
+            let range = max_pos.f_sub(&min_neg)?;
+            let scale =
+                scalar_ops::clamp_min(&scalar_ops::div(&range, qmax - qmin)?, self.spec.eps)?;
             let zero_point = match self.spec.domain {
                 ZeroPointDomain::None => None,
-                ZeroPointDomain::Int => Some(
-                    min_neg
-                        .f_div(&scale)?
-                        .f_round()?
-                        .f_rsub_scalar(qmin as i64)?
-                        .f_clamp(qmin as i64, qmax as i64)?,
-                ),
+                ZeroPointDomain::Int => {
+                    let rounded = min_neg.f_div(&scale)?.f_round()?;
+                    let shifted = scalar_ops::rsub(&rounded, qmin as i64)?;
+                    Some(scalar_ops::clamp(&shifted, qmin as i64, qmax as i64)?)
+                }
                 ZeroPointDomain::Float => {
-                    Some(min_neg.f_add(&scale.f_mul_scalar(mid_point(qmin, qmax))?)?)
+                    Some(min_neg.f_add(&scalar_ops::mul(&scale, mid_point(qmin, qmax))?)?)
                 }
             };
             return Ok((scale, zero_point));
         }
         let scale = if self.spec.mapping_type == MappingType::Symmetric {
-            min_neg
-                .f_neg()?
-                .f_maximum(&max_pos)?
-                .f_div_scalar((qmax - qmin) / 2.0)?
+            let amax = min_neg.f_neg()?.f_maximum(&max_pos)?;
+            scalar_ops::div(&amax, (qmax - qmin) / 2.0)?
         } else {
-            let smin = min_neg.f_div_scalar(qmin)?;
-            let smax = max_pos.f_div_scalar(qmax)?;
+            let smin = scalar_ops::div(&min_neg, qmin)?;
+            let smax = scalar_ops::div(&max_pos, qmax)?;
             smin.f_where_self(&smin.f_gt_tensor(&smax)?, &smax)?
         };
         let zero_point = match self.spec.domain {
-            ZeroPointDomain::Int => Some(scale.f_full_like(symmetric_zero_point(qmin, qmax))?),
+            ZeroPointDomain::Int => Some(scalar_ops::full_like(
+                &scale,
+                symmetric_zero_point(qmin, qmax),
+            )?),
             _ => None,
         };
-        Ok((scale.f_clamp_min(self.spec.eps)?, zero_point))
+        Ok((scalar_ops::clamp_min(&scale, self.spec.eps)?, zero_point))
     }
 }

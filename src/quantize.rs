@@ -1,7 +1,7 @@
 //! Applying quantization parameters: `quantize_affine`, `dequantize_affine`
 //! and the fake-quantize pair used in quantization-aware training.
 
-use tch::{Kind, Scalar, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::block::BlockLayout;
 use crate::dtype::{check_output_float, check_scalar_fits, is_input_float, kind_name};
@@ -9,6 +9,7 @@ use crate::error::{Error, Result, TorchContext};
 use crate::formula::mid_point;
 use crate::mapping::ZeroPointDomain;
 use crate::qparams::{check_float_input, QParamsOptions};
+use crate::scalar_ops::{self, Num};
 use crate::QuantDtype;
 
 /// Optional arguments of [`quantize_affine`], [`dequantize_affine`] and the
@@ -285,9 +286,8 @@ pub fn fake_quantize_affine_cachemask(
         quant_dtype,
         options,
     )?;
-    let mask = q
-        .f_ge(prep.scalar(prep.quant_min))
-        .and_then(|lo| lo.f_logical_and(&q.f_le(prep.scalar(prep.quant_max))?))
+    let mask = scalar_ops::ge(&q, prep.scalar(prep.quant_min))
+        .and_then(|lo| lo.f_logical_and(&scalar_ops::le(&q, prep.scalar(prep.quant_max))?))
         .op(Op::FakeQuantizeCachemask.name())?;
     Ok((dq, mask))
 }
@@ -457,19 +457,18 @@ impl Prepared {
 
     /// Python passes quant ranges as ints for integer dtypes and as floats
     /// for float8; the scalar's type decides how libtorch converts it.
-    fn scalar(&self, v: f64) -> Scalar {
+    fn scalar(&self, v: f64) -> Num {
         if self.dtype.is_float8() {
-            Scalar::float(v)
+            Num::Float(v)
         } else {
-            Scalar::int(v as i64)
+            Num::Int(v as i64)
         }
     }
 
     fn clamp(&self, t: Tensor) -> Result<Tensor> {
         check_scalar_fits(self.op, "quant_min", self.quant_min, t.kind())?;
         check_scalar_fits(self.op, "quant_max", self.quant_max, t.kind())?;
-        t.f_clamp(self.scalar(self.quant_min), self.scalar(self.quant_max))
-            .op(self.op)
+        scalar_ops::clamp(&t, self.scalar(self.quant_min), self.scalar(self.quant_max)).op(self.op)
     }
 
     /// torchao's `_quantize_affine_no_dtype_cast`: codes in the promoted
@@ -481,8 +480,7 @@ impl Prepared {
         let scale = &self.scale;
         let unclamped = match (self.domain, &self.zero_point) {
             (ZeroPointDomain::Float, Some(zp)) => {
-                let min_val = scale
-                    .f_mul_scalar(mid_point(self.quant_min, self.quant_max))
+                let min_val = scalar_ops::mul(scale, mid_point(self.quant_min, self.quant_max))
                     .and_then(|s| zp.f_sub(&s))
                     .op(self.op)?;
                 x.f_sub(&min_val)
@@ -495,7 +493,7 @@ impl Prepared {
             (_, zp) => {
                 let rounded = scale
                     .f_reciprocal()
-                    .and_then(|r| r.f_mul_scalar(1.0))
+                    .and_then(|r| scalar_ops::mul(&r, 1.0))
                     .and_then(|r| x.f_mul(&r))
                     .and_then(|q| q.f_round());
                 match zp {
@@ -518,8 +516,7 @@ impl Prepared {
         let scale = &self.scale;
         let out = match (self.domain, &self.zero_point) {
             (ZeroPointDomain::Float, zp) => (|| {
-                let mut d = q
-                    .f_sub_scalar(mid_point(self.quant_min, self.quant_max))?
+                let mut d = scalar_ops::sub(&q, mid_point(self.quant_min, self.quant_max))?
                     .f_to_kind(output_dtype)?;
                 let _ = d.f_mul_(scale)?;
                 if let Some(zp) = zp {
