@@ -14,6 +14,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result, TorchContext};
 use crate::scalar_ops;
+use crate::strided::check_strided;
 
 /// One bit plane of a packed code: `width` bits starting at bit `shift`.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +109,7 @@ fn normalize_dim(op: &'static str, dim: i64, ndim: usize) -> Result<usize> {
 /// ```
 pub fn pack_uintx(data: &Tensor, nbits: u32, dim: i64) -> Result<Vec<Tensor>> {
     const OP: &str = "pack_uintx";
+    check_strided(OP, "data", data)?;
     let planes = planes(OP, nbits)?;
     if data.kind() != Kind::Uint8 {
         return Err(Error::UnsupportedKind {
@@ -197,6 +199,9 @@ pub fn unpack_uintx(shards: &[Tensor], nbits: u32, dim: i64) -> Result<Tensor> {
             format!("{} shards", shards.len()),
             format!("uint{nbits} packs into {} shards", planes.len()),
         ));
+    }
+    for shard in shards {
+        check_strided(OP, "shards", shard)?;
     }
     let first = shards[0].size();
     let d = normalize_dim(OP, dim, first.len())?;

@@ -2,6 +2,7 @@
 //! zero point, and the reshapes that turn those blocks into reductions.
 
 use crate::error::{Error, Result};
+use crate::strided::MAX_RANK;
 
 /// The reshape that exposes blocks as reduction dims (torchao's
 /// `_get_reduction_params`).
@@ -28,9 +29,11 @@ impl BlockLayout {
     /// Validates `block_size` against `shape` and derives the layout.
     ///
     /// Refused: a length that differs from the rank, entries `<= 0`, entries
-    /// larger than their dim or not dividing it, empty tensors, and a block
+    /// larger than their dim or not dividing it, empty tensors, a block
     /// size that reduces no dim of a tensor with more than one element (torchao
-    /// silently collapses that to a single scale, pytorch/ao#3458).
+    /// silently collapses that to a single scale, pytorch/ao#3458), and
+    /// blocks whose reduction view has more than 64 dims (libtorch's
+    /// reductions take no more, so both paths refuse them alike).
     pub fn new(op: &'static str, block_size: &[i64], shape: &[i64]) -> Result<Self> {
         check_block_size(block_size, shape).map_err(|r| r.into_error(op, block_size, shape))?;
         let mut layout = BlockLayout {
@@ -86,6 +89,9 @@ pub(crate) enum BlockRefusal {
     /// No dim is reduced although the tensor has more than one element:
     /// torchao collapses that into one scale (pytorch/ao#3458).
     NoReduction,
+    /// The reduction view (each split dim becoming two) has `dims` dims,
+    /// more than libtorch's reductions take.
+    TooManyDims { dims: usize },
 }
 
 /// Checks `block_size` against `shape` (see [`BlockLayout::new`]).
@@ -96,7 +102,9 @@ pub(crate) fn check_block_size(
     if block_size.len() != shape.len() {
         return Err(BlockRefusal::Rank);
     }
-    if shape.iter().product::<i64>() == 0 {
+    // Not the product of the dims: a shape that does not come from a tensor
+    // (a stored record) may overflow it.
+    if shape.contains(&0) {
         return Err(BlockRefusal::Empty);
     }
     for (dim, (&b, &size)) in block_size.iter().zip(shape).enumerate() {
@@ -111,6 +119,15 @@ pub(crate) fn check_block_size(
     let reduces = block_size.iter().any(|&b| b > 1);
     if !reduces && shape.iter().any(|&d| d > 1) {
         return Err(BlockRefusal::NoReduction);
+    }
+    let split = block_size
+        .iter()
+        .zip(shape)
+        .filter(|&(&b, &size)| b != size && b > 1)
+        .count();
+    let dims = shape.len() + split;
+    if dims > MAX_RANK {
+        return Err(BlockRefusal::TooManyDims { dims });
     }
     Ok(())
 }
@@ -150,6 +167,15 @@ impl BlockRefusal {
                     block_size[dim], shape[dim]
                 ),
             ),
+            BlockRefusal::TooManyDims { dims } => Error::ShapeMismatch {
+                op,
+                arg: "block_size",
+                got: block_size.to_vec(),
+                reason: format!(
+                    "views an input of shape {shape:?} as {dims} dims to reduce its blocks, \
+                     more than the {MAX_RANK} libtorch's reductions take"
+                ),
+            },
             BlockRefusal::NoReduction => Error::invalid(
                 op,
                 "block_size",
@@ -195,5 +221,33 @@ mod tests {
         assert!(BlockLayout::new("t", &[1, 1], &[0, 128]).is_err());
         let one = BlockLayout::new("t", &[1, 1], &[1, 1]).unwrap();
         assert!(one.qparams_shape.is_empty());
+        // A shape whose element count overflows i64 is not "empty".
+        let huge = [1i64 << 40, 1 << 40];
+        assert!(BlockLayout::new("t", &[1, 1 << 40], &huge).is_ok());
+    }
+
+    #[test]
+    fn reduction_views_above_64_dims_are_refused() {
+        // 60 dims, 5 of them split in two: 65 dims to reduce.
+        let mut shape = vec![1i64; 60];
+        let mut block = vec![1i64; 60];
+        for d in 0..5 {
+            shape[d] = 4;
+            block[d] = 2;
+        }
+        assert_eq!(
+            check_block_size(&block, &shape),
+            Err(BlockRefusal::TooManyDims { dims: 65 })
+        );
+        block[4] = 4;
+        assert!(check_block_size(&block, &shape).is_ok());
+        let (shape, block) = (vec![1i64; 65], vec![1i64; 65]);
+        assert!(matches!(
+            BlockLayout::new("t", &block, &shape),
+            Err(Error::ShapeMismatch {
+                arg: "block_size",
+                ..
+            })
+        ));
     }
 }

@@ -12,6 +12,7 @@ use crate::fused::{choose_and_quantize, Chained};
 use crate::mapping::MappingType;
 use crate::qparams::{check_float_input, choose_qparams_affine, Plan, QParamsOptions};
 use crate::quantize::{quantize_affine, QuantizeOptions};
+use crate::strided::check_strided;
 use crate::QuantDtype;
 
 /// Chooses the qparams of every block and quantizes `input` with them:
@@ -54,6 +55,7 @@ pub fn choose_qparams_and_quantize_affine(
     options: &QParamsOptions,
 ) -> Result<(QParams, Tensor)> {
     const OP: &str = "choose_qparams_and_quantize_affine";
+    check_strided(OP, "input", input)?;
     if !options.force_reference {
         let kind = check_float_input(OP, "input", input)?;
         let layout = BlockLayout::new(OP, block_size, &input.size())?;

@@ -45,6 +45,20 @@ pub enum Error {
         /// What was expected instead.
         reason: String,
     },
+    /// A tensor is not strided (dense): sparse (COO, CSR, CSC, BSR, BSC),
+    /// MKL-DNN or nested. Every function takes strided tensors only
+    /// (`to_dense()` converts the others).
+    #[error("{op}: `{arg}` is a {layout} tensor; only strided (dense) tensors are supported")]
+    UnsupportedLayout {
+        /// The public function that refused the call.
+        op: &'static str,
+        /// The tensor argument.
+        arg: &'static str,
+        /// The layout given: `sparse COO`, `sparse CSR`, `sparse CSC`,
+        /// `sparse BSR`, `sparse BSC`, `MKL-DNN`, `nested` (or
+        /// `non-strided` for one libtorch does not name).
+        layout: &'static str,
+    },
     /// A dtype name could not be parsed.
     #[error("unknown quantized dtype name {0:?}")]
     UnknownDtype(String),

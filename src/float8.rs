@@ -11,6 +11,7 @@ use crate::dtype::{check_output_float, is_input_float, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
 use crate::qparams::{check_float_input, check_not_empty};
 use crate::scalar_ops;
+use crate::strided::check_strided;
 use crate::QuantDtype;
 
 /// Chooses the tensorwise float8 scale of `input`, bit-identical to
@@ -44,6 +45,7 @@ use crate::QuantDtype;
 /// ```
 pub fn choose_qparams_affine_float8(input: &Tensor, float8_dtype: QuantDtype) -> Result<Tensor> {
     const OP: &str = "choose_qparams_affine_float8";
+    check_strided(OP, "input", input)?;
     let (fmin, fmax) = float8_bounds(OP, float8_dtype)?;
     check_float_input(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
@@ -98,6 +100,8 @@ pub fn quantize_affine_float8(
     float8_dtype: QuantDtype,
 ) -> Result<Tensor> {
     const OP: &str = "quantize_affine_float8";
+    check_strided(OP, "input", input)?;
+    check_strided(OP, "scale", scale)?;
     let (_, fmax) = float8_bounds(OP, float8_dtype)?;
     check_float_input(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
@@ -141,6 +145,8 @@ pub fn dequantize_affine_float8(
     output_dtype: Kind,
 ) -> Result<Tensor> {
     const OP: &str = "dequantize_affine_float8";
+    check_strided(OP, "input", input)?;
+    check_strided(OP, "scale", scale)?;
     if !is_float8_kind(input.kind()) {
         return Err(Error::UnsupportedKind {
             op: OP,

@@ -15,6 +15,7 @@ use crate::dtype::{check_output_float, is_input_float, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
 use crate::qparams::{check_float_input, check_not_empty};
 use crate::scalar_ops;
+use crate::strided::check_strided;
 
 const MBITS_F32: u32 = 23;
 const EBITS_F32: u32 = 8;
@@ -152,6 +153,7 @@ impl FloatxDtype {
 /// ```
 pub fn choose_qparams_affine_floatx(input: &Tensor, format: FloatxDtype) -> Result<Tensor> {
     const OP: &str = "choose_qparams_affine_floatx";
+    check_strided(OP, "input", input)?;
     let kind = check_float_input(OP, "input", input)?;
     check_2d(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
@@ -212,6 +214,8 @@ pub fn quantize_affine_floatx(
     format: FloatxDtype,
 ) -> Result<Tensor> {
     const OP: &str = "quantize_affine_floatx";
+    check_strided(OP, "input", input)?;
+    check_strided(OP, "scale", scale)?;
     check_float_input(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
     check_row_scale(OP, scale, input)?;
@@ -258,6 +262,8 @@ pub fn dequantize_affine_floatx(
     output_dtype: Kind,
 ) -> Result<Tensor> {
     const OP: &str = "dequantize_affine_floatx";
+    check_strided(OP, "input", input)?;
+    check_strided(OP, "scale", scale)?;
     if input.kind() != Kind::Uint8 {
         return Err(Error::UnsupportedKind {
             op: OP,

@@ -21,6 +21,11 @@
 //!
 //! Every function returns [`Result`]; invalid input is a typed [`Error`]
 //! naming the operation, the argument and its value, never a panic.
+//! Tensor arguments must be defined, strided (dense) tensors of rank at most
+//! 64: sparse (COO, CSR, CSC, BSR, BSC), MKL-DNN and nested tensors are
+//! refused with [`Error::UnsupportedLayout`] before anything reads their
+//! shape. A failure of libtorch itself inside a call (an allocation that
+//! fails, for one) is an [`Error::Torch`].
 //!
 //! # What is where
 //!
@@ -76,6 +81,7 @@ mod quantize;
 mod quantized;
 mod recipe;
 mod scalar_ops;
+mod strided;
 
 pub use bitpacking::{pack_uintx, unpack_uintx};
 pub use chain::choose_qparams_and_quantize_affine;

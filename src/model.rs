@@ -12,6 +12,7 @@ use crate::dtype::{is_input_float, kind_name};
 use crate::error::Result;
 use crate::quantized::AffineQuantizedTensor;
 use crate::recipe::{Recipe, Unfit};
+use crate::strided::check_strided;
 
 /// A predicate on tensor names (an include or exclude pattern).
 type NameFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -216,7 +217,8 @@ pub struct QuantizedModel {
 ///
 /// # Errors
 /// The recipe's own arguments ([`Recipe::validate`]), checked before any
-/// tensor; the first tensor whose quantization fails.
+/// tensor; a tensor that is not strided ([`Error::UnsupportedLayout`](crate::Error::UnsupportedLayout)
+/// for the argument `tensors`); the first tensor whose quantization fails.
 ///
 /// # Examples
 /// ```
@@ -240,6 +242,7 @@ pub fn quantize_tensors<'a, N: AsRef<str>>(
     let mut model = QuantizedModel::default();
     for (name, tensor) in tensors {
         let name = name.as_ref();
+        check_strided("quantize_tensors", "tensors", tensor)?;
         match selection.decide(name, tensor.kind(), &tensor.size(), recipe) {
             Decision::Quantize { .. } => {
                 let q = AffineQuantizedTensor::quantize(tensor, recipe)?;

@@ -9,6 +9,7 @@ use crate::error::{Error, Result, TorchContext};
 use crate::formula::{mid_point, symmetric_zero_point, ChooseSpec, QParams};
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::scalar_ops;
+use crate::strided::check_strided;
 use crate::QuantDtype;
 
 /// Optional arguments of [`choose_qparams_affine`], with torchao 0.11's
@@ -121,6 +122,7 @@ pub fn choose_qparams_affine(
     options: &QParamsOptions,
 ) -> Result<QParams> {
     const OP: &str = "choose_qparams_affine";
+    check_strided(OP, "input", input)?;
     let kind = check_float_input(OP, "input", input)?;
     let layout = BlockLayout::new(OP, block_size, &input.size())?;
     let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
@@ -161,6 +163,8 @@ pub fn choose_qparams_affine_with_min_max(
     options: &QParamsOptions,
 ) -> Result<QParams> {
     const OP: &str = "choose_qparams_affine_with_min_max";
+    check_strided(OP, "min_val", min_val)?;
+    check_strided(OP, "max_val", max_val)?;
     let kind = check_float_input(OP, "min_val", min_val)?;
     if max_val.kind() != kind {
         return Err(Error::UnsupportedKind {

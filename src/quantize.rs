@@ -10,6 +10,7 @@ use crate::formula::mid_point;
 use crate::mapping::ZeroPointDomain;
 use crate::qparams::{check_float_input, QParamsOptions};
 use crate::scalar_ops::{self, Num};
+use crate::strided::{check_strided, check_strided_opt};
 use crate::QuantDtype;
 
 /// Optional arguments of [`quantize_affine`], [`dequantize_affine`] and the
@@ -119,6 +120,7 @@ pub fn quantize_affine(
     options: &QuantizeOptions,
 ) -> Result<Tensor> {
     const OP: &str = Op::Quantize.name();
+    check_tensors(OP, input, scale, zero_point)?;
     let prep = Prepared::new(
         Op::Quantize,
         input,
@@ -185,6 +187,7 @@ pub fn dequantize_affine(
     output_dtype: Kind,
 ) -> Result<Tensor> {
     const OP: &str = Op::Dequantize.name();
+    check_tensors(OP, input, scale, zero_point)?;
     if input.kind() != input_dtype.storage_kind() {
         return Err(Error::UnsupportedKind {
             op: OP,
@@ -302,6 +305,7 @@ fn fake_quantize(
     quant_dtype: QuantDtype,
     options: &QuantizeOptions,
 ) -> Result<(Prepared, Tensor, Tensor)> {
+    check_tensors(call.name(), input, scale, zero_point)?;
     let prep = Prepared::new(
         call,
         input,
@@ -314,6 +318,19 @@ fn fake_quantize(
     let q = prep.quantize_no_cast(input)?;
     let dq = prep.dequantize(&q, input.kind())?;
     Ok((prep, q, dq))
+}
+
+/// The door of this file's functions: strided tensors only (see
+/// `strided.rs`).
+fn check_tensors(
+    op: &'static str,
+    input: &Tensor,
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+) -> Result<()> {
+    check_strided(op, "input", input)?;
+    check_strided(op, "scale", scale)?;
+    check_strided_opt(op, "zero_point", zero_point)
 }
 
 /// A zero point exactly where the domain has one (none for

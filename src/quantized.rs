@@ -11,6 +11,7 @@ use crate::error::{Error, Result, TorchContext};
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::quantize::{check_zero_point_domain, dequantize_affine, QuantizeOptions};
 use crate::recipe::Recipe;
+use crate::strided::{check_strided, check_strided_opt};
 use crate::QuantDtype;
 
 /// Sub-byte codes are packed along the last dim, as torchao's `UintxLayout`
@@ -115,6 +116,7 @@ impl AffineQuantizedTensor {
     /// `input`); whatever the primitives refuse.
     pub fn quantize(input: &Tensor, recipe: &Recipe) -> Result<Self> {
         const OP: &str = "AffineQuantizedTensor::quantize";
+        check_strided(OP, "input", input)?;
         recipe.validate()?;
         let shape = input.size();
         let block_size = recipe.check(&shape, input.kind()).map_err(|unfit| {
@@ -197,6 +199,11 @@ impl AffineQuantizedTensor {
     /// ```
     pub fn from_parts(parts: QuantizedParts) -> Result<Self> {
         const OP: &str = "AffineQuantizedTensor::from_parts";
+        for codes in &parts.qdata {
+            check_strided(OP, "qdata", codes)?;
+        }
+        check_strided(OP, "scale", &parts.scale)?;
+        check_strided_opt(OP, "zero_point", parts.zero_point.as_ref())?;
         check_output_float(OP, parts.dtype).map_err(|_| {
             Error::invalid(
                 OP,

@@ -141,6 +141,13 @@ pub enum Unfit {
         /// The recipe's block size for the tensor.
         block_size: Vec<i64>,
     },
+    /// Reducing the blocks would need a view of `dims` dims, more than the 64
+    /// libtorch's reductions take (so a tensor of rank above 64 never fits).
+    TooManyDims {
+        /// The rank of the reduction view: the tensor's rank plus one for
+        /// each dim the block size splits.
+        dims: usize,
+    },
     /// Packed codes need a last dim whose size is a multiple of 8.
     NotPackable {
         /// The size of the last dim (`None` for a 0-d tensor).
@@ -167,6 +174,11 @@ impl fmt::Display for Unfit {
                 f,
                 "the block size {block_size:?} would give every element its own scale \
                  (torchao collapses that into one, pytorch/ao#3458)"
+            ),
+            Unfit::TooManyDims { dims } => write!(
+                f,
+                "its blocks would be reduced over a view of {dims} dims; libtorch's reductions \
+                 take at most 64"
             ),
             Unfit::NotPackable {
                 last_dim: None,
@@ -408,6 +420,7 @@ impl Recipe {
         match check_block_size(&block_size, shape) {
             Ok(()) => {}
             Err(BlockRefusal::NoReduction) => return Err(Unfit::NoReduction { block_size }),
+            Err(BlockRefusal::TooManyDims { dims }) => return Err(Unfit::TooManyDims { dims }),
             Err(_) => {
                 return Err(Unfit::NotDivided {
                     shape: shape.to_vec(),
