@@ -91,7 +91,8 @@ fn normalize_dim(op: &'static str, dim: i64, ndim: usize) -> Result<usize> {
 /// # Errors
 /// `nbits` outside `1..=7`; `data` not uint8 or 0-d; `dim` out of range; the
 /// size along `dim` not a multiple of 8 (torchao's requirement for every
-/// `nbits`); a code above `2^nbits - 1`.
+/// `nbits`); a code above `2^nbits - 1`; an allocation that fails
+/// ([`Error::Torch`]).
 ///
 /// # Examples
 /// ```
@@ -177,8 +178,8 @@ pub fn pack_uintx(data: &Tensor, nbits: u32, dim: i64) -> Result<Vec<Tensor>> {
 /// `nbits` outside `1..=7`; the wrong number of shards for `nbits`; a shard
 /// that is not uint8, is 0-d, lies on another device than the first, or has
 /// a shape that does not match the first shard's (same size in every dim but
-/// `dim`, and along `dim` `L * width / 8` for one `L`, a multiple of 8);
-/// `dim` out of range.
+/// `dim`, and along `dim` `L * width / 8` for one `L`, a multiple of 8
+/// and below 2^63); `dim` out of range.
 ///
 /// # Examples
 /// ```
@@ -205,7 +206,17 @@ pub fn unpack_uintx(shards: &[Tensor], nbits: u32, dim: i64) -> Result<Tensor> {
     }
     let first = shards[0].size();
     let d = normalize_dim(OP, dim, first.len())?;
-    let len = first[d] * 8 / planes[0].width;
+    // A shard of stride 0 can claim 2^61 bytes or more, whose codes would
+    // overflow the count. Once `first[d] * 8` fits, so do the products
+    // below: no plane is wider than the first.
+    let Some(len) = first[d].checked_mul(8).map(|bits| bits / planes[0].width) else {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            arg: "shards",
+            got: first,
+            reason: format!("its size along dim {dim} unpacks to more than 2^63 codes"),
+        });
+    };
     let device: Device = shards[0].device();
     for (shard, plane) in shards.iter().zip(&planes) {
         if shard.kind() != Kind::Uint8 {

@@ -399,3 +399,27 @@ fn packing_a_huge_stride_zero_tensor_is_an_allocation_error() {
         "{r:?}"
     );
 }
+
+#[test]
+fn unpacking_a_huge_stride_zero_shard_is_an_error() {
+    for nbits in [1, 2, 4] {
+        let r = unpack_uintx(&[stride_zero_huge()], nbits, 0);
+        assert!(
+            matches!(r, Err(Error::ShapeMismatch { arg: "shards", .. })),
+            "uint{nbits}: {r:?}"
+        );
+    }
+    // Codes that can be counted but not allocated.
+    let shard = Tensor::zeros([1], cpu(Kind::Uint8)).expand([1i64 << 59], false);
+    let r = unpack_uintx(&[shard], 4, 0);
+    assert!(
+        matches!(
+            r,
+            Err(Error::Torch {
+                op: "unpack_uintx",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+}
