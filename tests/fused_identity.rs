@@ -4,9 +4,16 @@
 //!
 //! `TCH_QUANT_FUSED_SEED` sets the seed (printed on every run; by default
 //! one drawn from the clock), `TCH_QUANT_FUSED_CASES` the number of random
-//! cases (default 20000). NaN equals NaN whatever its payload (libtorch's
-//! own NaN bits depend on its code path); everything else, dtype and shape
-//! included, must be identical.
+//! cases (default 20000). Every output must be identical byte for byte,
+//! dtype and shape included and NaN bit patterns too: the fused path leaves
+//! NaN inputs and NaN qparams to the reference path, so any NaN it returns
+//! must carry libtorch's bits.
+//!
+//! Besides ordinary values, the generator draws the inputs that make NaN
+//! qparams out of NaN-free input (issue 9): blocks with `+inf`, `-inf` or
+//! both, blocks of infinities only, values whose range overflows the input
+//! dtype, and quant ranges of width 0 or 1 or ending at 0 (int1, uint1), for
+//! every code dtype and zero-point dtype; the counts of each are printed.
 //!
 //! The fused kernels exist in a baseline, an AVX2 and an AVX-512 build and
 //! run the widest the CPU has; `every_simd_level_is_bit_identical` re-runs
@@ -21,7 +28,7 @@ mod extra_ops;
 #[path = "parity/replay.rs"]
 mod replay;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -65,6 +72,14 @@ impl Call {
             Call::Choose { .. } => "choose",
             Call::Quantize { .. } => "quantize",
             Call::Chain { .. } => "chain",
+        }
+    }
+
+    fn dtype(&self) -> QuantDtype {
+        match self {
+            Call::Choose { dtype, .. }
+            | Call::Quantize { dtype, .. }
+            | Call::Chain { dtype, .. } => *dtype,
         }
     }
 
@@ -116,6 +131,22 @@ impl Call {
     }
 }
 
+/// `None` when the tensors are identical byte for byte (NaN payloads
+/// included), else what differs.
+fn compare_bits(reference: &Tensor, fused: &Tensor) -> Result<Option<String>> {
+    if let Some(d) = replay::compare(reference, fused)? {
+        return Ok(Some(d));
+    }
+    let (r, f) = (bits(reference)?, bits(fused)?);
+    Ok((r != f).then(|| {
+        let i = r.iter().zip(&f).position(|(a, b)| a != b).unwrap_or(0);
+        format!(
+            "NaN bits differ at byte {i}: {:#04x} != expected {:#04x}",
+            f[i], r[i]
+        )
+    }))
+}
+
 /// `None` when both answers are identical, else what differs.
 fn differs(fused: &Answer, reference: &Answer) -> Result<Option<String>> {
     match (fused, reference) {
@@ -127,7 +158,7 @@ fn differs(fused: &Answer, reference: &Answer) -> Result<Option<String>> {
                 match (f, r) {
                     (None, None) => {}
                     (Some(f), Some(r)) => {
-                        if let Some(d) = replay::compare(r, f)? {
+                        if let Some(d) = compare_bits(r, f)? {
                             return Ok(Some(format!("output {i}: {d}")));
                         }
                     }
@@ -287,7 +318,85 @@ fn value(rng: &mut Rng, regime: usize, sigma: f64, special: f64, kind: Kind) -> 
     }
 }
 
-fn random_input(rng: &mut Rng, shape: &[i64], kind: Kind) -> Result<Tensor> {
+/// The edge cases a random case holds, for the counts printed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Edges {
+    pos_inf: bool,
+    neg_inf: bool,
+    /// `+inf` and `-inf` next to each other (one block for most layouts).
+    both_inf: bool,
+    /// A run of one infinity (a whole block for row and group layouts).
+    inf_run: bool,
+    /// `+max` next to `-max`: `max - min` overflows the input dtype.
+    overflow: bool,
+    /// A quant range of width 0 or 1, or ending at 0.
+    tiny_range: bool,
+}
+
+impl Edges {
+    fn names(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.pos_inf, "+inf"),
+            (self.neg_inf, "-inf"),
+            (self.both_inf, "+inf and -inf together"),
+            (self.inf_run, "a run of infinities"),
+            (self.overflow, "an overflowing range"),
+            (
+                self.tiny_range,
+                "a quant range of width 0 or 1 or ending at 0",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+    }
+}
+
+/// Puts infinities or overflowing pairs into `v` (a tensor of `shape`).
+fn inject_edges(rng: &mut Rng, v: &mut [f64], shape: &[i64], kind: Kind, edges: &mut Edges) {
+    let n = v.len();
+    if n < 2 {
+        return;
+    }
+    let max = match kind {
+        Kind::Half => 65504.0,
+        Kind::BFloat16 => half::bf16::MAX.to_f64(),
+        _ => f32::MAX as f64,
+    };
+    let i = rng.below(n - 1);
+    match rng.below(6) {
+        0 => {
+            v[i] = f64::INFINITY;
+            edges.pos_inf = true;
+        }
+        1 => {
+            v[i] = f64::NEG_INFINITY;
+            edges.neg_inf = true;
+        }
+        2 => {
+            (v[i], v[i + 1]) = (f64::INFINITY, f64::NEG_INFINITY);
+            edges.both_inf = true;
+        }
+        3 => {
+            let row = *shape.last().unwrap_or(&1) as usize;
+            let start = i / row * row;
+            let inf = rng.pick(&[f64::INFINITY, f64::NEG_INFINITY]);
+            v[start..(start + row).min(n)].fill(inf);
+            edges.inf_run = true;
+        }
+        4 => {
+            (v[i], v[i + 1]) = (max, -max);
+            edges.overflow = true;
+        }
+        _ => {
+            for x in v.iter_mut() {
+                *x = rng.pick(&[max, -max, max / 2.0, -max / 3.0]);
+            }
+            edges.overflow = true;
+        }
+    }
+}
+
+fn random_input(rng: &mut Rng, shape: &[i64], kind: Kind, edges: &mut Edges) -> Result<Tensor> {
     let n: i64 = shape.iter().product();
     let regime = rng.below(8);
     let sigma = rng.pick(&[1.0, 0.5, 2.0, 1e-3, 1e3]) * 2f64.powi(rng.below(40) as i32 - 20);
@@ -296,6 +405,9 @@ fn random_input(rng: &mut Rng, shape: &[i64], kind: Kind) -> Result<Tensor> {
     let mut v: Vec<f64> = (0..n)
         .map(|_| value(rng, regime, sigma, special, kind))
         .collect();
+    if rng.chance(0.3) {
+        inject_edges(rng, &mut v, shape, kind, edges);
+    }
     if nan_block && n > 0 {
         let i = rng.below(n as usize);
         v[i] = f64::NAN;
@@ -316,6 +428,10 @@ fn random_input(rng: &mut Rng, shape: &[i64], kind: Kind) -> Result<Tensor> {
 }
 
 fn random_dtype(rng: &mut Rng) -> QuantDtype {
+    if rng.chance(0.1) {
+        // Ranges of width 1: int1 is [-1, 0], so quant_max is 0.
+        return rng.pick(&[QuantDtype::Int1, QuantDtype::UInt1]);
+    }
     if rng.chance(0.5) {
         rng.pick(&[QuantDtype::Int8, QuantDtype::UInt8, QuantDtype::UInt4])
     } else {
@@ -323,11 +439,24 @@ fn random_dtype(rng: &mut Rng) -> QuantDtype {
     }
 }
 
-fn random_range(rng: &mut Rng, dtype: QuantDtype) -> (Option<f64>, Option<f64>) {
+fn random_range(rng: &mut Rng, dtype: QuantDtype, edges: &mut Edges) -> (Option<f64>, Option<f64>) {
+    let (lo, hi) = dtype.bounds();
+    if !dtype.is_float8() && rng.chance(0.1) {
+        // Width 0 or 1, or a range that ends at 0 (0 / 0 in the symmetric
+        // mappings), clipped to the dtype.
+        let q = rng.pick(&[lo, hi, 0.0, -1.0, 1.0]).clamp(lo, hi);
+        let (a, b) = match rng.below(4) {
+            0 => (q, q),
+            1 => (q, (q + 1.0).min(hi)),
+            2 => (lo, 0.0f64.clamp(lo, hi)),
+            _ => (0.0f64.clamp(lo, hi), hi),
+        };
+        edges.tiny_range = true;
+        return (Some(a.min(b)), Some(a.max(b)));
+    }
     if !rng.chance(0.2) {
         return (None, None);
     }
-    let (lo, hi) = dtype.bounds();
     if dtype.is_float8() {
         return (Some(lo / 2.0), Some(hi / 2.0));
     }
@@ -337,7 +466,11 @@ fn random_range(rng: &mut Rng, dtype: QuantDtype) -> (Option<f64>, Option<f64>) 
     (Some(a.min(b)), Some(a.max(b)))
 }
 
-fn random_choose(rng: &mut Rng, kind: Kind) -> (MappingType, QuantDtype, QParamsOptions) {
+fn random_choose(
+    rng: &mut Rng,
+    kind: Kind,
+    edges: &mut Edges,
+) -> (MappingType, QuantDtype, QParamsOptions) {
     let dtype = random_dtype(rng);
     let mapping = if dtype.is_float8() || rng.chance(0.5) {
         rng.pick(&[MappingType::Symmetric, MappingType::SymmetricNoClippingErr])
@@ -349,7 +482,7 @@ fn random_choose(rng: &mut Rng, kind: Kind) -> (MappingType, QuantDtype, QParams
     } else {
         mapping
     };
-    let (quant_min, quant_max) = random_range(rng, dtype);
+    let (quant_min, quant_max) = random_range(rng, dtype, edges);
     let asym = mapping == MappingType::Asymmetric;
     let domain = if asym {
         rng.pick(&[
@@ -474,12 +607,13 @@ fn random_qparams(
     Ok(Some((scale, zero_point)))
 }
 
-/// One random case: an input and a call.
-fn random_case(rng: &mut Rng, big: bool) -> Result<Option<(Tensor, Call)>> {
+/// One random case: an input, a call and the edge cases it holds.
+fn random_case(rng: &mut Rng, big: bool) -> Result<Option<(Tensor, Call, Edges)>> {
     let kind = rng.pick(&FLOATS);
     let (shape, block) = layout(rng, big);
-    let mut input = random_input(rng, &shape, kind)?;
-    let (mapping, dtype, options) = random_choose(rng, kind);
+    let mut edges = Edges::default();
+    let mut input = random_input(rng, &shape, kind, &mut edges)?;
+    let (mapping, dtype, options) = random_choose(rng, kind, &mut edges);
     let call = match rng.below(10) {
         0..=3 => {
             if rng.chance(0.02) {
@@ -518,7 +652,7 @@ fn random_case(rng: &mut Rng, big: bool) -> Result<Option<(Tensor, Call)>> {
             options,
         },
     };
-    Ok(Some((input, call)))
+    Ok(Some((input, call, edges)))
 }
 
 fn seed() -> u64 {
@@ -540,11 +674,18 @@ fn case_count() -> usize {
         .unwrap_or(20_000)
 }
 
-/// Tallies per kind of case: (cases, both paths failed).
+/// Tallies per kind of case: (cases, both paths failed); and of the edge
+/// cases drawn.
 #[derive(Default)]
 struct Tally {
     by_kind: BTreeMap<String, (usize, usize)>,
     diffs: Vec<String>,
+    edges: BTreeMap<&'static str, usize>,
+    /// Chooses whose reference qparams hold a NaN although the input holds
+    /// none.
+    nan_qparams: usize,
+    code_dtypes: BTreeSet<&'static str>,
+    zero_point_dtypes: BTreeSet<String>,
 }
 
 impl Tally {
@@ -560,6 +701,34 @@ impl Tally {
         Ok(())
     }
 
+    /// Counts what a random case holds and what its reference answer gave.
+    fn record_edges(&mut self, input: &Tensor, call: &Call, edges: Edges, reference: &Answer) {
+        for name in edges.names() {
+            *self.edges.entry(name).or_default() += 1;
+        }
+        self.code_dtypes.insert(call.dtype().name());
+        let Ok(outputs) = reference else {
+            return;
+        };
+        if matches!(call, Call::Quantize { .. }) {
+            return;
+        }
+        if let Some(zp) = &outputs[1] {
+            self.zero_point_dtypes.insert(format!("{:?}", zp.kind()));
+        }
+        let has_nan = |t: &Tensor| t.isnan().any().int64_value(&[]) != 0;
+        let float = |t: &&Tensor| {
+            matches!(
+                t.kind(),
+                Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+            )
+        };
+        let nan_out = outputs[..2].iter().flatten().filter(float).any(has_nan);
+        if nan_out && !has_nan(input) {
+            self.nan_qparams += 1;
+        }
+    }
+
     fn total(&self) -> usize {
         self.by_kind.values().map(|v| v.0).sum()
     }
@@ -572,6 +741,21 @@ impl Tally {
         );
         for (k, (n, err)) in &self.by_kind {
             println!("  {k:<24} {n:>6} cases ({err} refused by both paths)");
+        }
+        if !self.edges.is_empty() {
+            for (name, n) in &self.edges {
+                println!("  with {name:<46} {n:>6} cases");
+            }
+            println!(
+                "  NaN qparams from NaN-free input           {:>6} cases",
+                self.nan_qparams
+            );
+            println!(
+                "  code dtypes drawn: {} of {}; zero-point dtypes returned: {}",
+                self.code_dtypes.len(),
+                QuantDtype::ALL.len(),
+                self.zero_point_dtypes.len()
+            );
         }
         for d in self.diffs.iter().take(20) {
             println!("  DIFF {d}");
@@ -591,11 +775,12 @@ fn fused_path_is_bit_identical_on_random_cases() -> Result<()> {
         drawn += 1;
         // One case in 500 is large enough to be split over threads.
         let big = drawn % 500 == 7;
-        let Some((input, call)) = random_case(&mut rng, big)? else {
+        let Some((input, call, edges)) = random_case(&mut rng, big)? else {
             continue;
         };
         let fused = call.run(&input, false);
         let reference = call.run(&input, true);
+        tally.record_edges(&input, &call, edges, &reference);
         let key = format!("{}/{:?}", call.name(), input.kind());
         let before = tally.diffs.len();
         tally.record(key, &fused, &reference)?;
@@ -753,5 +938,49 @@ fn every_simd_level_is_bit_identical() -> Result<()> {
             bail!("the fused path differs at SIMD level {level}");
         }
     }
+    Ok(())
+}
+
+/// The raw bytes of a tensor, NaN payloads included.
+fn bits(t: &Tensor) -> Result<Vec<u8>> {
+    let flat = t.f_contiguous()?.f_reshape([-1])?;
+    let flat = if flat.kind() == Kind::Bool {
+        flat.f_to_kind(Kind::Uint8)?
+    } else {
+        flat
+    };
+    Ok(Vec::<u8>::try_from(flat.f_view_dtype(Kind::Uint8)?)?)
+}
+
+#[test]
+fn an_infinite_block_gives_the_reference_nan_bits() -> Result<()> {
+    // Issue 9: +inf and -inf in one block make the Float-domain zero point
+    // -inf + inf = NaN, whose bfloat16 bits libtorch's vectorized cast
+    // writes as 0xffff (the fused path used to write 0x7fc0).
+    let mut v: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 8.0).collect();
+    v[0] = f32::INFINITY;
+    v[1] = f32::NEG_INFINITY;
+    let x = Tensor::from_slice(&v).view([1, 32]);
+    let options = QParamsOptions {
+        quant_min: Some(0.0),
+        quant_max: Some(15.0),
+        eps: Some(1e-6),
+        preserve_zero: false,
+        zero_point_domain: ZeroPointDomain::Float,
+        zero_point_dtype: Some(Kind::BFloat16),
+        ..Default::default()
+    };
+    let call = |force_reference| {
+        let o = QParamsOptions {
+            force_reference,
+            ..options
+        };
+        choose_qparams_affine(&x, MappingType::Asymmetric, &[1, 32], QuantDtype::Int32, &o)
+    };
+    let (fused, reference) = (call(false)?, call(true)?);
+    let zp = |qp: &tch_quant::QParams| bits(qp.zero_point.as_ref().unwrap());
+    assert_eq!(zp(&reference)?, [0xff, 0xff]);
+    assert_eq!(zp(&fused)?, zp(&reference)?);
+    assert_eq!(bits(&fused.scale)?, bits(&reference.scale)?);
     Ok(())
 }

@@ -34,8 +34,10 @@
 //! Every entry point returns `Ok(None)` (or [`Chained::NotCovered`]) when it
 //! does not cover a call, and the caller then runs the reference path:
 //! tensors that are not contiguous, dense, CPU float32/float16/bfloat16 (or
-//! that require grad, for the qparams); inputs with a NaN (for the qparams:
-//! libtorch's NaN signs depend on its code paths, and reach float8 codes);
+//! that require grad, for the qparams); inputs with a NaN, and chooses
+//! whose scale or zero point comes out NaN from NaN-free input (infinite
+//! blocks, `0 / 0` ranges, overflowing ranges): libtorch's NaN signs and
+//! payloads depend on its code paths, and reach float8 codes;
 //! float64 scales or zero points and float8 codes (quantize); `eps` that is
 //! zero in the input dtype, `quant_min == quant_max`, and quant ranges or
 //! zero-point dtypes where libtorch's conversions leave the exactly

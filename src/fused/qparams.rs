@@ -87,6 +87,23 @@ impl Consts {
         }
     }
 
+    /// Whether a scale or zero point of these blocks (as
+    /// [`blocks`](Self::blocks) wrote them) is NaN.
+    ///
+    /// NaN qparams come from NaN-free input too: `inf - inf` for a block of
+    /// `+inf` without `preserve_zero`, `-inf + inf` for a Float-domain zero
+    /// point of a block holding both infinities, `0 / 0` where `quant_max`
+    /// (or `quant_min`) is 0 as for int1, `inf / inf` once a range overflows.
+    /// The bits of such a NaN in the stored dtype depend on which of
+    /// libtorch's code paths produced and cast it (a vectorized float to
+    /// bfloat16 cast writes `0xffff`, the scalar one `0x7fc0`), so those
+    /// blocks are left to the reference path, as NaN inputs are.
+    pub fn any_nan(&self, scale: &[f32], zp: &[f32]) -> bool {
+        let has_zp = self.domain != ZeroPointDomain::None;
+        let nan = |v: &[f32]| v.iter().fold(false, |acc, x| acc | x.is_nan());
+        nan(scale) || (has_zp && nan(&zp[..scale.len()]))
+    }
+
     /// Scale and zero point of each block, as values of `T` (`P` rounds to
     /// `T`). The zero point is left untouched in the None domain. One loop
     /// per mapping and domain, so that each vectorizes.

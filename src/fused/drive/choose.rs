@@ -44,12 +44,14 @@ pub(crate) fn choose_qparams(
 }
 
 /// The qparams of every block into `out`; `false` (outputs unfinished)
-/// when a block holds a NaN.
+/// when a block holds a NaN or its scale or zero point comes out NaN.
 ///
-/// libtorch's NaN results carry a sign that depends on which of its code
-/// paths (vector, scalar remainder, thread chunk) produced them, and the
-/// sign of a NaN scale reaches the bytes of float8 codes quantized with it;
-/// so NaN inputs are left to the reference path.
+/// libtorch's NaN results carry a sign (and, cast to bfloat16, a payload)
+/// that depends on which of its code paths (vector, scalar remainder,
+/// thread chunk) produced them, and the sign of a NaN scale reaches the
+/// bytes of float8 codes quantized with it; so NaN inputs, and NaN-free
+/// inputs whose qparams are NaN ([`Consts::any_nan`]), are left to the
+/// reference path.
 fn choose_impl<E: InputElem>(x: &[E], walk: &Walk, consts: &Consts, mut out: QParamsOut) -> bool {
     let threads = threads_for(walk.numel);
     let Some(p) = walk.first_kept() else {
@@ -76,6 +78,9 @@ fn choose_impl<E: InputElem>(x: &[E], walk: &Walk, consts: &Consts, mut out: QPa
         }
         let (mut s, mut z) = ([0.0f32], [0.0f32]);
         qparams_blocks::<E::Prec>(consts, &[lo], &[hi], &mut s, &mut z);
+        if consts.any_nan(&s, &z) {
+            return false;
+        }
         out.write(0, &s, &z);
         return true;
     };

@@ -15,7 +15,8 @@ use crate::fused::threads::Tile;
 
 /// Min, max, scale and zero point of every block of a tile (`ranges` of the
 /// walk; blocks numbered from `block0`) into `tile`. `false`, with `nan`
-/// set, when a block holds a NaN or another thread has set `nan`: the
+/// set, when a block holds a NaN, when a scale or zero point comes out NaN
+/// ([`Consts::any_nan`]) or when another thread has set `nan`: the
 /// reference path then chooses (see `choose_impl` in `choose.rs`).
 pub(crate) fn choose_tile<E: InputElem>(
     x: &[E],
@@ -31,6 +32,10 @@ pub(crate) fn choose_tile<E: InputElem>(
         return false;
     }
     qparams_blocks::<E::Prec>(consts, tile.lo, tile.hi, tile.scale, tile.zp);
+    if consts.any_nan(tile.scale, tile.zp) {
+        nan.store(true, Ordering::Relaxed);
+        return false;
+    }
     true
 }
 
