@@ -8,8 +8,10 @@ checkpoint:
   torchao's own `bitpacking.unpack`) must equal, bit for bit (same dtype,
   shape and bits, NaN and signed zeros included), what torchao computes from
   the original W with the recipe's arguments (`choose_qparams_affine` +
-  `quantize_affine`, including the int4 layout's `pre_process` padding); the
-  packed shards must equal torchao's `bitpacking.pack` of those codes; and
+  `quantize_affine`, including the int4 layout's `pre_process` padding);
+  packed codes are compared after the `.to(torch.uint8)` that packing
+  applies (torchao's int32 code for NaN, -2^31, packs as its low byte, 0);
+  the packed shards must equal torchao's `bitpacking.pack` of those codes; and
   torchao's `dequantize_affine` of the file's tensors must equal torchao's
   quantize -> dequantize of W. For presets the recorded arguments must be the
   recipe's, which this script states independently from
@@ -349,13 +351,18 @@ def check_file(original, path, restored_path, device, flags):
         dq = dequantize(q, scale, zero_point, args, w.dtype)
 
         codes = r["codes"]
+        expected_q = q
         if codes["layout"] == "packed":
             shard_names = [f"{name}.qdata"] if codes["shards"] == 1 else \
                 [f"{name}.qdata.{i}" for i in range(codes["shards"])]
             shards = [ours[n].to(device) for n in shard_names]
             our_q = unpack(shards, codes["bits"], dim=codes["dim"]).to(q.dtype)
+            # What packing stores of torchao's codes: every code in the quant
+            # range exactly; int4's int32 NaN code (-2^31) as its low byte.
+            packed_q = q.to(torch.uint8)
+            expected_q = packed_q.to(q.dtype)
             check("packed", all(same_bits(a, b) for a, b in
-                                zip(shards, pack(q.to(torch.uint8), codes["bits"], dim=codes["dim"]))),
+                                zip(shards, pack(packed_q, codes["bits"], dim=codes["dim"]))),
                   name)
         else:
             shard_names, shards = [f"{name}.qdata"], None
@@ -366,7 +373,7 @@ def check_file(original, path, restored_path, device, flags):
         expected_names.update(shard_names + [f"{name}.scale"] + ([zp_name] if our_zp is not None else []))
         check("scale", same_bits(our_scale, scale), name)
         check("zero_point", same_bits(our_zp, zero_point), name)
-        check("codes", same_bits(our_q, q), name)
+        check("codes", same_bits(our_q, expected_q), name)
         our_dq = dequantize(our_q, our_scale, our_zp, args, w.dtype)
         check("dequantized", same_bits(our_dq, dq), name)
         if restored is not None:

@@ -8,7 +8,9 @@ use crate::bitpacking::{pack_uintx, unpack_uintx};
 use crate::chain::choose_qparams_and_quantize_affine;
 use crate::dtype::{check_output_float, float_eps, kind_name};
 use crate::error::{Error, Result, TorchContext};
+use crate::formula::QParams;
 use crate::mapping::{MappingType, ZeroPointDomain};
+use crate::qparams::{choose_qparams_affine, QParamsOptions};
 use crate::quantize::{check_zero_point_domain, dequantize_affine, QuantizeOptions};
 use crate::recipe::Recipe;
 use crate::strided::{check_strided, check_strided_opt};
@@ -67,6 +69,59 @@ pub struct AffineQuantizedTensor {
     shape: Vec<i64>,
     dtype: Kind,
     layout: StorageLayout,
+}
+
+/// The int4 recipe's qparams as torchao computes them when some are NaN:
+/// on the weight zero-padded by `TensorCoreTiledLayout.pre_process` (the
+/// last dim to a multiple of 1024, the one before to a multiple of 8), then
+/// sliced back; `None` when no scale or zero point is NaN.
+///
+/// The padding changes no value, but the bits of a NaN depend on which of
+/// libtorch's code paths computed and cast it (a vectorized bfloat16 cast
+/// writes `0xffff`, the scalar remainder `0x7fc0`), and the padded shape
+/// sends other elements down the vectorized paths. NaN qparams are rare (a
+/// NaN or infinity in a group, a range that overflows), so the padded
+/// computation runs only for them.
+fn tinygemm_nan_qparams(
+    input: &Tensor,
+    block_size: &[i64],
+    recipe: &Recipe,
+    qp: &QParams,
+) -> Result<Option<QParams>> {
+    const OP: &str = "AffineQuantizedTensor::quantize";
+    let has_nan = |t: &Tensor| -> Result<bool> {
+        let any = t.f_isnan().and_then(|n| n.f_any()).op(OP)?;
+        Ok(any.f_int64_value(&[]).op(OP)? != 0)
+    };
+    let zp_nan = match &qp.zero_point {
+        Some(zp) => has_nan(zp)?,
+        None => false,
+    };
+    let shape = input.size();
+    if shape.len() < 2 || !(zp_nan || has_nan(&qp.scale)?) {
+        return Ok(None);
+    }
+    let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+    let round_up = |n: i64, to: i64| (n + to - 1) / to * to;
+    let padding = [0, round_up(cols, 1024) - cols, 0, round_up(rows, 8) - rows];
+    let padded = input.f_constant_pad_nd(padding.as_slice()).op(OP)?;
+    let args = recipe.arguments();
+    let options = QParamsOptions {
+        force_reference: true,
+        ..args.options
+    };
+    let full = choose_qparams_affine(&padded, args.mapping, block_size, args.dtype, &options)?;
+    let groups = cols / block_size[block_size.len() - 1];
+    let unpad = |t: Tensor| -> Result<Tensor> {
+        t.f_narrow(-2, 0, rows)
+            .and_then(|t| t.f_narrow(-1, 0, groups))
+            .and_then(|t| t.f_contiguous())
+            .op(OP)
+    };
+    Ok(Some(QParams {
+        scale: unpad(full.scale)?,
+        zero_point: full.zero_point.map(unpad).transpose()?,
+    }))
 }
 
 /// The parts of an [`AffineQuantizedTensor`], for building one from stored
@@ -131,6 +186,9 @@ impl AffineQuantizedTensor {
             &args.options,
         )?;
         if recipe.per_group_qparams() {
+            if let Some(padded) = tinygemm_nan_qparams(input, &block_size, recipe, &qp)? {
+                qp = padded;
+            }
             // [..., K / group] even when one group spans the row.
             let mut qshape = shape.clone();
             if let (Some(last), Some(group)) = (qshape.last_mut(), block_size.last()) {
@@ -274,7 +332,8 @@ impl AffineQuantizedTensor {
     }
 
     /// The codes one per element, in the target dtype's storage dtype
-    /// (unpacked when stored packed).
+    /// (unpacked when stored packed; see [`pack`](Self::pack) for the one
+    /// code packing does not keep).
     pub fn codes(&self) -> Result<Tensor> {
         const OP: &str = "AffineQuantizedTensor::codes";
         match self.layout {
@@ -312,6 +371,19 @@ impl AffineQuantizedTensor {
 
     /// The same tensor with codes packed `bits` to a byte along the last dim
     /// (`pack_uintx`); a packed tensor is returned as it is.
+    ///
+    /// Packing stores `pack_uintx(codes.to(uint8))`, byte for byte torchao's
+    /// `bitpacking.pack(codes.to(torch.uint8))`, so every code inside the
+    /// quant range is kept exactly. The one code outside it is the int4
+    /// recipe's code for NaN: in a group whose scale or zero point is not
+    /// finite (a NaN or an infinity in the group, or a range that overflows)
+    /// every code is NaN before torchao's cast to int32, which libtorch turns
+    /// into -2^31 (`0x8000_0000`). The cast to uint8 keeps its low byte, so
+    /// such a code is stored, and read back by [`codes`](Self::codes), as 0
+    /// where torchao's unpacked int32 code is -2^31. Dequantizing gives the
+    /// same values, NaN bits included, from either code: the group's scale
+    /// and zero point make every code of it NaN (`(q - 8) * inf + inf`, or a
+    /// NaN factor).
     ///
     /// # Errors
     /// Float8 codes; a quant range outside `[0, 2^bits - 1]`; a last dim

@@ -68,7 +68,11 @@ pub enum Recipe {
     /// 1e-6, bfloat16 zero point in the float domain, `preserve_zero =
     /// False`. Codes are stored packed as uint4; scale and zero point keep
     /// one column per group (`[..., K / group_size]`) even when a group spans
-    /// the row, as the layout computes them on its padded weight.
+    /// the row, as the layout computes them on its padded weight. Where a
+    /// scale or zero point is NaN they are computed on that padded weight
+    /// too, since a NaN's bits depend on the shape libtorch computes it in;
+    /// the int32 code of NaN (-2^31) is stored packed as 0 (see
+    /// [`AffineQuantizedTensor::pack`](crate::AffineQuantizedTensor::pack)).
     Int4WeightOnly {
         /// 32, 64, 128 or 256 (the tinygemm kernel's).
         group_size: i64,
