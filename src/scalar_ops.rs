@@ -90,34 +90,49 @@ fn tensor_scalar(op: TensorScalarOp, t: &Tensor, s: Num) -> Result<Tensor, TchEr
     unsafe { tensor_from(out[0]) }
 }
 
-/// `t + s` (`Tensor::f_add_scalar`).
-pub(crate) fn add(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_add_scalar, t, s.into())
+/// Defines `pub(crate) fn name(t: &Tensor, s: impl Into<Num>)` over each C
+/// op of one tensor and one scalar.
+macro_rules! tensor_scalar_ops {
+    ($($(#[$doc:meta])* $name:ident => $op:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub(crate) fn $name(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
+                tensor_scalar(c_generated::$op, t, s.into())
+            }
+        )*
+    };
 }
 
-/// `t - s` (`Tensor::f_sub_scalar`).
-pub(crate) fn sub(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_sub_scalar, t, s.into())
-}
-
-/// `s - t` (`Tensor::f_rsub_scalar`).
-pub(crate) fn rsub(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_rsub_scalar, t, s.into())
-}
-
-/// `t * s` (`Tensor::f_mul_scalar`).
-pub(crate) fn mul(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_mul_scalar, t, s.into())
-}
-
-/// `t / s` (`Tensor::f_div_scalar`).
-pub(crate) fn div(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_div_scalar, t, s.into())
-}
-
-/// `max(t, min)`, NaN kept (`Tensor::f_clamp_min`).
-pub(crate) fn clamp_min(t: &Tensor, min: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_clamp_min, t, min.into())
+tensor_scalar_ops! {
+    /// `t + s` (`Tensor::f_add_scalar`).
+    add => atg_add_scalar;
+    /// `t - s` (`Tensor::f_sub_scalar`).
+    sub => atg_sub_scalar;
+    /// `s - t` (`Tensor::f_rsub_scalar`).
+    rsub => atg_rsub_scalar;
+    /// `t * s` (`Tensor::f_mul_scalar`).
+    mul => atg_mul_scalar;
+    /// `t / s` (`Tensor::f_div_scalar`).
+    div => atg_div_scalar;
+    /// `max(t, s)`, NaN kept (`Tensor::f_clamp_min`).
+    clamp_min => atg_clamp_min;
+    /// A tensor like `t` (shape, dtype, device) filled with `s`
+    /// (`Tensor::f_full_like`).
+    full_like => atg_full_like;
+    /// `t >= s`, as bool (`Tensor::f_ge`).
+    ge => atg_ge;
+    /// `t <= s`, as bool (`Tensor::f_le`).
+    le => atg_le;
+    /// `t > s`, as bool (`Tensor::f_gt`).
+    gt => atg_gt;
+    /// `t < s`, as bool (`Tensor::f_lt`).
+    lt => atg_lt;
+    /// `t & s` (`Tensor::f_bitwise_and`).
+    bitwise_and => atg_bitwise_and;
+    /// `t << s` (`Tensor::f_bitwise_left_shift_tensor_scalar`).
+    shift_left => atg_bitwise_left_shift_tensor_scalar;
+    /// `t >> s` (`Tensor::f_bitwise_right_shift_tensor_scalar`).
+    shift_right => atg_bitwise_right_shift_tensor_scalar;
 }
 
 /// `min(max(t, min), max)`, NaN kept (`Tensor::f_clamp`).
@@ -133,55 +148,6 @@ pub(crate) fn clamp(
     check()?;
     // SAFETY: as in `tensor_scalar`.
     unsafe { tensor_from(out[0]) }
-}
-
-/// A tensor like `t` (shape, dtype, device) filled with `v`
-/// (`Tensor::f_full_like`).
-pub(crate) fn full_like(t: &Tensor, v: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_full_like, t, v.into())
-}
-
-/// `t >= s`, as bool (`Tensor::f_ge`).
-pub(crate) fn ge(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_ge, t, s.into())
-}
-
-/// `t <= s`, as bool (`Tensor::f_le`).
-pub(crate) fn le(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_le, t, s.into())
-}
-
-/// `t > s`, as bool (`Tensor::f_gt`).
-pub(crate) fn gt(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_gt, t, s.into())
-}
-
-/// `t < s`, as bool (`Tensor::f_lt`).
-pub(crate) fn lt(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_lt, t, s.into())
-}
-
-/// `t & s` (`Tensor::f_bitwise_and`).
-pub(crate) fn bitwise_and(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(c_generated::atg_bitwise_and, t, s.into())
-}
-
-/// `t << s` (`Tensor::f_bitwise_left_shift_tensor_scalar`).
-pub(crate) fn shift_left(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(
-        c_generated::atg_bitwise_left_shift_tensor_scalar,
-        t,
-        s.into(),
-    )
-}
-
-/// `t >> s` (`Tensor::f_bitwise_right_shift_tensor_scalar`).
-pub(crate) fn shift_right(t: &Tensor, s: impl Into<Num>) -> Result<Tensor, TchError> {
-    tensor_scalar(
-        c_generated::atg_bitwise_right_shift_tensor_scalar,
-        t,
-        s.into(),
-    )
 }
 
 #[cfg(test)]

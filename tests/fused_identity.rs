@@ -137,7 +137,7 @@ fn compare_bits(reference: &Tensor, fused: &Tensor) -> Result<Option<String>> {
     if let Some(d) = replay::compare(reference, fused)? {
         return Ok(Some(d));
     }
-    let (r, f) = (bits(reference)?, bits(fused)?);
+    let (r, f) = (replay::raw_bytes(reference)?, replay::raw_bytes(fused)?);
     Ok((r != f).then(|| {
         let i = r.iter().zip(&f).position(|(a, b)| a != b).unwrap_or(0);
         format!(
@@ -941,17 +941,6 @@ fn every_simd_level_is_bit_identical() -> Result<()> {
     Ok(())
 }
 
-/// The raw bytes of a tensor, NaN payloads included.
-fn bits(t: &Tensor) -> Result<Vec<u8>> {
-    let flat = t.f_contiguous()?.f_reshape([-1])?;
-    let flat = if flat.kind() == Kind::Bool {
-        flat.f_to_kind(Kind::Uint8)?
-    } else {
-        flat
-    };
-    Ok(Vec::<u8>::try_from(flat.f_view_dtype(Kind::Uint8)?)?)
-}
-
 #[test]
 fn an_infinite_block_gives_the_reference_nan_bits() -> Result<()> {
     // Issue 9: +inf and -inf in one block make the Float-domain zero point
@@ -978,9 +967,12 @@ fn an_infinite_block_gives_the_reference_nan_bits() -> Result<()> {
         choose_qparams_affine(&x, MappingType::Asymmetric, &[1, 32], QuantDtype::Int32, &o)
     };
     let (fused, reference) = (call(false)?, call(true)?);
-    let zp = |qp: &tch_quant::QParams| bits(qp.zero_point.as_ref().unwrap());
+    let zp = |qp: &tch_quant::QParams| replay::raw_bytes(qp.zero_point.as_ref().unwrap());
     assert_eq!(zp(&reference)?, [0xff, 0xff]);
     assert_eq!(zp(&fused)?, zp(&reference)?);
-    assert_eq!(bits(&fused.scale)?, bits(&reference.scale)?);
+    assert_eq!(
+        replay::raw_bytes(&fused.scale)?,
+        replay::raw_bytes(&reference.scale)?
+    );
     Ok(())
 }

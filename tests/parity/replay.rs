@@ -281,7 +281,9 @@ pub fn compare(want: &Tensor, got: &Tensor) -> Result<Option<String>> {
     Ok(Some(format!("byte {i}: {} != expected {}", g[i], w[i])))
 }
 
-fn raw_bytes(t: &Tensor) -> Result<Vec<u8>> {
+/// The bytes of a tensor as stored (bool as one byte each), NaN payloads
+/// included.
+pub fn raw_bytes(t: &Tensor) -> Result<Vec<u8>> {
     let flat = t.f_contiguous()?.f_reshape([-1])?;
     let flat = if flat.kind() == Kind::Bool {
         flat.f_to_kind(Kind::Uint8)?
