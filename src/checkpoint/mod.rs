@@ -13,7 +13,8 @@
 //! - [`mod@quantize`]: the loop that quantizes a checkpoint
 //!   ([`quantize_checkpoint`], and [`quantize_file`] for the whole job in
 //!   one call);
-//! - [`temp`]: the registry of temporaries, for signal handlers.
+//! - [`temp`]: the registry of temporaries, for signal handlers, and the
+//!   clean-up of those a killed run left.
 //!
 //! # Examples
 //! ```no_run

@@ -26,7 +26,7 @@ use super::dtype::dtype_of;
 use super::format;
 use super::plan::{dir_of, file_name, OutputPlan};
 use super::reader::{check_header, Checkpoint, Entry, Shard};
-use super::temp::{self, temp_file_in, TempFile};
+use super::temp::{self, temp_file_in, TempFile, TempKind};
 use super::{bail, Context as _};
 use crate::error::{CheckpointErrorKind, Result};
 
@@ -41,7 +41,7 @@ pub struct PendingFile {
 impl PendingFile {
     /// A small file (index, report) written in one go.
     pub fn with_contents(path: &Path, contents: &[u8]) -> Result<PendingFile> {
-        let mut temp = temp_file_in(dir_of(path), ".tmp")?;
+        let mut temp = temp_file_in(dir_of(path), TempKind::Small)?;
         temp.write_all(contents)
             .and_then(|()| temp.as_file().sync_all())
             .context(CheckpointErrorKind::Io, || {
@@ -70,7 +70,7 @@ impl PendingFile {
 /// does not support hard links (the error then names it), or when renaming
 /// it back fails too (likewise); and a process killed outright (SIGKILL,
 /// power loss) during these few milliseconds of renames can leave some
-/// outputs new and others old, plus `.tch-quant-*.bak` links. Ctrl-C and
+/// outputs new and others old, plus `.tch-quant-<pid>-*.bak` links. Ctrl-C and
 /// SIGTERM wait for the renames (see `temp::begin_commit`).
 pub fn commit(files: Vec<PendingFile>, force: bool, interrupted: &dyn Fn() -> bool) -> Result<()> {
     if !force {
@@ -133,7 +133,7 @@ struct Placed {
 /// has no hard links.
 fn backup_of(path: &Path) -> Option<NamedTempFile<()>> {
     tempfile::Builder::new()
-        .prefix(".tch-quant-")
+        .prefix(&temp::temp_prefix())
         .suffix(".bak")
         .make_in(dir_of(path), |link| std::fs::hard_link(path, link))
         .ok()
@@ -289,7 +289,7 @@ impl ShardWriter {
     /// writable.
     pub fn new(dir: &Path) -> Result<ShardWriter> {
         Ok(ShardWriter {
-            spill: BufWriter::with_capacity(1 << 20, temp_file_in(dir, ".spill")?),
+            spill: BufWriter::with_capacity(1 << 20, temp_file_in(dir, TempKind::Spill)?),
             spill_len: 0,
             entries: Vec::new(),
             names: HashSet::new(),
@@ -401,7 +401,7 @@ impl ShardWriter {
                 .then_with(|| a.name.cmp(&b.name))
         });
         let header = header_bytes(&entries, metadata);
-        let mut out = temp_file_in(dir_of(path), ".safetensors.tmp")?;
+        let mut out = temp_file_in(dir_of(path), TempKind::Output)?;
         {
             let mut w = BufWriter::with_capacity(1 << 20, out.as_file_mut());
             let mut write =

@@ -31,6 +31,7 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let plan = OutputPlan::new(&input, &args.out.output, None, args.out.force)?;
+    print::stale_removed(&plan);
     let output_dtype = args.dtype.map(|d| match d {
         FloatDtype::F32 => Kind::Float,
         FloatDtype::F16 => Kind::Half,

@@ -4,6 +4,8 @@
 
 use std::io::Write;
 
+use tch_quant::checkpoint::OutputPlan;
+
 use crate::exit::{Category, Failure, Result};
 
 /// The summary of a run whose outputs are already committed: a stdout that
@@ -32,4 +34,17 @@ pub fn result(text: &str) -> Result<()> {
 /// write it.
 pub fn error(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+/// Says which temporaries of killed runs the plan deleted, if any.
+pub fn stale_removed(plan: &OutputPlan) {
+    if let [first, ..] = plan.stale_removed.as_slice() {
+        let n = plan.stale_removed.len();
+        error(&format!(
+            "note: removed {n} temporary file{} left by a tch-quant run that was killed ({}{})",
+            if n == 1 { "" } else { "s" },
+            first.display(),
+            if n > 1 { ", ..." } else { "" }
+        ));
+    }
 }

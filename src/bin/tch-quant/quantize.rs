@@ -34,6 +34,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         args.report.as_deref(),
         args.out.force,
     )?;
+    print::stale_removed(&plan);
     let decisions = select::decide_all(&input, &selection, &scheme)?;
 
     let mut observer = Observer {
