@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::bail;
+use super::files::refuse_special_output;
 use super::reader::{is_index_path, Checkpoint};
 use super::temp::{remove_stale, temp_file_in, TempKind};
 use crate::error::Result;
@@ -37,8 +38,9 @@ impl OutputPlan {
     /// # Errors
     /// An index output for a single-file input; one path for two outputs;
     /// an output that is the input (hard links and symlinks included), a
-    /// directory, or exists without `force`; a missing or unwritable
-    /// directory.
+    /// directory, a FIFO, device, socket or anything else that is not a
+    /// regular file (even with `force`), or exists without `force`; a
+    /// missing or unwritable directory.
     pub fn new(
         input: &Checkpoint,
         output: &Path,
@@ -123,17 +125,13 @@ impl OutputPlan {
                     path.display()
                 );
             }
-            if let Ok(m) = std::fs::symlink_metadata(path) {
-                if m.is_dir() {
-                    bail!(OutputRefused, "{} is a directory", path.display());
-                }
-                if !self.force {
-                    bail!(
-                        OutputRefused,
-                        "{} exists; pass --force to replace it",
-                        path.display()
-                    );
-                }
+            refuse_special_output(path)?;
+            if !self.force && std::fs::symlink_metadata(path).is_ok() {
+                bail!(
+                    OutputRefused,
+                    "{} exists; pass --force to replace it",
+                    path.display()
+                );
             }
             // Fail now, not after minutes of work, if nothing can be created
             // there.

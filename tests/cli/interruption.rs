@@ -1,6 +1,7 @@
 //! Interrupted runs: SIGTERM once or twice stops a quantization with exit
 //! 130 and removes its temporary files; the temporaries of a run killed
-//! outright are removed by the next run.
+//! outright are removed by the next run; an input truncated under a run is
+//! an error, not SIGBUS.
 
 #[cfg(unix)]
 use std::collections::BTreeSet;
@@ -221,4 +222,51 @@ fn temporaries_of_a_killed_run_are_removed_by_the_next_run() {
         return;
     }
     eprintln!("skipped: no run was killed before it ended");
+}
+
+/// An input truncated by another process while a run reads it: with a
+/// memory map this was SIGBUS, which killed the run with its spill file on
+/// disk; the positional reads make it an unreadable input (exit 3), and the
+/// run removes its temporaries as it fails.
+#[cfg(unix)]
+#[test]
+fn an_input_truncated_under_a_run_is_an_error_not_sigbus() {
+    let work = Work::new();
+    let input = work.path("big.safetensors");
+    let output = work.path("big-u7.safetensors");
+    let mut tensors = 8;
+    for _ in 0..4 {
+        write_big_checkpoint(&input, tensors, 1024);
+        let Some(child) = start_and_wait_for_a_spill(&work, &input, &output) else {
+            let _ = std::fs::remove_file(&output);
+            tensors *= 4;
+            continue;
+        };
+        // Keep the header and the first tensors; the rest is gone.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&input)
+            .unwrap();
+        file.set_len(file.metadata().unwrap().len() / 4).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = text(&out.stderr);
+        match out.status.code() {
+            Some(3) => {
+                assert!(stderr.contains("truncated"), "{stderr}");
+                assert_eq!(
+                    work.files(),
+                    BTreeSet::from(["big.safetensors".to_string()]),
+                    "the failed run left files behind"
+                );
+                return;
+            }
+            // Every tensor was read before the truncation.
+            Some(0) => {
+                std::fs::remove_file(&output).unwrap();
+                tensors *= 4;
+            }
+            code => panic!("exit {code:?} ({:?}); stderr: {stderr}", out.status),
+        }
+    }
+    eprintln!("skipped: no input was truncated before the run had read it all");
 }
