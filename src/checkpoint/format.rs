@@ -108,6 +108,13 @@ impl Record {
     /// what tch-quant writes, and nothing that would make a reader allocate
     /// by a number from the file (a crafted `shards` count would).
     fn check(&self) -> std::result::Result<(), String> {
+        if self.shape.len() > super::reader::MAX_DIMS {
+            return Err(format!(
+                "rank {} (libtorch handles at most {} dims, and tch-quant writes no more)",
+                self.shape.len(),
+                super::reader::MAX_DIMS
+            ));
+        }
         if self.block_size.len() != self.shape.len() {
             return Err(format!(
                 "block_size {:?} and shape {:?} differ in rank",
@@ -572,6 +579,12 @@ mod tests {
         });
         rank.block_size = vec![32];
         bad.push(rank);
+        let mut high = record(Codes::Plain {
+            dtype: "int8".into(),
+        });
+        high.shape = [vec![1; 70], vec![4, 64]].concat();
+        high.block_size = [vec![1; 71], vec![32]].concat();
+        bad.push(high);
         for r in bad {
             let err = FileInfo::from_metadata(&info(r.clone()).to_metadata())
                 .err()

@@ -30,6 +30,11 @@ use crate::recipe::Recipe;
 /// safetensors' own limit; larger length fields mean "not safetensors".
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
+/// The most dims libtorch's operators handle ("only tensors with up to 64
+/// dims are supported"); a tensor of higher rank is refused before any of
+/// its data is read.
+pub const MAX_DIMS: usize = 64;
+
 /// One tensor of an input checkpoint.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -215,8 +220,9 @@ impl Checkpoint {
     /// checkpoint with `selection`, decided before any data is read.
     ///
     /// # Errors
-    /// A chosen tensor whose shape libtorch cannot address; a tensor whose
-    /// quantized outputs would take a name the checkpoint already uses.
+    /// A chosen tensor whose shape libtorch cannot address (more than
+    /// [`MAX_DIMS`] dims included); a tensor whose quantized outputs would
+    /// take a name the checkpoint already uses.
     pub fn decide(
         &self,
         selection: &Selection,
@@ -234,6 +240,14 @@ impl Checkpoint {
                 recipe,
             )?;
             if matches!(decision, Decision::Quantize { .. }) {
+                if entry.shape.len() > MAX_DIMS {
+                    bail!(
+                        Unquantizable,
+                        "cannot quantize {name}: it has {} dims, and libtorch handles at most \
+                         {MAX_DIMS}; exclude it from the selection to copy it unchanged",
+                        entry.shape.len()
+                    );
+                }
                 // Outputs of two different quantized tensors never share a
                 // name: each is its own tensor's name plus a fixed suffix.
                 if let Some(taken) = format::output_names_for(name, recipe)

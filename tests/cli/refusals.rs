@@ -750,3 +750,44 @@ fn fifos_devices_and_sockets_are_refused_before_they_are_opened() {
         eprintln!("skipped the device node: mknod needs root");
     }
 }
+
+/// A weight of more than 64 dims (libtorch's limit) once failed inside
+/// the packing with exit 1; it is refused when the tensors are chosen,
+/// before any data is read, as a tensor that cannot be processed.
+#[test]
+fn weights_of_more_than_64_dims_exit_4() {
+    let work = Work::new();
+    let output = work.path("out.safetensors");
+    let bytes: Vec<u8> = values(8 * 64, 5)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    for rank in [65, 72] {
+        let input = work.path(&format!("rank{rank}.safetensors"));
+        let shape = [vec![1; rank - 2], vec![8, 64]].concat();
+        let view = TensorView::new(Dtype::F32, shape, &bytes).unwrap();
+        safetensors::serialize_to_file([("deep.weight", view)], &None, &input).unwrap();
+        for scheme in [
+            &["--scheme", "int4-weight-only", "--group-size", "32"][..],
+            &["--scheme", "uintx-weight-only", "--bits", "3"],
+            &["--scheme", "int8-weight-only"],
+            &["--scheme", "float8-weight-only", "--include", "deep"],
+        ] {
+            refused_leaves_nothing(&work, &input, &output, scheme, 4, "at most 64");
+        }
+        // Excluded, it is copied like any other tensor.
+        assert_ok(&quantize(
+            &input,
+            &output,
+            &[
+                "--scheme",
+                "int8-weight-only",
+                "--exclude",
+                "deep",
+                "--force",
+            ],
+        ));
+        assert_eq!(read_back(&output).0["deep.weight"].1.len(), rank);
+        std::fs::remove_file(&output).unwrap();
+    }
+}
