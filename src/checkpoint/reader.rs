@@ -2,7 +2,7 @@
 //! `*.index.json`. Only headers are read when a checkpoint is opened; a
 //! tensor's bytes are read when it is processed (peak memory stays near the
 //! largest tensor), with positional reads that turn a file truncated under
-//! the run into an error (see [`files`](super::files)).
+//! the run into an error (see the private `files` module).
 //!
 //! The header is checked here before the `safetensors` crate validates the
 //! layout, because the crate reports most problems as one opaque

@@ -13,9 +13,9 @@
 //! `writer::commit`).
 //!
 //! A run killed outright (SIGKILL, OOM killer, power loss) deletes nothing,
-//! so every temporary is named `.tch-quant-<pid>-<random><suffix>` (see
-//! [`TempKind`]) and, on Unix, holds an exclusive `flock` while its run is
-//! alive. [`remove_stale`], run on each output directory before a run
+//! so every temporary is named `.tch-quant-<pid>-<random><suffix>`, the
+//! suffix one of `.spill`, `.safetensors.tmp`, `.tmp` and `.probe`, and, on
+//! Unix, holds an exclusive `flock` while its run is alive. [`remove_stale`], run on each output directory before a run
 //! starts (by [`OutputPlan::new`](super::OutputPlan::new)), deletes the
 //! temporaries whose process is gone and whose lock is free: the pid alone
 //! could belong to a live run in another PID namespace sharing the
@@ -186,8 +186,8 @@ pub(crate) fn temp_file_in(dir: &Path, kind: TempKind) -> Result<TempFile> {
 
 /// Deletes the temporaries in `dir` that runs killed outright left behind
 /// (see the module docs); returns their paths. Only regular files named as
-/// [`temp_file_in`] names them are considered; a file that cannot be
-/// checked is left alone. Backups of replaced outputs
+/// temporaries are considered; a file that cannot be checked is left
+/// alone. Backups of replaced outputs
 /// (`.tch-quant-<pid>-*.bak`, see `writer::commit`) are never deleted: after
 /// a crash during the renames one may be the only copy of a replaced file.
 pub fn remove_stale(dir: &Path) -> Vec<PathBuf> {
