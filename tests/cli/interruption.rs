@@ -166,6 +166,32 @@ fn start_and_wait_for_a_spill(
     }
 }
 
+/// Calls `act` on a quantization caught in progress (its first spill file
+/// is on disk), on checkpoints of 8, 32, 128 and 512 weights of `rows`x1024
+/// in turn, until `act` says the run was caught as intended (`false`: it
+/// ended too soon, try a bigger one); returns whether one was.
+#[cfg(unix)]
+fn catch_a_run(
+    rows: usize,
+    mut act: impl FnMut(&Work, &Path, &Path, std::process::Child) -> bool,
+) -> bool {
+    let work = Work::new();
+    let input = work.path("big.safetensors");
+    let output = work.path("big-u7.safetensors");
+    let mut tensors = 8;
+    for _ in 0..4 {
+        write_big_checkpoint(&input, tensors, rows);
+        if let Some(child) = start_and_wait_for_a_spill(&work, &input, &output) {
+            if act(&work, &input, &output, child) {
+                return true;
+            }
+        }
+        let _ = std::fs::remove_file(&output);
+        tensors *= 4;
+    }
+    false
+}
+
 /// SIGKILL leaves a run's temporaries behind; they carry its pid
 /// (`.tch-quant-<pid>-*`), and the next run into the directory removes
 /// them, saying so, and leaves nothing of its own.
@@ -174,17 +200,7 @@ fn start_and_wait_for_a_spill(
 fn temporaries_of_a_killed_run_are_removed_by_the_next_run() {
     use std::os::unix::process::ExitStatusExt;
 
-    let work = Work::new();
-    let input = work.path("big.safetensors");
-    let output = work.path("big-u7.safetensors");
-    let mut tensors = 8;
-    for _ in 0..4 {
-        write_big_checkpoint(&input, tensors, 256);
-        let Some(mut child) = start_and_wait_for_a_spill(&work, &input, &output) else {
-            let _ = std::fs::remove_file(&output);
-            tensors *= 4;
-            continue;
-        };
+    let caught = catch_a_run(256, |work, input, output, mut child| {
         let pid = child.id();
         child.kill().unwrap();
         assert_eq!(child.wait().unwrap().signal(), Some(9));
@@ -201,12 +217,12 @@ fn temporaries_of_a_killed_run_are_removed_by_the_next_run() {
 
         let out = Command::new(BIN)
             .args(["quantize".as_ref(), input.as_os_str(), "-o".as_ref()])
-            .arg(&output)
+            .arg(output)
             .args(["--scheme", "int8-weight-only"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
         let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
         let n = left.len();
         assert!(
             stderr.contains(&format!("note: removed {n} temporary file")),
@@ -219,9 +235,11 @@ fn temporaries_of_a_killed_run_are_removed_by_the_next_run() {
                 "big-u7.safetensors".to_string()
             ])
         );
-        return;
+        true
+    });
+    if !caught {
+        eprintln!("skipped: no run was killed before it ended");
     }
-    eprintln!("skipped: no run was killed before it ended");
 }
 
 /// An input truncated by another process while a run reads it: with a
@@ -231,22 +249,9 @@ fn temporaries_of_a_killed_run_are_removed_by_the_next_run() {
 #[cfg(unix)]
 #[test]
 fn an_input_truncated_under_a_run_is_an_error_not_sigbus() {
-    let work = Work::new();
-    let input = work.path("big.safetensors");
-    let output = work.path("big-u7.safetensors");
-    let mut tensors = 8;
-    for _ in 0..4 {
-        write_big_checkpoint(&input, tensors, 1024);
-        let Some(child) = start_and_wait_for_a_spill(&work, &input, &output) else {
-            let _ = std::fs::remove_file(&output);
-            tensors *= 4;
-            continue;
-        };
+    let caught = catch_a_run(1024, |work, input, _, child| {
         // Keep the header and the first tensors; the rest is gone.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&input)
-            .unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(input).unwrap();
         file.set_len(file.metadata().unwrap().len() / 4).unwrap();
         let out = child.wait_with_output().unwrap();
         let stderr = text(&out.stderr);
@@ -258,15 +263,14 @@ fn an_input_truncated_under_a_run_is_an_error_not_sigbus() {
                     BTreeSet::from(["big.safetensors".to_string()]),
                     "the failed run left files behind"
                 );
-                return;
+                true
             }
             // Every tensor was read before the truncation.
-            Some(0) => {
-                std::fs::remove_file(&output).unwrap();
-                tensors *= 4;
-            }
+            Some(0) => false,
             code => panic!("exit {code:?} ({:?}); stderr: {stderr}", out.status),
         }
+    });
+    if !caught {
+        eprintln!("skipped: no input was truncated before the run had read it all");
     }
-    eprintln!("skipped: no input was truncated before the run had read it all");
 }

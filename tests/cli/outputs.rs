@@ -8,7 +8,7 @@ use safetensors::Dtype;
 use serde_json::Value;
 
 use crate::{
-    assert_ok, quantize, read_back, tch_quant, text, tiny, tiny_sharded, values, Work, TINY,
+    assert_ok, f32_bytes, quantize, read_back, tch_quant, text, tiny, tiny_sharded, Work, TINY,
 };
 
 #[test]
@@ -409,10 +409,7 @@ fn names_longer_than_any_format_width_are_shown_whole() {
     let work = Work::new();
     let input = work.path("long.safetensors");
     let long = format!("{}.weight", "x".repeat(1 << 16));
-    let bytes: Vec<u8> = values(8 * 64, 3)
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let bytes = f32_bytes(8 * 64, 3);
     let view = TensorView::new(Dtype::F32, vec![8, 64], &bytes).unwrap();
     safetensors::serialize_to_file([(long.as_str(), view)], &None, &input).unwrap();
     let output = work.path("q.safetensors");

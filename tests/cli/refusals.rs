@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-use crate::{assert_ok, assert_refused, quantize, read_back, tch_quant, text, tiny, values, Work};
+use crate::{
+    assert_ok, assert_refused, f32_bytes, quantize, read_back, tch_quant, text, tiny, values, Work,
+};
 
 #[test]
 fn bad_command_lines_exit_2() {
@@ -758,10 +760,7 @@ fn fifos_devices_and_sockets_are_refused_before_they_are_opened() {
 fn weights_of_more_than_64_dims_exit_4() {
     let work = Work::new();
     let output = work.path("out.safetensors");
-    let bytes: Vec<u8> = values(8 * 64, 5)
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let bytes = f32_bytes(8 * 64, 5);
     for rank in [65, 72] {
         let input = work.path(&format!("rank{rank}.safetensors"));
         let shape = [vec![1; rank - 2], vec![8, 64]].concat();
