@@ -108,6 +108,13 @@ impl Record {
     /// what tch-quant writes, and nothing that would make a reader allocate
     /// by a number from the file (a crafted `shards` count would).
     fn check(&self) -> std::result::Result<(), String> {
+        if self.shape.len() > super::reader::MAX_DIMS {
+            return Err(format!(
+                "rank {} (libtorch handles at most {} dims, and tch-quant writes no more)",
+                self.shape.len(),
+                super::reader::MAX_DIMS
+            ));
+        }
         if self.block_size.len() != self.shape.len() {
             return Err(format!(
                 "block_size {:?} and shape {:?} differ in rank",
@@ -118,6 +125,19 @@ impl Record {
             return Err(format!(
                 "shape {:?} or block_size {:?} has an impossible entry",
                 self.shape, self.block_size
+            ));
+        }
+        // Every later step multiplies the dims; no stored tensor can hold
+        // more elements than an i64 counts.
+        if self
+            .shape
+            .iter()
+            .try_fold(1i64, |n, &d| n.checked_mul(d))
+            .is_none()
+        {
+            return Err(format!(
+                "shape {:?} has more elements than libtorch can address",
+                self.shape
             ));
         }
         if let Codes::Packed { bits, dim, shards } = self.codes {
@@ -213,6 +233,30 @@ impl Record {
         let Some(dtype) = float_kind(&self.dtype) else {
             return Err(corrupt(format!("unknown original dtype {:?}", self.dtype)));
         };
+        // The stored dtypes must be the recorded ones: a retyped tensor of
+        // the same element size passes every size check and would only
+        // fail (or read wrong) when dequantized.
+        let stored = |what: &str, recorded: &str, t: &Tensor| -> Result<()> {
+            let kind = t.f_kind().map_err(|e| corrupt(e.to_string()))?;
+            if kind_name(kind) != recorded {
+                return Err(corrupt(format!(
+                    "{what} is stored as {}, but its record says {recorded}",
+                    kind_name(kind)
+                )));
+            }
+            Ok(())
+        };
+        let codes_dtype = match &self.codes {
+            Codes::Plain { dtype } => dtype.as_str(),
+            Codes::Packed { .. } => "uint8",
+        };
+        for codes in &qdata {
+            stored("the codes", codes_dtype, codes)?;
+        }
+        stored("the scale", &self.scale_dtype, &scale)?;
+        if let (Some(z), Some(recorded)) = (&zero_point, &self.zero_point_dtype) {
+            stored("the zero point", recorded, z)?;
+        }
         AffineQuantizedTensor::from_parts(QuantizedParts {
             qdata,
             scale,
@@ -549,6 +593,44 @@ mod tests {
         assert!(FileInfo::from_metadata(&BTreeMap::new()).unwrap().is_none());
     }
 
+    /// Found by tests/fuzz_checkpoint.rs: a scale retyped to another dtype
+    /// of its size was accepted, and the tensor then failed to dequantize.
+    #[test]
+    fn stored_dtypes_must_be_the_recorded_ones() {
+        let w = Tensor::from_slice(&(0..256).map(|i| i as f32 / 100.0).collect::<Vec<_>>())
+            .view([4, 64]);
+        let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32 })
+            .unwrap();
+        let record = Record::of(&q);
+        let parts = |scale: Tensor| {
+            record.to_tensor(
+                "w",
+                q.qdata().iter().map(Tensor::shallow_clone).collect(),
+                scale,
+                q.zero_point().map(Tensor::shallow_clone),
+            )
+        };
+        assert!(parts(q.scale().shallow_clone()).is_ok());
+        let retyped = q.scale().view_dtype(tch::Kind::Int);
+        let err = parts(retyped).err().unwrap();
+        assert_eq!(
+            err.checkpoint_kind(),
+            Some(CheckpointErrorKind::InvalidInput)
+        );
+        assert!(err.to_string().contains("stored as int32"), "{err}");
+        let codes = q.qdata()[0].view_dtype(tch::Kind::Int8);
+        let err = record
+            .to_tensor(
+                "w",
+                vec![codes],
+                q.scale().shallow_clone(),
+                q.zero_point().map(Tensor::shallow_clone),
+            )
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("the codes"), "{err}");
+    }
+
     #[test]
     fn crafted_records_are_refused() {
         let info = |r: Record| FileInfo {
@@ -572,6 +654,19 @@ mod tests {
         });
         rank.block_size = vec![32];
         bad.push(rank);
+        let mut high = record(Codes::Plain {
+            dtype: "int8".into(),
+        });
+        high.shape = [vec![1; 70], vec![4, 64]].concat();
+        high.block_size = [vec![1; 71], vec![32]].concat();
+        bad.push(high);
+        // Found by tests/fuzz_checkpoint.rs: the element count overflowed
+        // (a debug-build panic) when the tensor was rebuilt.
+        let mut huge = record(Codes::Plain {
+            dtype: "int8".into(),
+        });
+        huge.shape = vec![8, i64::MAX];
+        bad.push(huge);
         for r in bad {
             let err = FileInfo::from_metadata(&info(r.clone()).to_metadata())
                 .err()

@@ -4,7 +4,10 @@
 //! format, and reading quantized checkpoints back into
 //! [`AffineQuantizedTensor`](crate::AffineQuantizedTensor)s.
 //!
-//! - [`reader`]: [`Checkpoint::open`], memory-mapped, one tensor at a time;
+//! - [`reader`]: [`Checkpoint::open`], headers first, then one tensor at a
+//!   time;
+//! - `files`: only regular files are read or replaced, and reads are
+//!   positional, so an input truncated under a run is an error, not SIGBUS;
 //! - [`mod@format`]: the file layout (`W.qdata`, `W.scale`, `W.zero_point`) and
 //!   the metadata records that make a quantized tensor readable by torchao;
 //! - [`plan`]: where a run writes, checked before any work;
@@ -13,7 +16,8 @@
 //! - [`mod@quantize`]: the loop that quantizes a checkpoint
 //!   ([`quantize_checkpoint`], and [`quantize_file`] for the whole job in
 //!   one call);
-//! - [`temp`]: the registry of temporaries, for signal handlers.
+//! - [`temp`]: the registry of temporaries, for signal handlers, and the
+//!   clean-up of those a killed run left.
 //!
 //! # Examples
 //! ```no_run
@@ -32,6 +36,7 @@
 //! ```
 
 pub mod dtype;
+mod files;
 pub mod format;
 pub mod plan;
 pub mod quantize;

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use super::bail;
+use super::files::refuse_special_output;
 use super::reader::{is_index_path, Checkpoint};
-use super::temp::temp_file_in;
+use super::temp::{remove_stale, temp_file_in, TempKind};
 use crate::error::Result;
 
 /// The final paths of a run's outputs.
@@ -20,19 +21,26 @@ pub struct OutputPlan {
     pub report: Option<PathBuf>,
     /// Whether existing outputs may be replaced.
     pub force: bool,
+    /// Temporaries of runs killed outright that were found in the output
+    /// directories and deleted ([`remove_stale`]).
+    pub stale_removed: Vec<PathBuf>,
 }
 
 impl OutputPlan {
     /// The outputs for `input` written to `output` (for a sharded input,
     /// an index path or a prefix: `out/model.safetensors` gives
     /// `out/model-00001-of-0000N.safetensors` and
-    /// `out/model.safetensors.index.json`), checked before any work.
+    /// `out/model.safetensors.index.json`), checked before any work. The
+    /// temporaries that runs killed outright left in the output directories
+    /// are deleted first (see [`remove_stale`] and
+    /// [`stale_removed`](Self::stale_removed)).
     ///
     /// # Errors
     /// An index output for a single-file input; one path for two outputs;
     /// an output that is the input (hard links and symlinks included), a
-    /// directory, or exists without `force`; a missing or unwritable
-    /// directory.
+    /// directory, a FIFO, device, socket or anything else that is not a
+    /// regular file (even with `force`), or exists without `force`; a
+    /// missing or unwritable directory.
     pub fn new(
         input: &Checkpoint,
         output: &Path,
@@ -63,9 +71,16 @@ impl OutputPlan {
             index,
             report: report.map(Path::to_path_buf),
             force,
+            stale_removed: Vec::new(),
         };
         plan.check(&input.files())?;
-        Ok(plan)
+        let mut dirs: Vec<&Path> = plan.all().into_iter().map(dir_of).collect();
+        dirs.dedup();
+        let stale_removed = dirs.into_iter().flat_map(remove_stale).collect();
+        Ok(OutputPlan {
+            stale_removed,
+            ..plan
+        })
     }
 
     /// Every file the run will create.
@@ -110,21 +125,17 @@ impl OutputPlan {
                     path.display()
                 );
             }
-            if let Ok(m) = std::fs::symlink_metadata(path) {
-                if m.is_dir() {
-                    bail!(OutputRefused, "{} is a directory", path.display());
-                }
-                if !self.force {
-                    bail!(
-                        OutputRefused,
-                        "{} exists; pass --force to replace it",
-                        path.display()
-                    );
-                }
+            refuse_special_output(path)?;
+            if !self.force && std::fs::symlink_metadata(path).is_ok() {
+                bail!(
+                    OutputRefused,
+                    "{} exists; pass --force to replace it",
+                    path.display()
+                );
             }
             // Fail now, not after minutes of work, if nothing can be created
             // there.
-            drop(temp_file_in(dir, ".probe")?);
+            drop(temp_file_in(dir, TempKind::Probe)?);
         }
         Ok(())
     }

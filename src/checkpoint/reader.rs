@@ -1,6 +1,8 @@
 //! Reading checkpoints: one `.safetensors` file or a sharded
-//! `*.index.json`, memory-mapped so that a tensor's bytes are paged in only
-//! when it is processed (peak memory stays near the largest tensor).
+//! `*.index.json`. Only headers are read when a checkpoint is opened; a
+//! tensor's bytes are read when it is processed (peak memory stays near the
+//! largest tensor), with positional reads that turn a file truncated under
+//! the run into an error (see the private `files` module).
 //!
 //! The header is checked here before the `safetensors` crate validates the
 //! layout, because the crate reports most problems as one opaque
@@ -10,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use safetensors::tensor::{Metadata, SafeTensorError};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use tch::{Device, Tensor};
 
 use super::dtype::{dtype_name, kind_of};
+use super::files::{copy_range, input_read_error, open_input, read_exact_at, CopyError};
 use super::format::{self, FileInfo, Record};
 use super::{bail, error, Context as _};
 use crate::error::{CheckpointErrorKind, Result};
@@ -27,6 +29,11 @@ use crate::recipe::Recipe;
 
 /// safetensors' own limit; larger length fields mean "not safetensors".
 const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The most dims libtorch's operators handle ("only tensors with up to 64
+/// dims are supported"); a tensor of higher rank is refused before any of
+/// its data is read.
+pub const MAX_DIMS: usize = 64;
 
 /// One tensor of an input checkpoint.
 #[derive(Debug, Clone)]
@@ -51,7 +58,7 @@ impl Entry {
     }
 }
 
-/// One mapped `.safetensors` file.
+/// One open `.safetensors` file.
 pub struct Shard {
     /// The file.
     pub path: PathBuf,
@@ -59,7 +66,7 @@ pub struct Shard {
     entries: Vec<Entry>,
     /// The `__metadata__` strings.
     pub metadata: BTreeMap<String, String>,
-    map: Mmap,
+    file: File,
 }
 
 impl Shard {
@@ -82,13 +89,15 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens and maps `path`: a `.safetensors` file or a sharded
-    /// `*.index.json`, whose header(s) and index are checked here.
+    /// Opens `path`: a `.safetensors` file or a sharded `*.index.json`,
+    /// whose header(s) and index are checked here. Each shard stays open
+    /// for reading its tensors.
     ///
     /// # Errors
-    /// A missing file or directory, a file that is not safetensors or is
-    /// truncated or corrupt, an index that names files outside its
-    /// directory or tensors its shards do not hold.
+    /// A missing file or directory, a FIFO, device or other file that is
+    /// not a regular file, a file that is not safetensors or is truncated
+    /// or corrupt, an index that names files outside its directory or
+    /// tensors its shards do not hold.
     pub fn open(path: &Path) -> Result<Checkpoint> {
         if is_index_path(path) {
             Self::open_index(path)
@@ -114,9 +123,50 @@ impl Checkpoint {
         self.shards[shard].entries.get(i)
     }
 
-    /// The raw little-endian bytes of a tensor, straight from the map.
-    pub fn bytes(&self, entry: &Entry) -> &[u8] {
-        &self.shards[entry.shard].map[entry.start..entry.end]
+    /// The raw little-endian bytes of a tensor, read from its file.
+    ///
+    /// # Errors
+    /// A failed read, or a file that no longer holds the bytes its header
+    /// promised (truncated while the checkpoint was open).
+    pub fn read(&self, entry: &Entry) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; entry.num_bytes()];
+        self.read_into(entry, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_into(&self, entry: &Entry, buf: &mut [u8]) -> Result<()> {
+        let shard = self.shard_of(entry)?;
+        read_exact_at(&shard.file, buf, entry.start as u64)
+            .map_err(|e| input_read_error(&shard.path, &format!("tensor {}", entry.name), &e))
+    }
+
+    /// Writes a tensor's raw bytes to `out` through a bounded buffer; a
+    /// failed read is the input's error, a failed write `Io`.
+    pub(crate) fn copy_to(&self, entry: &Entry, out: &mut dyn std::io::Write) -> Result<()> {
+        let shard = self.shard_of(entry)?;
+        copy_range(&shard.file, entry.start as u64, entry.num_bytes(), out).map_err(|e| match e {
+            CopyError::Read(e) => {
+                input_read_error(&shard.path, &format!("tensor {}", entry.name), &e)
+            }
+            CopyError::Write(e) => error(
+                CheckpointErrorKind::Io,
+                format!("copying tensor {}: {e}", entry.name),
+            ),
+        })
+    }
+
+    /// The shard an entry of this checkpoint lives in (an entry of another
+    /// checkpoint may name one it lacks).
+    fn shard_of(&self, entry: &Entry) -> Result<&Shard> {
+        match self.shards.get(entry.shard) {
+            Some(shard) => Ok(shard),
+            None => bail!(
+                InvalidRequest,
+                "tensor {} is not an entry of {}",
+                entry.name,
+                self.path.display()
+            ),
+        }
     }
 
     /// Bytes of tensor data in all shards.
@@ -143,19 +193,36 @@ impl Checkpoint {
             );
         };
         let shape = shape_i64(&entry.name, &entry.shape)?;
-        Tensor::f_from_data_size(self.bytes(entry), &shape, kind)
-            .and_then(|t| t.f_to_device(device))
-            .context(CheckpointErrorKind::Io, || {
-                format!("loading tensor {}", entry.name)
-            })
+        let what = || format!("loading tensor {}", entry.name);
+        // Read straight into the tensor's storage: one copy of the data in
+        // memory, not two.
+        let t =
+            Tensor::f_empty(&shape, (kind, Device::Cpu)).context(CheckpointErrorKind::Io, what)?;
+        let len = entry.num_bytes();
+        if t.numel() * kind.elt_size_in_bytes() != len {
+            // safetensors checked that shape, dtype and offsets agree.
+            bail!(
+                InvalidInput,
+                "tensor {}: its shape and dtype do not match the size of its data",
+                entry.name
+            );
+        }
+        if len > 0 {
+            // SAFETY: `t` is a fresh contiguous CPU tensor that owns exactly
+            // `len` bytes (checked above), and nothing else refers to it.
+            let storage = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<u8>(), len) };
+            self.read_into(entry, storage)?;
+        }
+        t.f_to_device(device).context(CheckpointErrorKind::Io, what)
     }
 
     /// What happens to each tensor (by name) when `recipe` quantizes this
     /// checkpoint with `selection`, decided before any data is read.
     ///
     /// # Errors
-    /// A chosen tensor whose shape libtorch cannot address; a tensor whose
-    /// quantized outputs would take a name the checkpoint already uses.
+    /// A chosen tensor whose shape libtorch cannot address (more than
+    /// [`MAX_DIMS`] dims included); a tensor whose quantized outputs would
+    /// take a name the checkpoint already uses.
     pub fn decide(
         &self,
         selection: &Selection,
@@ -173,6 +240,14 @@ impl Checkpoint {
                 recipe,
             )?;
             if matches!(decision, Decision::Quantize { .. }) {
+                if entry.shape.len() > MAX_DIMS {
+                    bail!(
+                        Unquantizable,
+                        "cannot quantize {name}: it has {} dims, and libtorch handles at most \
+                         {MAX_DIMS}; exclude it from the selection to copy it unchanged",
+                        entry.shape.len()
+                    );
+                }
                 // Outputs of two different quantized tensors never share a
                 // name: each is its own tensor's name plus a fixed suffix.
                 if let Some(taken) = format::output_names_for(name, recipe)
@@ -308,44 +383,25 @@ pub fn is_index_path(path: &Path) -> bool {
     path.to_string_lossy().ends_with(".json")
 }
 
+/// A small input (an index), read whole.
 fn read_input_file(path: &Path) -> Result<Vec<u8>> {
-    check_input_path(path)?;
-    std::fs::read(path).context(CheckpointErrorKind::InvalidInput, || {
-        format!("cannot read {}", path.display())
-    })
-}
-
-fn check_input_path(path: &Path) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => bail!(
-            InvalidInput,
-            "{} is a directory; give a .safetensors file or an index.json",
-            path.display()
-        ),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!(InvalidInput, "{}: no such file", path.display())
-        }
-        Err(e) => Err(e).context(CheckpointErrorKind::InvalidInput, || {
-            format!("cannot open {}", path.display())
-        }),
-    }
+    use std::io::Read as _;
+    let (mut file, len) = open_input(path)?;
+    let mut text = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(1 << 20));
+    file.read_to_end(&mut text)
+        .context(CheckpointErrorKind::InvalidInput, || {
+            format!("cannot read {}", path.display())
+        })?;
+    Ok(text)
 }
 
 fn open_shard(path: &Path, index: usize) -> Result<Shard> {
-    check_input_path(path)?;
-    let file = File::open(path).context(CheckpointErrorKind::InvalidInput, || {
-        format!("cannot open {}", path.display())
-    })?;
-    // SAFETY: the map is only read. Another process truncating the file
-    // while we run would fault the read (as with any mmap-based loader,
-    // including safetensors' own); we never write to an input.
-    let map = unsafe { Mmap::map(&file) }.context(CheckpointErrorKind::InvalidInput, || {
-        format!("cannot map {}", path.display())
-    })?;
+    let (file, file_len) = open_input(path)?;
     let what = |problem: &str| format!("{}: {problem}", path.display());
-    let (header_len, metadata) =
-        check_header(&map).map_err(|(kind, problem)| error(kind, what(&problem)))?;
+    let (header_len, metadata) = read_header(&file, file_len).map_err(|e| match e {
+        HeaderError::Read(e) => input_read_error(path, "the header", &e),
+        HeaderError::Invalid(kind, problem) => error(kind, what(&problem)),
+    })?;
     let data_start = 8 + header_len;
     let mut entries: Vec<Entry> = metadata
         .tensors()
@@ -373,9 +429,37 @@ fn open_shard(path: &Path, index: usize) -> Result<Shard> {
             .unwrap_or_default()
             .into_iter()
             .collect(),
-        map,
+        file,
     };
     Ok(shard)
+}
+
+/// Why [`read_header`] failed.
+pub(crate) enum HeaderError {
+    /// The bytes could not be read.
+    Read(std::io::Error),
+    /// They are not a valid safetensors header: the category and what is
+    /// wrong.
+    Invalid(CheckpointErrorKind, String),
+}
+
+/// Reads and validates the header of a safetensors file of `file_len`
+/// bytes: the length field, then as much header as it announces (at most
+/// safetensors' limit), never the data.
+pub(crate) fn read_header(
+    file: &File,
+    file_len: u64,
+) -> std::result::Result<(usize, Metadata), HeaderError> {
+    let mut head = vec![0u8; file_len.min(8) as usize];
+    read_exact_at(file, &mut head, 0).map_err(HeaderError::Read)?;
+    if let Ok(field) = <[u8; 8]>::try_from(head.as_slice()) {
+        let header_len = u64::from_le_bytes(field);
+        if header_len <= MAX_HEADER_BYTES && 8 + header_len <= file_len {
+            head.resize(8 + header_len as usize, 0);
+            read_exact_at(file, &mut head[8..], 8).map_err(HeaderError::Read)?;
+        }
+    }
+    check_header_in(&head, file_len).map_err(|(kind, problem)| HeaderError::Invalid(kind, problem))
 }
 
 /// Validates a whole safetensors buffer; on failure, the category and a
@@ -383,14 +467,32 @@ fn open_shard(path: &Path, index: usize) -> Result<Shard> {
 pub fn check_header(
     buf: &[u8],
 ) -> std::result::Result<(usize, Metadata), (CheckpointErrorKind, String)> {
+    check_header_in(buf, buf.len() as u64)
+}
+
+/// [`check_header`] for a file of `len` bytes of which `head` holds the
+/// start: the 8-byte length field and the header it announces, where the
+/// file is long enough for them (the data need not be there).
+pub fn check_header_in(
+    head: &[u8],
+    len: u64,
+) -> std::result::Result<(usize, Metadata), (CheckpointErrorKind, String)> {
     let corrupt = |m: String| Err((CheckpointErrorKind::InvalidInput, m));
-    let len = buf.len() as u64;
+    let missing = || {
+        corrupt(format!(
+            "the header could not be read whole ({} of the file's {len} bytes given)",
+            head.len()
+        ))
+    };
     if len < 8 {
         return corrupt(format!(
             "not a safetensors file: {len} bytes, shorter than the 8-byte header length"
         ));
     }
-    let header_len = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+    let Some(field) = head.get(..8).and_then(|f| <[u8; 8]>::try_from(f).ok()) else {
+        return missing();
+    };
+    let header_len = u64::from_le_bytes(field);
     if header_len > MAX_HEADER_BYTES {
         return corrupt(format!(
             "not a safetensors file: its first 8 bytes give a header length of {header_len} \
@@ -404,7 +506,10 @@ pub fn check_header(
             len - 8
         ));
     }
-    let header = &buf[8..8 + header_len as usize];
+    let Some(buf) = head.get(..8 + header_len as usize) else {
+        return missing();
+    };
+    let header = &buf[8..];
     let Ok(text) = std::str::from_utf8(header) else {
         return corrupt("not a safetensors file: the header is not UTF-8 text".into());
     };
@@ -416,7 +521,6 @@ pub fn check_header(
             ))
         }
     };
-    let mut data_end = 0u64;
     for (name, info) in &json {
         if name == "__metadata__" {
             let strings = info
@@ -446,40 +550,55 @@ pub fn check_header(
                 ),
             ));
         }
-        if let Some(end) = info
-            .get("data_offsets")
-            .and_then(|o| o.get(1))
-            .and_then(Value::as_u64)
-        {
-            data_end = data_end.max(end);
-        }
     }
-    match SafeTensors::read_metadata(buf) {
-        Ok((n, metadata)) => Ok((n, metadata)),
-        Err(SafeTensorError::MetadataIncompleteBuffer) => corrupt(format!(
-            "truncated or corrupt: the header describes {} bytes of tensor data but the file \
-             holds {}",
-            data_end,
+    // `buf` ends with the header, so safetensors finds the data missing
+    // unless there is none, after checking everything else.
+    let metadata = match SafeTensors::read_metadata(buf) {
+        Ok((_, metadata)) => metadata,
+        Err(SafeTensorError::MetadataIncompleteBuffer) => {
+            match serde_json::from_str::<Metadata>(text) {
+                Ok(metadata) => metadata,
+                Err(e) => return corrupt(format!("corrupt safetensors header: {e}")),
+            }
+        }
+        Err(e) => return corrupt(header_problem(e)),
+    };
+    // Offsets start at 0 and are contiguous (safetensors checked), so the
+    // largest end is the data's length.
+    let data_len = metadata
+        .tensors()
+        .values()
+        .map(|info| info.data_offsets.1 as u64)
+        .max()
+        .unwrap_or(0);
+    if data_len != len - 8 - header_len {
+        return corrupt(format!(
+            "truncated or corrupt: the header describes {data_len} bytes of tensor data but the \
+             file holds {}",
             len - 8 - header_len
-        )),
-        Err(SafeTensorError::InvalidOffset(name)) => corrupt(format!(
+        ));
+    }
+    Ok((header_len as usize, metadata))
+}
+
+/// What a safetensors header error means, in words.
+fn header_problem(e: SafeTensorError) -> String {
+    match e {
+        SafeTensorError::InvalidOffset(name) => format!(
             "corrupt safetensors header: the data offsets of tensor {name} overlap another \
              tensor or leave a gap"
-        )),
-        Err(SafeTensorError::TensorInvalidInfo) => corrupt(
-            "corrupt safetensors header: a tensor's shape and dtype do not match the size of \
-             its data"
-                .into(),
         ),
-        Err(SafeTensorError::ValidationOverflow) => {
-            corrupt("corrupt safetensors header: a tensor's shape is too large to address".into())
+        SafeTensorError::TensorInvalidInfo => "corrupt safetensors header: a tensor's shape and \
+                                               dtype do not match the size of its data"
+            .into(),
+        SafeTensorError::ValidationOverflow => {
+            "corrupt safetensors header: a tensor's shape is too large to address".into()
         }
-        Err(SafeTensorError::InvalidHeaderDeserialization) => corrupt(
-            "corrupt safetensors header: an entry lacks dtype, shape or data_offsets, or has \
-             values of the wrong type"
-                .into(),
-        ),
-        Err(e) => corrupt(format!("corrupt safetensors header: {e:?}")),
+        SafeTensorError::InvalidHeaderDeserialization => "corrupt safetensors header: an entry \
+                                                          lacks dtype, shape or data_offsets, \
+                                                          or has values of the wrong type"
+            .into(),
+        e => format!("corrupt safetensors header: {e:?}"),
     }
 }
 
@@ -629,6 +748,39 @@ mod tests {
             Some(CheckpointErrorKind::InvalidInput)
         );
         assert!(shape_i64("w", &[usize::MAX, 0]).is_err());
+    }
+
+    /// With a memory map, reading a tensor of a file truncated after it
+    /// was opened raised SIGBUS and killed the process.
+    #[test]
+    fn an_input_truncated_while_open_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let header = r#"{"w.weight":{"dtype":"F32","shape":[1024,64],"data_offsets":[0,262144]}}"#;
+        std::fs::write(&path, file(header, &[0; 262_144])).unwrap();
+        let checkpoint = Checkpoint::open(&path).unwrap();
+        let entry = checkpoint.entry("w.weight").unwrap().clone();
+        assert_eq!(
+            checkpoint.load(&entry, Device::Cpu).unwrap().size(),
+            [1024, 64]
+        );
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        for err in [
+            checkpoint.load(&entry, Device::Cpu).unwrap_err(),
+            checkpoint.read(&entry).unwrap_err(),
+            checkpoint.copy_to(&entry, &mut Vec::new()).unwrap_err(),
+        ] {
+            assert_eq!(
+                err.checkpoint_kind(),
+                Some(CheckpointErrorKind::InvalidInput)
+            );
+            assert!(err.to_string().contains("truncated"), "{err}");
+        }
     }
 
     #[test]

@@ -16,18 +16,18 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use safetensors::Dtype;
 use serde_json::{json, Value};
 use tch::Tensor;
 use tempfile::NamedTempFile;
 
 use super::dtype::dtype_of;
+use super::files::{copy_range, refuse_special_output, CopyError};
 use super::format;
 use super::plan::{dir_of, file_name, OutputPlan};
-use super::reader::{check_header, Checkpoint, Entry, Shard};
-use super::temp::{self, temp_file_in, TempFile};
-use super::{bail, Context as _};
+use super::reader::{read_header, Checkpoint, Entry, HeaderError, Shard};
+use super::temp::{self, temp_file_in, TempFile, TempKind};
+use super::{bail, error, Context as _};
 use crate::error::{CheckpointErrorKind, Result};
 
 /// A complete output file waiting under a temporary name in its target
@@ -41,7 +41,7 @@ pub struct PendingFile {
 impl PendingFile {
     /// A small file (index, report) written in one go.
     pub fn with_contents(path: &Path, contents: &[u8]) -> Result<PendingFile> {
-        let mut temp = temp_file_in(dir_of(path), ".tmp")?;
+        let mut temp = temp_file_in(dir_of(path), TempKind::Small)?;
         temp.write_all(contents)
             .and_then(|()| temp.as_file().sync_all())
             .context(CheckpointErrorKind::Io, || {
@@ -70,9 +70,17 @@ impl PendingFile {
 /// does not support hard links (the error then names it), or when renaming
 /// it back fails too (likewise); and a process killed outright (SIGKILL,
 /// power loss) during these few milliseconds of renames can leave some
-/// outputs new and others old, plus `.tch-quant-*.bak` links. Ctrl-C and
+/// outputs new and others old, plus `.tch-quant-<pid>-*.bak` links. Ctrl-C and
 /// SIGTERM wait for the renames (see `temp::begin_commit`).
 pub fn commit(files: Vec<PendingFile>, force: bool, interrupted: &dyn Fn() -> bool) -> Result<()> {
+    // A FIFO or device that appeared at a final path since the plan was
+    // checked is never replaced, even with `force`. (A directory there
+    // makes its rename fail, which rolls back the others.)
+    for file in &files {
+        if !std::fs::symlink_metadata(&file.path).is_ok_and(|m| m.is_dir()) {
+            refuse_special_output(&file.path)?;
+        }
+    }
     if !force {
         if let Some(taken) = files
             .iter()
@@ -133,7 +141,7 @@ struct Placed {
 /// has no hard links.
 fn backup_of(path: &Path) -> Option<NamedTempFile<()>> {
     tempfile::Builder::new()
-        .prefix(".tch-quant-")
+        .prefix(&temp::temp_prefix())
         .suffix(".bak")
         .make_in(dir_of(path), |link| std::fs::hard_link(path, link))
         .ok()
@@ -289,7 +297,7 @@ impl ShardWriter {
     /// writable.
     pub fn new(dir: &Path) -> Result<ShardWriter> {
         Ok(ShardWriter {
-            spill: BufWriter::with_capacity(1 << 20, temp_file_in(dir, ".spill")?),
+            spill: BufWriter::with_capacity(1 << 20, temp_file_in(dir, TempKind::Spill)?),
             spill_len: 0,
             entries: Vec::new(),
             names: HashSet::new(),
@@ -382,15 +390,6 @@ impl ShardWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .context(CheckpointErrorKind::Io, what)?;
-        // SAFETY: the spill file is private to this process (a fresh
-        // temporary) and no longer written.
-        let spill_map = match self.spill_len {
-            0 => None,
-            _ => {
-                Some(unsafe { Mmap::map(spill.as_file()) }.context(CheckpointErrorKind::Io, what)?)
-            }
-        };
-        let spilled: &[u8] = spill_map.as_deref().unwrap_or_default();
         let mut entries = self.entries;
         // Largest elements first, as the safetensors crate orders them, so
         // that every tensor starts aligned to its element size.
@@ -401,17 +400,25 @@ impl ShardWriter {
                 .then_with(|| a.name.cmp(&b.name))
         });
         let header = header_bytes(&entries, metadata);
-        let mut out = temp_file_in(dir_of(path), ".safetensors.tmp")?;
+        let mut out = temp_file_in(dir_of(path), TempKind::Output)?;
         {
             let mut w = BufWriter::with_capacity(1 << 20, out.as_file_mut());
-            let mut write =
-                |bytes: &[u8]| w.write_all(bytes).context(CheckpointErrorKind::Io, what);
-            write(&(header.len() as u64).to_le_bytes())?;
-            write(&header)?;
+            w.write_all(&(header.len() as u64).to_le_bytes())
+                .and_then(|()| w.write_all(&header))
+                .context(CheckpointErrorKind::Io, what)?;
             for e in &entries {
                 match &e.source {
-                    Source::Spill { offset, len } => write(&spilled[*offset..offset + len])?,
-                    Source::Input(entry) => write(input.bytes(entry))?,
+                    // Spilled bytes are read back, not mapped: a map of a
+                    // file someone truncates faults instead of failing.
+                    Source::Spill { offset, len } => {
+                        copy_range(spill.as_file(), *offset as u64, *len, &mut w).map_err(|e| {
+                            let e = match e {
+                                CopyError::Read(e) | CopyError::Write(e) => e,
+                            };
+                            error(CheckpointErrorKind::Io, format!("{}: {e}", what()))
+                        })?
+                    }
+                    Source::Input(entry) => input.copy_to(entry, &mut w)?,
                 }
             }
             w.flush().context(CheckpointErrorKind::Io, what)?;
@@ -458,18 +465,22 @@ fn header_bytes(entries: &[Pending], metadata: &BTreeMap<String, String>) -> Vec
 /// Re-reads the written file's header: a file we cannot read back is never
 /// renamed into place.
 fn verify(file: &File, path: &Path) -> Result<()> {
-    // SAFETY: our own temporary, complete and no longer written.
-    let map = unsafe { Mmap::map(file) }.context(CheckpointErrorKind::Io, || {
-        format!("re-reading {}", path.display())
-    })?;
-    if let Err((_, problem)) = check_header(&map) {
-        bail!(
-            Io,
-            "the file written for {} does not read back: {problem}",
-            path.display()
-        );
-    }
-    Ok(())
+    let len = file
+        .metadata()
+        .context(CheckpointErrorKind::Io, || {
+            format!("re-reading {}", path.display())
+        })?
+        .len();
+    let problem = match read_header(file, len) {
+        Ok(_) => return Ok(()),
+        Err(HeaderError::Read(e)) => e.to_string(),
+        Err(HeaderError::Invalid(_, problem)) => problem,
+    };
+    bail!(
+        Io,
+        "the file written for {} does not read back: {problem}",
+        path.display()
+    );
 }
 
 /// The error of a run stopped at the caller's request.
@@ -542,6 +553,33 @@ mod tests {
         assert!(err.to_string().contains("were undone"), "{err}");
         assert_eq!(listing(d), ["blocked", "replaced"]);
         assert_eq!(std::fs::read_to_string(d.join("replaced")).unwrap(), "old");
+    }
+
+    /// A FIFO that takes a final path after the plan was checked is not
+    /// replaced by a regular file, even with force, and nothing is renamed.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_at_a_final_path_is_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let files = vec![pending(d, "a", "new a"), pending(d, "b", "new b")];
+        assert!(std::process::Command::new("mkfifo")
+            .arg(d.join("b"))
+            .status()
+            .unwrap()
+            .success());
+        let err = commit(files, true, &|| false).unwrap_err();
+        assert_eq!(
+            err.checkpoint_kind().unwrap(),
+            CheckpointErrorKind::OutputRefused
+        );
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert_eq!(listing(d), ["b"]);
+        assert!(std::fs::symlink_metadata(d.join("b"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
     }
 
     #[test]

@@ -104,6 +104,14 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// [`values`] as little-endian float32 bytes.
+fn f32_bytes(n: usize, seed: u64) -> Vec<u8> {
+    values(n, seed)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
 struct Spec {
     name: &'static str,
     dtype: Dtype,

@@ -3,10 +3,13 @@
 
 use std::collections::BTreeSet;
 
+use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use serde_json::Value;
 
-use crate::{assert_ok, quantize, read_back, tch_quant, text, tiny, tiny_sharded, Work, TINY};
+use crate::{
+    assert_ok, f32_bytes, quantize, read_back, tch_quant, text, tiny, tiny_sharded, Work, TINY,
+};
 
 #[test]
 fn help_documents_commands_examples_and_exit_codes() {
@@ -396,4 +399,80 @@ fn sharded_input_gives_sharded_output_with_an_index() {
         restored.as_os_str(),
     ]));
     assert!(work.files().contains("r-00002-of-00002.safetensors"));
+}
+
+/// Names beyond the largest format width (65,535) once made the summary and
+/// `inspect` panic (exit 101), the summary after the outputs were
+/// committed. They are shown whole, in every table and in the report.
+#[test]
+fn names_longer_than_any_format_width_are_shown_whole() {
+    let work = Work::new();
+    let input = work.path("long.safetensors");
+    let long = format!("{}.weight", "x".repeat(1 << 16));
+    let bytes = f32_bytes(8 * 64, 3);
+    let view = TensorView::new(Dtype::F32, vec![8, 64], &bytes).unwrap();
+    safetensors::serialize_to_file([(long.as_str(), view)], &None, &input).unwrap();
+    let output = work.path("q.safetensors");
+    let report = work.path("q.json");
+    let out = quantize(
+        &input,
+        &output,
+        &[
+            "--scheme",
+            "int8-weight-only",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&out);
+    assert!(text(&out.stdout).contains(&long));
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["tensors"][0]["name"], long.as_str());
+    for file in [&input, &output] {
+        let out = tch_quant(["inspect".as_ref(), file.as_os_str()]);
+        assert_ok(&out);
+        assert!(text(&out.stdout).contains(&long));
+    }
+}
+
+/// A stdout that cannot take the summary (here `/dev/full`) once failed a
+/// run whose outputs were already committed; the summary is made before
+/// the commit and printing it cannot fail the run. `inspect`, whose output
+/// is its product, reports the failure instead.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_stdout_cannot_fail_a_committed_run() {
+    use std::process::{Command, Stdio};
+
+    let work = Work::new();
+    let input = tiny(&work);
+    let output = work.path("q.safetensors");
+    let report = work.path("q.json");
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    let out = Command::new(crate::BIN)
+        .args(["quantize".as_ref(), input.as_os_str(), "-o".as_ref()])
+        .arg(&output)
+        .args(["--scheme", "int8-weight-only", "--report"])
+        .arg(&report)
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(read_back(&output).1.contains_key("tch_quant.format"));
+    assert!(report.exists());
+    let restored = work.path("r.safetensors");
+    let out = Command::new(crate::BIN)
+        .args(["dequantize".as_ref(), output.as_os_str(), "-o".as_ref()])
+        .arg(&restored)
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(restored.exists());
+    let out = Command::new(crate::BIN)
+        .args(["inspect".as_ref(), output.as_os_str()])
+        .stdout(full())
+        .output()
+        .unwrap();
+    crate::assert_refused(&out, 1, "cannot write to stdout");
 }

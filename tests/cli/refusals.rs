@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-use crate::{assert_ok, assert_refused, quantize, read_back, tch_quant, text, tiny, values, Work};
+use crate::{
+    assert_ok, assert_refused, f32_bytes, quantize, read_back, tch_quant, text, tiny, values, Work,
+};
 
 #[test]
 fn bad_command_lines_exit_2() {
@@ -612,5 +614,179 @@ fn cuda_without_a_device_exits_6() {
             .contains_key("layer.0.linear.weight.qdata"));
     } else {
         refused_leaves_nothing(&work, &input, &output, &args, 6, "no CUDA device");
+    }
+}
+
+/// Runs the binary with `args`, failing the test if it has not exited
+/// within 60 s (a FIFO input with no writer once blocked it forever).
+#[cfg(unix)]
+fn tch_quant_within<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(crate::BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("tch-quant blocked for 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.unwrap().success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+fn file_type(path: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
+/// FIFOs, devices and sockets are refused by their type before they are
+/// opened: as inputs with exit 3 (a FIFO with no writer once blocked the
+/// run forever), as outputs with exit 5, and `--force` never replaces one
+/// with a regular file (it once did, a device included).
+#[cfg(unix)]
+#[test]
+fn fifos_devices_and_sockets_are_refused_before_they_are_opened() {
+    use std::os::unix::fs::FileTypeExt;
+
+    let work = Work::new();
+    let input = tiny(&work);
+    let output = work.path("out.safetensors");
+    let fifo = work.path("fifo.safetensors");
+    mkfifo(&fifo);
+    let socket = work.path("socket.safetensors");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let index = work.path("fifo.safetensors.index.json");
+    std::fs::write(
+        &index,
+        r#"{"weight_map": {"a.weight": "fifo.safetensors"}}"#,
+    )
+    .unwrap();
+    let fifo_index = work.path("index-fifo.safetensors.index.json");
+    mkfifo(&fifo_index);
+    let before = work.files();
+    for (path, kind) in [
+        (&fifo, "FIFO"),
+        (&socket, "socket"),
+        (&index, "FIFO"),
+        (&fifo_index, "FIFO"),
+        (&PathBuf::from("/dev/null"), "character device"),
+    ] {
+        for command in [
+            vec!["quantize".as_ref(), path.as_os_str(), "-o".as_ref()]
+                .into_iter()
+                .chain([
+                    output.as_os_str(),
+                    "--scheme".as_ref(),
+                    "int8-weight-only".as_ref(),
+                ])
+                .collect::<Vec<_>>(),
+            vec![
+                "dequantize".as_ref(),
+                path.as_os_str(),
+                "-o".as_ref(),
+                output.as_os_str(),
+            ],
+            vec!["inspect".as_ref(), path.as_os_str()],
+        ] {
+            let out = tch_quant_within(&command);
+            assert_refused(&out, 3, kind);
+            assert!(text(&out.stderr).contains("not a regular file"));
+        }
+    }
+    assert_eq!(work.files(), before, "a refused run left files behind");
+
+    // Outputs: a FIFO, a socket, a link to a device, the report; with
+    // --force too.
+    let link = work.path("null.safetensors");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    let before = work.files();
+    for (path, kind) in [
+        (&fifo, "FIFO"),
+        (&socket, "socket"),
+        (&link, "character device"),
+    ] {
+        for force in [false, true] {
+            let mut args = vec!["--scheme", "int8-weight-only"];
+            args.extend(force.then_some("--force"));
+            refused_leaves_nothing(&work, &input, path, &args, 5, kind);
+            args.extend(["--report", path.to_str().unwrap()]);
+            refused_leaves_nothing(&work, &input, &output, &args, 5, kind);
+        }
+    }
+    assert!(file_type(&fifo).is_fifo());
+    assert!(file_type(&socket).is_socket());
+    assert!(file_type(&link).is_symlink());
+    assert_eq!(work.files(), before);
+
+    // A device node in the output's place (root can make one).
+    let device = work.path("device.safetensors");
+    let made = std::process::Command::new("mknod")
+        .arg(&device)
+        .args(["c", "1", "3"])
+        .stderr(std::process::Stdio::null())
+        .status();
+    if made.is_ok_and(|s| s.success()) {
+        refused_leaves_nothing(
+            &work,
+            &input,
+            &device,
+            &["--scheme", "int8-weight-only", "--force"],
+            5,
+            "character device",
+        );
+        assert!(file_type(&device).is_char_device());
+    } else {
+        eprintln!("skipped the device node: mknod needs root");
+    }
+}
+
+/// A weight of more than 64 dims (libtorch's limit) once failed inside
+/// the packing with exit 1; it is refused when the tensors are chosen,
+/// before any data is read, as a tensor that cannot be processed.
+#[test]
+fn weights_of_more_than_64_dims_exit_4() {
+    let work = Work::new();
+    let output = work.path("out.safetensors");
+    let bytes = f32_bytes(8 * 64, 5);
+    for rank in [65, 72] {
+        let input = work.path(&format!("rank{rank}.safetensors"));
+        let shape = [vec![1; rank - 2], vec![8, 64]].concat();
+        let view = TensorView::new(Dtype::F32, shape, &bytes).unwrap();
+        safetensors::serialize_to_file([("deep.weight", view)], &None, &input).unwrap();
+        for scheme in [
+            &["--scheme", "int4-weight-only", "--group-size", "32"][..],
+            &["--scheme", "uintx-weight-only", "--bits", "3"],
+            &["--scheme", "int8-weight-only"],
+            &["--scheme", "float8-weight-only", "--include", "deep"],
+        ] {
+            refused_leaves_nothing(&work, &input, &output, scheme, 4, "at most 64");
+        }
+        // Excluded, it is copied like any other tensor.
+        assert_ok(&quantize(
+            &input,
+            &output,
+            &[
+                "--scheme",
+                "int8-weight-only",
+                "--exclude",
+                "deep",
+                "--force",
+            ],
+        ));
+        assert_eq!(read_back(&output).0["deep.weight"].1.len(), rank);
+        std::fs::remove_file(&output).unwrap();
     }
 }

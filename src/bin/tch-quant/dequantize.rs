@@ -10,6 +10,7 @@ use crate::cli::{DequantizeArgs, FloatDtype};
 use crate::device;
 use crate::exit::{fail, Category, Result};
 use crate::interrupt;
+use crate::print;
 use crate::progress::Progress;
 use crate::report::human_bytes;
 
@@ -30,6 +31,7 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let plan = OutputPlan::new(&input, &args.out.output, None, args.out.force)?;
+    print::stale_removed(&plan);
     let output_dtype = args.dtype.map(|d| match d {
         FloatDtype::F32 => Kind::Float,
         FloatDtype::F16 => Kind::Half,
@@ -64,15 +66,16 @@ pub fn run(args: DequantizeArgs) -> Result<()> {
     })?;
     progress.finish();
     outputs.write_index(&input, serde_json::Map::new())?;
-    let total_size = outputs.total_size();
-    outputs.commit_unless(&interrupt::requested)?;
-    let written = plan.index.as_ref().unwrap_or(&plan.shards[0]);
-    println!(
-        "dequantized {restored} tensor{}, copied {copied}; wrote {} ({})",
+    // Made before the commit, the last step that can fail.
+    let written = plan.index.as_ref().or(plan.shards.first());
+    let summary = format!(
+        "dequantized {restored} tensor{}, copied {copied}; wrote {} ({})\n",
         if restored == 1 { "" } else { "s" },
-        written.display(),
-        human_bytes(total_size)
+        written.map_or(String::new(), |p| p.display().to_string()),
+        human_bytes(outputs.total_size())
     );
+    outputs.commit_unless(&interrupt::requested)?;
+    print::summary(&summary);
     Ok(())
 }
 

@@ -17,16 +17,19 @@ pub enum Category {
     /// The command line is wrong: unknown flag, bad regex, inconsistent
     /// scheme flags. Exit code 2 (clap's own code for usage errors).
     Usage,
-    /// The input cannot be read as a checkpoint: missing file, not
-    /// safetensors, truncated or corrupt header, bad index, not a file this
-    /// tool wrote (for `dequantize`). Exit code 3.
+    /// The input cannot be read as a checkpoint: missing file, not a
+    /// regular file (a FIFO, device or socket), not safetensors, truncated
+    /// (before or during the run) or corrupt header, bad index, not a file
+    /// this tool wrote (for `dequantize`). Exit code 3.
     Input,
     /// A tensor cannot be processed as asked: a dtype the tool does not
     /// support, a block size that does not divide a tensor named with
-    /// `--include`. Exit code 4.
+    /// `--include`, a chosen weight of more than 64 dims. Exit code 4.
     Tensor,
     /// The output cannot be written: it exists (without `--force`), it is
-    /// the input, or its directory is missing or not writable. Exit code 5.
+    /// the input, it is not a regular file (a FIFO, device or socket, even
+    /// with `--force`), or its directory is missing or not writable. Exit
+    /// code 5.
     Output,
     /// The requested device is not available. Exit code 6.
     Device,
@@ -55,13 +58,15 @@ Exit codes:
   0    success
   1    unexpected failure (I/O error while writing, libtorch error)
   2    bad command line (unknown flag, invalid regex, inconsistent scheme flags)
-  3    unreadable input (missing file, not safetensors, truncated or corrupt
-       header, bad index.json, dequantize of a file tch-quant did not write,
-       quantize of one it did)
+  3    unreadable input (missing file, not a regular file, not safetensors,
+       truncated or corrupt header, truncated while being read, bad
+       index.json, dequantize of a file tch-quant did not write, quantize of
+       one it did)
   4    a tensor cannot be processed as asked (unsupported dtype, block size
-       that does not divide a tensor named with --include)
-  5    output refused (exists without --force, same file as the input,
-       directory missing or not writable)
+       that does not divide a tensor named with --include, a weight of more
+       than 64 dims)
+  5    output refused (exists without --force, same file as the input, not a
+       regular file even with --force, directory missing or not writable)
   6    device unavailable (--device cuda without a CUDA device)
   130  interrupted (Ctrl-C, SIGTERM); nothing was written";
 

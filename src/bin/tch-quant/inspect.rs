@@ -11,7 +11,9 @@ use tch_quant::checkpoint::Checkpoint;
 
 use crate::cli::InspectArgs;
 use crate::exit::Result;
+use crate::print;
 use crate::report::{dims, human_bytes};
+use crate::table::{write_table, Align};
 
 #[derive(Serialize)]
 struct QuantizedView<'a> {
@@ -95,15 +97,12 @@ pub fn run(args: InspectArgs) -> Result<()> {
         other,
         total_bytes: input.total_bytes(),
     };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&view).expect("the inspection serializes")
-        );
+    let text = if args.json {
+        serde_json::to_string_pretty(&view).expect("the inspection serializes") + "\n"
     } else {
-        print!("{}", table(&view, first));
-    }
-    Ok(())
+        table(&view, first)
+    };
+    print::result(&text)
 }
 
 fn table(view: &Inspection, info: Option<&FileInfo>) -> String {
@@ -180,10 +179,9 @@ fn table(view: &Inspection, info: Option<&FileInfo>) -> String {
             "range",
             "scale / zero point",
             "bytes",
-        ]
-        .map(String::from);
+        ];
         let _ = writeln!(out);
-        write_columns(&mut out, &header, &rows);
+        write_table(&mut out, header, [Align::Left; 8], &rows);
     }
     if !view.other.is_empty() {
         let rows: Vec<[String; 4]> = view
@@ -198,27 +196,9 @@ fn table(view: &Inspection, info: Option<&FileInfo>) -> String {
                 ]
             })
             .collect();
-        let header = ["other tensor", "dtype", "shape", "bytes"].map(String::from);
+        let header = ["other tensor", "dtype", "shape", "bytes"];
         let _ = writeln!(out);
-        write_columns(&mut out, &header, &rows);
+        write_table(&mut out, header, [Align::Left; 4], &rows);
     }
     out
-}
-
-/// Left-aligned columns, each as wide as its widest cell.
-fn write_columns<const N: usize>(out: &mut String, header: &[String; N], rows: &[[String; N]]) {
-    let mut widths = header.clone().map(|h| h.len());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(header).chain(rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
 }

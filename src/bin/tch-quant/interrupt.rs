@@ -18,7 +18,9 @@ pub fn install() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             tch_quant::checkpoint::temp::abandon(|| {
-                eprintln!("error: interrupted again; stopped at once, no output was written");
+                crate::print::error(
+                    "error: interrupted again; stopped at once, no output was written",
+                );
                 exit_now(i32::from(Category::Interrupted.code()))
             });
         }

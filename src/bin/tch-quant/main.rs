@@ -9,11 +9,13 @@ mod device;
 mod exit;
 mod inspect;
 mod interrupt;
+mod print;
 mod progress;
 mod quantize;
 mod report;
 mod scheme;
 mod select;
+mod table;
 
 use std::process::ExitCode;
 
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {failure}");
+            print::error(&format!("error: {failure}"));
             failure.exit_code()
         }
     }

@@ -15,6 +15,7 @@ use crate::cli::QuantizeArgs;
 use crate::device;
 use crate::exit::Result;
 use crate::interrupt;
+use crate::print;
 use crate::progress::Progress;
 use crate::report::{error_stats, Report, TensorOutcome, TensorReport};
 use crate::scheme::Scheme;
@@ -33,6 +34,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         args.report.as_deref(),
         args.out.force,
     )?;
+    print::stale_removed(&plan);
     let decisions = select::decide_all(&input, &selection, &scheme)?;
 
     let mut observer = Observer {
@@ -71,8 +73,11 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
             report.to_json().as_bytes(),
         )?);
     }
+    // The commit is the last step that can fail: everything printed after
+    // it is made before it, and printing cannot fail the run.
+    let summary = report.table();
     outputs.commit_unless(&interrupt::requested)?;
-    print!("{}", report.table());
+    print::summary(&summary);
     Ok(())
 }
 

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
+use crate::table::{write_table, Align};
+
 /// Quantization error of one tensor.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ErrorStats {
@@ -143,63 +145,68 @@ impl Report {
         for o in &self.outputs {
             let _ = writeln!(out, "  output  {o}");
         }
-        let quantized: Vec<&TensorReport> = self
+        let rows: Vec<[String; 7]> = self
             .tensors
             .iter()
-            .filter(|r| matches!(r.outcome, TensorOutcome::Quantized { .. }))
-            .collect();
-        if !quantized.is_empty() {
-            let name_w = quantized
-                .iter()
-                .map(|r| r.name.len())
-                .max()
-                .unwrap_or(0)
-                .max(6);
-            let shape_w = quantized
-                .iter()
-                .map(|r| dims(&r.shape).len())
-                .max()
-                .unwrap_or(0)
-                .max(5);
-            let _ = writeln!(
-                out,
-                "\n{:<name_w$}  {:<shape_w$}  {:<9}  {:>8}  {:>11}  {:>10}  {:>10}",
-                "tensor", "shape", "block", "SQNR dB", "max |err|", "before", "after"
-            );
-            for r in quantized {
-                let TensorOutcome::Quantized {
+            .filter_map(|r| match &r.outcome {
+                TensorOutcome::Quantized {
                     block_size,
                     error,
                     bytes_after,
                     ..
-                } = &r.outcome
-                else {
-                    continue;
-                };
+                } => Some((r, block_size, error, bytes_after)),
+                TensorOutcome::Copied { .. } => None,
+            })
+            .map(|(r, block_size, error, bytes_after)| {
                 let block: Vec<usize> = block_size.iter().map(|&b| b as usize).collect();
-                let _ = writeln!(
-                    out,
-                    "{:<name_w$}  {:<shape_w$}  {:<9}  {:>8}  {:>11}  {:>10}  {:>10}",
-                    r.name,
+                [
+                    r.name.clone(),
                     dims(&r.shape),
                     dims(&block),
                     error.sqnr_db.map_or_else(
                         // No SQNR: either no error at all, or NaN in the tensor.
-                        || if error.max_abs_error == Some(0.0) {
-                            "inf"
-                        } else {
-                            "nan"
-                        }
-                        .into(),
-                        |v| format!("{v:.2}")
+                        || {
+                            if error.max_abs_error == Some(0.0) {
+                                "inf"
+                            } else {
+                                "nan"
+                            }
+                            .into()
+                        },
+                        |v| format!("{v:.2}"),
                     ),
                     error
                         .max_abs_error
                         .map_or("nan".into(), |v| format!("{v:.3e}")),
                     human_bytes(r.bytes_before),
                     human_bytes(*bytes_after),
-                );
-            }
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            let _ = writeln!(out);
+            write_table(
+                &mut out,
+                [
+                    "tensor",
+                    "shape",
+                    "block",
+                    "SQNR dB",
+                    "max |err|",
+                    "before",
+                    "after",
+                ],
+                [
+                    Align::Left,
+                    Align::Left,
+                    Align::Left,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                ],
+                &rows,
+            );
         }
         let mut by_reason: BTreeMap<&str, Vec<&TensorReport>> = BTreeMap::new();
         for r in &self.tensors {
