@@ -197,15 +197,7 @@ pub fn dequantize_affine(
         });
     }
     check_output_float(OP, output_dtype)?;
-    if input_dtype.is_float8() && options.zero_point_domain == ZeroPointDomain::Float {
-        // torchao fails too: libtorch has no subtraction for float8 codes.
-        return Err(Error::invalid(
-            OP,
-            "zero_point_domain",
-            ZeroPointDomain::Float,
-            format!("{input_dtype} codes support the int or none domain"),
-        ));
-    }
+    check_float8_domain(OP, input_dtype, options.zero_point_domain)?;
     let prep = Prepared::new(
         Op::Dequantize,
         input,
@@ -560,13 +552,14 @@ impl Prepared {
 /// Checks that a scale or zero point has one element per block (its shape,
 /// size-1 dims aside, equal to the qparams shape) and views it so that it
 /// broadcasts over the input's blocks.
-fn view_qparam(
+/// Checks that a scale or zero point has one element per block: its shape,
+/// size-1 dims aside, equal to the qparams shape.
+pub(crate) fn check_qparam_shape(
     op: &'static str,
     arg: &'static str,
     t: &Tensor,
-    input: &Tensor,
     layout: &BlockLayout,
-) -> Result<Tensor> {
+) -> Result<()> {
     let squeeze = |s: &[i64]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
     let size = t.size();
     if squeeze(&size) != squeeze(&layout.qparams_shape) {
@@ -580,6 +573,35 @@ fn view_qparam(
             ),
         });
     }
+    Ok(())
+}
+
+/// Refuses the Float domain for float8 codes: libtorch has no subtraction
+/// for them (torchao fails too).
+pub(crate) fn check_float8_domain(
+    op: &'static str,
+    dtype: QuantDtype,
+    domain: ZeroPointDomain,
+) -> Result<()> {
+    if dtype.is_float8() && domain == ZeroPointDomain::Float {
+        return Err(Error::invalid(
+            op,
+            "zero_point_domain",
+            ZeroPointDomain::Float,
+            format!("{dtype} codes support the int or none domain"),
+        ));
+    }
+    Ok(())
+}
+
+fn view_qparam(
+    op: &'static str,
+    arg: &'static str,
+    t: &Tensor,
+    input: &Tensor,
+    layout: &BlockLayout,
+) -> Result<Tensor> {
+    check_qparam_shape(op, arg, t, layout)?;
     if t.device() != input.device() {
         return Err(Error::invalid(
             op,

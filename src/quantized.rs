@@ -11,7 +11,10 @@ use crate::error::{Error, Result, TorchContext};
 use crate::formula::QParams;
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::qparams::{choose_qparams_affine, QParamsOptions};
-use crate::quantize::{check_zero_point_domain, dequantize_affine, QuantizeOptions};
+use crate::quantize::{
+    check_float8_domain, check_qparam_shape, check_zero_point_domain, dequantize_affine,
+    QuantizeOptions,
+};
 use crate::recipe::Recipe;
 use crate::strided::{check_strided, check_strided_opt};
 use crate::QuantDtype;
@@ -226,9 +229,8 @@ impl AffineQuantizedTensor {
     /// Builds a quantized tensor from stored parts, checking that they fit
     /// together: the codes' dtype and shape against the layout and the
     /// original shape, the original dtype, the zero point against the
-    /// domain, the quant range against the target dtype, and the block size
-    /// against the shape. Whether scale and zero point have one value per
-    /// block is checked when dequantizing, as `dequantize_affine` does.
+    /// domain, the quant range against the target dtype, the block size
+    /// against the shape, and one scale (and zero point) per block.
     ///
     /// # Examples
     /// ```
@@ -273,8 +275,14 @@ impl AffineQuantizedTensor {
         parts
             .target_dtype
             .resolve_range(OP, Some(parts.quant_min), Some(parts.quant_max))?;
-        crate::block::BlockLayout::new(OP, &parts.block_size, &parts.shape)?;
+        let layout = crate::block::BlockLayout::new(OP, &parts.block_size, &parts.shape)?;
         check_zero_point_domain(OP, parts.zero_point_domain, parts.zero_point.as_ref())?;
+        check_float8_domain(OP, parts.target_dtype, parts.zero_point_domain)?;
+        // One value per block, as dequantizing will need.
+        check_qparam_shape(OP, "scale", &parts.scale, &layout)?;
+        if let Some(zp) = &parts.zero_point {
+            check_qparam_shape(OP, "zero_point", zp, &layout)?;
+        }
         let q = AffineQuantizedTensor {
             qdata: parts.qdata,
             scale: parts.scale,
@@ -535,5 +543,68 @@ impl AffineQuantizedTensor {
     /// The device the codes live on.
     pub fn device(&self) -> Device {
         self.scale.device()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(scale: Tensor, target_dtype: QuantDtype, domain: ZeroPointDomain) -> QuantizedParts {
+        QuantizedParts {
+            qdata: vec![Tensor::zeros(
+                [2, 8],
+                (target_dtype.storage_kind(), Device::Cpu),
+            )],
+            scale,
+            zero_point: (domain != ZeroPointDomain::None)
+                .then(|| Tensor::zeros([2, 2], (Kind::Int, Device::Cpu))),
+            block_size: vec![1, 4],
+            mapping_type: MappingType::Symmetric,
+            target_dtype,
+            quant_min: -8.0,
+            quant_max: 7.0,
+            eps: 1e-6,
+            preserve_zero: true,
+            zero_point_domain: domain,
+            shape: vec![2, 8],
+            dtype: Kind::Float,
+            layout: StorageLayout::Plain,
+        }
+    }
+
+    #[test]
+    fn from_parts_refuses_what_dequantizing_would() {
+        let ones = |shape: &[i64]| Tensor::ones(shape, (Kind::Float, Device::Cpu));
+        let int = ZeroPointDomain::Int;
+        assert!(
+            AffineQuantizedTensor::from_parts(parts(ones(&[2, 2]), QuantDtype::Int4, int)).is_ok()
+        );
+        // One scale per row where the blocks need two.
+        let err = AffineQuantizedTensor::from_parts(parts(ones(&[2]), QuantDtype::Int4, int));
+        assert!(
+            matches!(err, Err(Error::ShapeMismatch { arg: "scale", .. })),
+            "{err:?}"
+        );
+        // float8 codes with a float zero point.
+        let mut p = parts(
+            ones(&[2, 2]),
+            QuantDtype::Float8E4M3Fn,
+            ZeroPointDomain::Float,
+        );
+        p.quant_min = -448.0;
+        p.quant_max = 448.0;
+        p.zero_point = Some(ones(&[2, 2]));
+        let err = AffineQuantizedTensor::from_parts(p);
+        assert!(
+            matches!(
+                err,
+                Err(Error::InvalidArgument {
+                    arg: "zero_point_domain",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
     }
 }
