@@ -31,8 +31,8 @@ use crate::recipe::Recipe;
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// The most dims libtorch's operators handle ("only tensors with up to 64
-/// dims are supported"); a tensor of higher rank is refused before any of
-/// its data is read.
+/// dims are supported"): quantized records of higher rank are corrupt (the
+/// recipes find such weights unfit, `Unfit::TooManyDims`).
 pub const MAX_DIMS: usize = 64;
 
 /// One tensor of an input checkpoint.
@@ -220,9 +220,8 @@ impl Checkpoint {
     /// checkpoint with `selection`, decided before any data is read.
     ///
     /// # Errors
-    /// A chosen tensor whose shape libtorch cannot address (more than
-    /// [`MAX_DIMS`] dims included); a tensor whose quantized outputs would
-    /// take a name the checkpoint already uses.
+    /// A chosen tensor whose shape libtorch cannot address; a tensor whose
+    /// quantized outputs would take a name the checkpoint already uses.
     pub fn decide(
         &self,
         selection: &Selection,
@@ -239,15 +238,9 @@ impl Checkpoint {
                 || shape_i64(name, &entry.shape),
                 recipe,
             )?;
+            // A tensor of more than MAX_DIMS dims never gets here: the
+            // recipe finds it unfit (`Unfit::TooManyDims`).
             if matches!(decision, Decision::Quantize { .. }) {
-                if entry.shape.len() > MAX_DIMS {
-                    bail!(
-                        Unquantizable,
-                        "cannot quantize {name}: it has {} dims, and libtorch handles at most \
-                         {MAX_DIMS}; exclude it from the selection to copy it unchanged",
-                        entry.shape.len()
-                    );
-                }
                 // Outputs of two different quantized tensors never share a
                 // name: each is its own tensor's name plus a fixed suffix.
                 if let Some(taken) = format::output_names_for(name, recipe)

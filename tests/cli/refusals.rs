@@ -754,8 +754,8 @@ fn fifos_devices_and_sockets_are_refused_before_they_are_opened() {
 }
 
 /// A weight of more than 64 dims (libtorch's limit) once failed inside
-/// the packing with exit 1; it is refused when the tensors are chosen,
-/// before any data is read, as a tensor that cannot be processed.
+/// the packing with exit 1; the recipe finds it unfit when the tensors are
+/// chosen, before any data is read: exit 4 when named, copied otherwise.
 #[test]
 fn weights_of_more_than_64_dims_exit_4() {
     let work = Work::new();
@@ -766,26 +766,30 @@ fn weights_of_more_than_64_dims_exit_4() {
         let shape = [vec![1; rank - 2], vec![8, 64]].concat();
         let view = TensorView::new(Dtype::F32, shape, &bytes).unwrap();
         safetensors::serialize_to_file([("deep.weight", view)], &None, &input).unwrap();
+        // Named with --include, it is an error decided before any data is
+        // read...
         for scheme in [
             &["--scheme", "int4-weight-only", "--group-size", "32"][..],
             &["--scheme", "uintx-weight-only", "--bits", "3"],
             &["--scheme", "int8-weight-only"],
-            &["--scheme", "float8-weight-only", "--include", "deep"],
+            &["--scheme", "float8-weight-only"],
         ] {
-            refused_leaves_nothing(&work, &input, &output, scheme, 4, "at most 64");
+            let named = [scheme, &["--include", "deep"]].concat();
+            refused_leaves_nothing(&work, &input, &output, &named, 4, "at most 64");
         }
-        // Excluded, it is copied like any other tensor.
-        assert_ok(&quantize(
+        // ...and under the default rule it is copied, like any tensor the
+        // recipe does not fit, with the reason in the summary.
+        let out = quantize(
             &input,
             &output,
-            &[
-                "--scheme",
-                "int8-weight-only",
-                "--exclude",
-                "deep",
-                "--force",
-            ],
-        ));
+            &["--scheme", "int8-weight-only", "--force"],
+        );
+        assert_ok(&out);
+        assert!(
+            text(&out.stdout).contains("at most 64"),
+            "{}",
+            text(&out.stdout)
+        );
         assert_eq!(read_back(&output).0["deep.weight"].1.len(), rank);
         std::fs::remove_file(&output).unwrap();
     }

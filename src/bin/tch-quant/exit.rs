@@ -24,7 +24,7 @@ pub enum Category {
     Input,
     /// A tensor cannot be processed as asked: a dtype the tool does not
     /// support, a block size that does not divide a tensor named with
-    /// `--include`, a chosen weight of more than 64 dims. Exit code 4.
+    /// `--include` (a weight of more than 64 dims among them). Exit code 4.
     Tensor,
     /// The output cannot be written: it exists (without `--force`), it is
     /// the input, it is not a regular file (a FIFO, device or socket, even
@@ -63,8 +63,8 @@ Exit codes:
        index.json, dequantize of a file tch-quant did not write, quantize of
        one it did)
   4    a tensor cannot be processed as asked (unsupported dtype, block size
-       that does not divide a tensor named with --include, a weight of more
-       than 64 dims)
+       that does not divide, or a weight of more than 64 dims, named with
+       --include)
   5    output refused (exists without --force, same file as the input, not a
        regular file even with --force, directory missing or not writable)
   6    device unavailable (--device cuda without a CUDA device)
