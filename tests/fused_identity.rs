@@ -170,22 +170,12 @@ fn differs(fused: &Answer, reference: &Answer) -> Result<Option<String>> {
     }
 }
 
-/// SplitMix64: a small, seedable generator.
-struct Rng(u64);
+// SplitMix64: a small, seedable generator.
+#[path = "common/rng.rs"]
+mod common_rng;
+use common_rng::Rng;
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }

@@ -40,25 +40,15 @@ use tch_quant::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_tch-quant");
 
-/// A small, seedable generator (splitmix64): the cases must not depend on
-/// a crate's generator changing between versions.
-struct Rng(u64);
+// A small, seedable generator (splitmix64): the cases must not depend on
+// a crate's generator changing between versions.
+#[path = "common/rng.rs"]
+mod common_rng;
+use common_rng::Rng;
 
 impl Rng {
     fn new(seed: u64) -> Rng {
         Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
     }
 
     fn chance(&mut self, percent: u64) -> bool {
