@@ -18,9 +18,20 @@ table.
 
 Rows: 1x4096 and 4096x4096; float32 and bfloat16; per-tensor (int8
 symmetric), per-channel (int8 symmetric), group 128 (uint4 asymmetric) and
-group 32 (int8 asymmetric); choose_qparams_affine alone, and choose followed
-by quantize_affine. The `amax` column is one read of the input
-(`x.amax()`), the bandwidth yardstick.
+group 32 (int8 asymmetric); for each, choose_qparams_affine alone, choose and
+quantize through the one-pass API (`choose+quantize`) and through the two
+calls users write (`choose,quantize`; torchao's time is its two calls),
+quantize_affine with given qparams, and dequantize_affine of the codes back
+to the input's dtype.
+
+The yardstick (`fused/yard`) is one bandwidth-bound read of the input: the
+amax of its bytes viewed as int32 (float32) or int16 (bfloat16), `read`,
+measured in the crate's process; libtorch's float `x.amax()` is shown beside
+it (`amax`; for bfloat16 it is compute-bound). For dequantize the yardstick
+is one read of the codes plus one write of the output. `cpu/wall` is the
+CPU-seconds the crate's process used per wall second during the fused
+calls (2.00 = both threads busy). `goal` checks the 4096x4096 rows against
+issue 14's goals (GOALS below).
 """
 
 import argparse
@@ -39,6 +50,7 @@ import torchao
 from torchao.quantization.quant_primitives import (
     MappingType,
     choose_qparams_affine,
+    dequantize_affine,
     quantize_affine,
 )
 
@@ -92,6 +104,8 @@ def checksum(tensors):
 
 
 def torchao_fns(block, mapping, target):
+    """torchao's side of each op, as functions of the input (quantize and
+    dequantize close over qparams and codes chosen once)."""
     mt = MappingType[mapping]
     dt = TORCH_DTYPES[target]
 
@@ -102,7 +116,29 @@ def torchao_fns(block, mapping, target):
         scale, zp = choose_qparams_affine(x, mt, block, dt)
         return scale, zp, quantize_affine(x, block, scale, zp, dt)
 
-    return choose, chain
+    def fixed(x):
+        scale, zp = choose(x)
+        codes = quantize_affine(x, block, scale, zp, dt)
+
+        def quantize(x):
+            return quantize_affine(x, block, scale, zp, dt)
+
+        def dequantize(x):
+            return dequantize_affine(codes, block, scale, zp, dt, output_dtype=x.dtype)
+
+        return quantize, dequantize
+
+    return choose, chain, fixed
+
+
+# op -> (goal against the yardstick for float32 rows, for bfloat16 rows,
+# least speedup over torchao eager): issue 14's goals for 4096x4096 rows.
+GOALS = {
+    "choose": (1.1, 1.1, None),
+    "choose+quantize": (1.3, 1.5, 20.0),
+    "choose,quantize": (1.3, 1.5, 20.0),
+    "dequantize": (1.3, 1.3, 10.0),
+}
 
 
 def cpu_name():
@@ -127,6 +163,19 @@ def fmt_ratio(a, b):
     if a is None or b is None or b == 0:
         return "-"
     return f"{a / b:.2f}x" if a / b < 100 else f"{a / b:.0f}x"
+
+
+def goal_met(r):
+    """'met' or 'MISS' against GOALS for the 4096x4096 rows, '-' otherwise
+    (the 1x4096 rows read 8-16 KB: call overhead, not bandwidth)."""
+    if not r["large"] or r["op"] not in GOALS:
+        return "-"
+    f32_goal, bf16_goal, speedup = GOALS[r["op"]]
+    bound = f32_goal if r["dtype"] == "float32" else bf16_goal
+    ok = r["fused"] <= bound * r["yardstick"]
+    if speedup is not None:
+        ok = ok and r["eager"] >= speedup * r["fused"]
+    return "met" if ok else "MISS"
 
 
 def main():
@@ -205,15 +254,22 @@ def main():
                 rows, cols = case["shape"]
                 x = inputs[(rows, cols, case["dtype"])]
                 name = case["name"]
-                choose, chain = torchao_fns(
+                choose, chain, fixed = torchao_fns(
                     case["block_size"], case["mapping_type"], case["target_dtype"]
                 )
+                quantize, dequantize = fixed(x)
                 if name not in expected:
                     expected[name] = {
                         "choose": checksum(choose(x)),
                         "choose+quantize": checksum(chain(x)),
+                        "choose,quantize": checksum(chain(x)),
+                        "quantize": checksum([quantize(x)]),
+                        "dequantize": checksum([dequantize(x)]),
                     }
-                timings = [("amax", "amax", lambda: x.amax())]
+                timings = [
+                    ("quantize", "eager", lambda: quantize(x)),
+                    ("dequantize", "eager", lambda: dequantize(x)),
+                ]
                 for op, fn in (("choose", choose), ("choose+quantize", chain)):
                     timings.append((op, "eager", lambda fn=fn: fn(x)))
                     if not args.no_compile:
@@ -230,38 +286,50 @@ def main():
         results = []
         for case in cases:
             name = case["name"]
-            for op in ("choose", "choose+quantize"):
+            read = crate[(name, "read", "libtorch")]["seconds"]
+            dq_yardstick = (
+                crate[(name, "codes_read", "libtorch")]["seconds"]
+                + crate[(name, "output_write", "libtorch")]["seconds"]
+            )
+            for op in ("choose", "choose+quantize", "choose,quantize", "quantize", "dequantize"):
                 ref = crate[(name, op, "reference")]
                 fused = crate[(name, op, "fused")]
+                eager_op = "choose+quantize" if op == "choose,quantize" else op
                 results.append(
                     {
                         "case": name,
+                        "dtype": case["dtype"],
+                        "large": case["shape"][0] > 1,
                         "op": op,
-                        "amax": torchao_times[(name, "amax", "amax")],
-                        "amax_rust": crate[(name, "amax", "libtorch")]["seconds"],
-                        "eager": torchao_times[(name, op, "eager")],
-                        "compiled": torchao_times.get((name, op, "compiled")),
+                        "read": read,
+                        "amax": crate[(name, "amax", "libtorch")]["seconds"],
+                        "yardstick": dq_yardstick if op == "dequantize" else read,
+                        "eager": torchao_times[(name, eager_op, "eager")],
+                        "compiled": torchao_times.get((name, eager_op, "compiled")),
                         "reference": ref["seconds"],
                         "fused": fused["seconds"],
+                        "cpu_per_wall": fused["cpu_per_wall"],
                         "same": ref["checksum"] == expected[name][op]
                         and fused["checksum"] == expected[name][op],
                     }
                 )
 
     header = (
-        f"| {'case':<28} | {'op':<15} | {'amax':>9} | {'torchao eager':>13} | {'torch.compile':>13} "
-        f"| {'crate ref':>10} | {'crate fused':>11} | {'fused/amax':>10} | {'eager/fused':>11} "
-        f"| {'compile/fused':>13} | same |"
+        f"| {'case':<30} | {'op':<15} | {'read':>9} | {'amax':>9} | {'torchao eager':>13} "
+        f"| {'torch.compile':>13} | {'crate ref':>10} | {'crate fused':>11} | {'fused/yard':>10} "
+        f"| {'eager/fused':>11} | {'cpu/wall':>8} | {'goal':>4} | same |"
     )
     print()
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in results:
+        r["goal"] = goal_met(r)
         print(
-            f"| {r['case']:<28} | {r['op']:<15} | {fmt_time(r['amax']):>9} | {fmt_time(r['eager']):>13} "
-            f"| {fmt_time(r['compiled']):>13} | {fmt_time(r['reference']):>10} | {fmt_time(r['fused']):>11} "
-            f"| {fmt_ratio(r['fused'], r['amax']):>10} | {fmt_ratio(r['eager'], r['fused']):>11} "
-            f"| {fmt_ratio(r['compiled'], r['fused']):>13} | {'yes' if r['same'] else 'NO':<4} |"
+            f"| {r['case']:<30} | {r['op']:<15} | {fmt_time(r['read']):>9} | {fmt_time(r['amax']):>9} "
+            f"| {fmt_time(r['eager']):>13} | {fmt_time(r['compiled']):>13} "
+            f"| {fmt_time(r['reference']):>10} | {fmt_time(r['fused']):>11} "
+            f"| {fmt_ratio(r['fused'], r['yardstick']):>10} | {fmt_ratio(r['eager'], r['fused']):>11} "
+            f"| {r['cpu_per_wall']:>8.2f} | {r['goal']:>4} | {'yes' if r['same'] else 'NO':<4} |"
         )
     print(
         f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "

@@ -8,10 +8,19 @@
 //! "mapping_type": "SYMMETRIC"|.., "target_dtype": "int8"|..}]}`; the input
 //! file is the tensor's raw little-endian bytes.
 //!
+//! Ops per case, each on the reference path (`force_reference`) and the
+//! fused one: `choose`, `choose+quantize` (the one-pass API),
+//! `choose,quantize` (the two calls users write), `quantize` (given the
+//! qparams) and `dequantize` (the codes back to the input's dtype). The
+//! yardsticks: `read` (the amax of the input viewed as an integer of its
+//! width: one bandwidth-bound read of its bytes), `amax` (libtorch's float
+//! amax), and for dequantize `codes_read` + `output_write` (the amax of the
+//! codes, and `zero_()` of an output-sized tensor).
+//!
 //! Each measurement is the median wall time of repeated calls (at least 5,
-//! and at least `min_seconds` in all, after two warm-up calls), with a
-//! checksum of the outputs' bytes so that the script can check them against
-//! torchao's.
+//! and at least `min_seconds` in all, after two warm-up calls), with the
+//! CPU-seconds per wall second over them and a checksum of the outputs'
+//! bytes so that the script can check them against torchao's.
 
 use std::time::Instant;
 
@@ -19,8 +28,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 use tch_quant::{
-    choose_qparams_affine, choose_qparams_and_quantize_affine, MappingType, QParamsOptions,
-    QuantDtype,
+    choose_qparams_affine, choose_qparams_and_quantize_affine, dequantize_affine, quantize_affine,
+    MappingType, QParamsOptions, QuantDtype, QuantizeOptions,
 };
 
 fn kind(name: &str) -> Result<Kind> {
@@ -69,12 +78,23 @@ fn checksum(tensors: &[&Tensor]) -> Result<String> {
     Ok(format!("{h:016x}"))
 }
 
+/// One timing: the median seconds per call, the number of calls, and the
+/// CPU-seconds the process used per wall second over them (the threads
+/// busy, on average).
+#[derive(Clone, Copy)]
+struct Measured {
+    seconds: f64,
+    reps: usize,
+    cpu_per_wall: f64,
+}
+
 /// Median seconds per call of `f`.
-fn time(min_seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<(f64, usize)> {
+fn time(min_seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<Measured> {
     f()?;
     f()?;
     let mut samples = Vec::new();
     let start = Instant::now();
+    let cpu0 = cpu_seconds();
     while samples.len() < 5
         || (start.elapsed().as_secs_f64() < min_seconds && samples.len() < 100_000)
     {
@@ -82,8 +102,39 @@ fn time(min_seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<(f64, usi
         f()?;
         samples.push(t.elapsed().as_secs_f64());
     }
+    let cpu_per_wall = (cpu_seconds() - cpu0) / start.elapsed().as_secs_f64();
     samples.sort_by(f64::total_cmp);
-    Ok((samples[samples.len() / 2], samples.len()))
+    Ok(Measured {
+        seconds: samples[samples.len() / 2],
+        reps: samples.len(),
+        cpu_per_wall,
+    })
+}
+
+/// The integer dtype of the input's width: its amax reads the same bytes as
+/// the float amax at memory speed (libtorch's bfloat16 amax is compute-bound).
+fn int_view(kind: Kind) -> Kind {
+    match kind {
+        Kind::Float => Kind::Int,
+        _ => Kind::Int16,
+    }
+}
+
+/// Seconds of CPU time (user + system, every thread) this process has used.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields 14 and 15 (utime, stime), counted after the command name's ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
 }
 
 fn main() -> Result<()> {
@@ -101,13 +152,19 @@ fn main() -> Result<()> {
         let block = ints(&case["block_size"])?;
         let mapping: MappingType = case["mapping_type"].as_str().context("mapping")?.parse()?;
         let dtype: QuantDtype = case["target_dtype"].as_str().context("target")?.parse()?;
-        let emit = |op: &str, path: &str, (secs, reps): (f64, usize), sum: String| {
+        let emit = |op: &str, path: &str, m: Measured, sum: String| {
             println!(
                 "{}",
-                json!({"name": name, "op": op, "path": path, "seconds": secs, "reps": reps,
-                       "checksum": sum})
+                json!({"name": name, "op": op, "path": path, "seconds": m.seconds,
+                       "reps": m.reps, "cpu_per_wall": m.cpu_per_wall, "checksum": sum})
             );
         };
+        let as_int = input.f_view_dtype(int_view(input.kind()))?;
+        let read = time(min_seconds, || {
+            let _max = as_int.f_amax([] as [i64; 0], false)?;
+            Ok(())
+        })?;
+        emit("read", "libtorch", read, String::new());
         let amax = time(min_seconds, || {
             let _max = input.f_amax([] as [i64; 0], false)?;
             Ok(())
@@ -118,6 +175,7 @@ fn main() -> Result<()> {
                 force_reference,
                 ..Default::default()
             };
+            let qoptions = QuantizeOptions::from(&options);
             let qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
             let zp = qp.zero_point.as_ref().context("zero point")?;
             let h = checksum(&[&qp.scale, zp])?;
@@ -126,6 +184,7 @@ fn main() -> Result<()> {
                 Ok(())
             })?;
             emit("choose", path, t, h);
+
             let (qp, codes) =
                 choose_qparams_and_quantize_affine(&input, mapping, &block, dtype, &options)?;
             let zp = qp.zero_point.as_ref().context("zero point")?;
@@ -135,7 +194,59 @@ fn main() -> Result<()> {
                     choose_qparams_and_quantize_affine(&input, mapping, &block, dtype, &options)?;
                 Ok(())
             })?;
-            emit("choose+quantize", path, t, h);
+            emit("choose+quantize", path, t, h.clone());
+
+            // The two calls users write, one after the other.
+            let t = time(min_seconds, || {
+                let qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
+                let zp = qp.zero_point.as_ref().context("zero point")?;
+                let _codes =
+                    quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
+                Ok(())
+            })?;
+            emit("choose,quantize", path, t, h);
+
+            let quantized = quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
+            let h = checksum(&[&quantized])?;
+            let t = time(min_seconds, || {
+                let _codes =
+                    quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
+                Ok(())
+            })?;
+            emit("quantize", path, t, h);
+
+            let dequantize = || {
+                dequantize_affine(
+                    &codes,
+                    &block,
+                    &qp.scale,
+                    Some(zp),
+                    dtype,
+                    &qoptions,
+                    input.kind(),
+                )
+            };
+            let h = checksum(&[&dequantize()?])?;
+            let t = time(min_seconds, || {
+                let _out = dequantize()?;
+                Ok(())
+            })?;
+            emit("dequantize", path, t, h);
+            if path == "fused" {
+                // Dequantize's yardstick: one read of the codes' bytes and one
+                // write of the output's.
+                let read = time(min_seconds, || {
+                    let _max = codes.f_amax([] as [i64; 0], false)?;
+                    Ok(())
+                })?;
+                emit("codes_read", "libtorch", read, String::new());
+                let mut out = input.f_empty_like()?;
+                let write = time(min_seconds, || {
+                    let _out = out.f_zero_()?;
+                    Ok(())
+                })?;
+                emit("output_write", "libtorch", write, String::new());
+            }
         }
     }
     Ok(())
