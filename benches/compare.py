@@ -3,7 +3,8 @@
 tch-quant's reference and fused paths, on the same inputs, in one run.
 
     .venv/bin/python benches/compare.py [--threads 2] [--min-seconds 0.3]
-                                        [--rounds 3] [--no-compile] [--json OUT]
+                                        [--rounds 3] [--no-compile] [--layouts]
+                                        [--json OUT]
 
 The script draws the inputs (torch.manual_seed(0), randn), writes their raw
 bytes to a temporary directory, times torchao in this process and the crate
@@ -66,6 +67,16 @@ SCHEMES = {
     "group32": (lambda r, c: [1, 32], "ASYMMETRIC", "int8"),
 }
 TORCH_DTYPES = {"int8": torch.int8, "uint4": torch.uint4}
+# Layouts off the 4096x4096 rows' beaten path (--layouts): name -> (shape,
+# block size, mapping, target dtype). Issue 14: none may be more than 2x
+# slower per element than the best layout for the same dtype and op.
+LAYOUTS = {
+    "tall/per_column": ([1 << 22, 2], [1 << 22, 1], "SYMMETRIC", "int8"),
+    "tall8/per_column": ([1 << 20, 8], [1 << 20, 1], "SYMMETRIC", "int8"),
+    "tiny/block2": ([4096, 4096], [1, 2], "ASYMMETRIC", "int8"),
+    "4d/1x4x8x64": ([8, 64, 64, 64], [1, 4, 8, 64], "ASYMMETRIC", "int8"),
+    "4d/2x1x16x16": ([8, 64, 64, 64], [2, 1, 16, 16], "ASYMMETRIC", "uint4"),
+}
 
 
 def median_seconds(fn, min_seconds):
@@ -168,7 +179,7 @@ def fmt_ratio(a, b):
 def goal_met(r):
     """'met' or 'MISS' against GOALS for the 4096x4096 rows, '-' otherwise
     (the 1x4096 rows read 8-16 KB: call overhead, not bandwidth)."""
-    if not r["large"] or r["op"] not in GOALS:
+    if not r["large"] or r["layout"] or r["op"] not in GOALS:
         return "-"
     f32_goal, bf16_goal, speedup = GOALS[r["op"]]
     bound = f32_goal if r["dtype"] == "float32" else bf16_goal
@@ -178,6 +189,33 @@ def goal_met(r):
     return "met" if ok else "MISS"
 
 
+def print_layouts(results):
+    """Per element, each layout's fused time against the best of every
+    large row (layouts and 4096x4096) of the same dtype and op."""
+    large = [r for r in results if r["large"]]
+    best = {}
+    for r in large:
+        key = (r["dtype"], r["op"])
+        best[key] = min(best.get(key, float("inf")), r["fused"] / r["numel"])
+    print()
+    header = (
+        f"| {'layout':<26} | {'op':<15} | {'torchao eager':>13} | {'crate fused':>11} "
+        f"| {'ns/elem':>7} | {'vs best':>7} | {'goal':>4} | same |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for r in results:
+        if not r["layout"]:
+            continue
+        per = r["fused"] / r["numel"]
+        vs = per / best[(r["dtype"], r["op"])]
+        print(
+            f"| {r['case']:<26} | {r['op']:<15} | {fmt_time(r['eager']):>13} "
+            f"| {fmt_time(r['fused']):>11} | {per * 1e9:>7.3f} | {vs:>6.2f}x "
+            f"| {'met' if vs <= 2.0 else 'MISS':>4} | {'yes' if r['same'] else 'NO':<4} |"
+        )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -185,6 +223,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best median wins")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--json", type=Path, help="also write every measurement here")
+    ap.add_argument(
+        "--layouts",
+        action="store_true",
+        help="also time LAYOUTS and print their time per element against the best layout",
+    )
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -210,13 +253,34 @@ def main():
     with tempfile.TemporaryDirectory(prefix="tch-quant-compare-") as tmp:
         tmp = Path(tmp)
         inputs, cases = {}, []
+        if args.layouts:
+            for dname, dt in DTYPES.items():
+                for lname, (shape, block, mapping, target) in LAYOUTS.items():
+                    torch.manual_seed(0)
+                    x = torch.randn(shape).to(dt)
+                    name = f"{lname}/{dname}"
+                    path = tmp / f"x_{name.replace('/', '_')}.bin"
+                    x.contiguous().view(-1).view(torch.uint8).numpy().tofile(path)
+                    inputs[name] = x
+                    cases.append(
+                        {
+                            "name": name,
+                            "input": str(path),
+                            "dtype": dname,
+                            "shape": shape,
+                            "block_size": block,
+                            "mapping_type": mapping,
+                            "target_dtype": target,
+                            "layout": True,
+                        }
+                    )
         for rows, cols in SHAPES:
             for dname, dt in DTYPES.items():
                 torch.manual_seed(0)
                 x = torch.randn(rows, cols).to(dt)
                 path = tmp / f"x_{rows}x{cols}_{dname}.bin"
                 x.contiguous().view(-1).view(torch.uint8).numpy().tofile(path)
-                inputs[(rows, cols, dname)] = x
+                inputs[f"{rows}x{cols}/{dname}"] = x
                 for scheme, (block_fn, mapping, target) in SCHEMES.items():
                     cases.append(
                         {
@@ -227,8 +291,11 @@ def main():
                             "block_size": block_fn(rows, cols),
                             "mapping_type": mapping,
                             "target_dtype": target,
+                            "layout": False,
                         }
                     )
+        for case in cases:
+            case["input_key"] = case["name"] if case["layout"] else case["name"].rsplit("/", 1)[0]
         config = tmp / "cases.json"
         config.write_text(
             json.dumps({"threads": args.threads, "min_seconds": args.min_seconds, "cases": cases})
@@ -251,8 +318,7 @@ def main():
                     crate[key] = r
             print(f"round {rnd + 1}/{args.rounds}: torchao", flush=True)
             for case in cases:
-                rows, cols = case["shape"]
-                x = inputs[(rows, cols, case["dtype"])]
+                x = inputs[case["input_key"]]
                 name = case["name"]
                 choose, chain, fixed = torchao_fns(
                     case["block_size"], case["mapping_type"], case["target_dtype"]
@@ -272,7 +338,7 @@ def main():
                 ]
                 for op, fn in (("choose", choose), ("choose+quantize", chain)):
                     timings.append((op, "eager", lambda fn=fn: fn(x)))
-                    if not args.no_compile:
+                    if not args.no_compile and not case["layout"]:
                         if (name, op) not in compiled_fns:
                             compiled_fns[(name, op)] = torch.compile(fn, dynamic=False)
                         cfn = compiled_fns[(name, op)]
@@ -300,6 +366,8 @@ def main():
                         "case": name,
                         "dtype": case["dtype"],
                         "large": case["shape"][0] > 1,
+                        "layout": case["layout"],
+                        "numel": int(np.prod(case["shape"])),
                         "op": op,
                         "read": read,
                         "amax": crate[(name, "amax", "libtorch")]["seconds"],
@@ -324,6 +392,8 @@ def main():
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in results:
         r["goal"] = goal_met(r)
+        if r["layout"]:
+            continue
         print(
             f"| {r['case']:<30} | {r['op']:<15} | {fmt_time(r['read']):>9} | {fmt_time(r['amax']):>9} "
             f"| {fmt_time(r['eager']):>13} | {fmt_time(r['compiled']):>13} "
@@ -335,6 +405,8 @@ def main():
         f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
         f"{args.rounds} rounds, best median of each"
     )
+    if args.layouts:
+        print_layouts(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     if not all(r["same"] for r in results):
