@@ -82,6 +82,7 @@ mod quantized;
 mod recipe;
 mod scalar_ops;
 mod strided;
+pub mod threading;
 
 pub use bitpacking::{pack_uintx, unpack_uintx};
 pub use chain::choose_qparams_and_quantize_affine;

@@ -55,6 +55,7 @@ mod float;
 mod gate;
 mod layout;
 mod minmax;
+mod omp;
 mod qparams;
 mod quantize;
 mod threads;
