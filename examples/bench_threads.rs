@@ -9,8 +9,13 @@
 //!   after `x.amax()` (libtorch's OpenMP workers still spinning);
 //! - `cpu@1` / `cpu@2`: CPU-seconds (user + sys, getrusage) per wall second
 //!   over a loop of calls at 1 and 2 threads, and `x2` the speed-up 1 -> 2;
+//! - `flt`: minor page faults per call at 2 threads;
 //! - `cN`: total calls per second of N concurrent caller threads over one
 //!   caller's.
+//!
+//! Each case waits (a little) for the machine's CPUs to be mostly idle
+//! first, and its measurements of both policies are interleaved, so that
+//! the load of a shared machine weighs on both alike.
 //!
 //! Usage: `cargo run --release --example bench_threads [--seconds S] [FILTER]`;
 //! FILTER keeps the rows whose name contains it.
@@ -72,7 +77,8 @@ impl Case {
     }
 }
 
-fn cpu_seconds() -> f64 {
+/// CPU-seconds (user + sys) and minor page faults of the process so far.
+fn usage() -> (f64, f64) {
     // SAFETY: getrusage writes the struct it is given and nothing else.
     let usage = unsafe {
         let mut u = std::mem::zeroed::<libc::rusage>();
@@ -80,7 +86,36 @@ fn cpu_seconds() -> f64 {
         u
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    (
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+        usage.ru_minflt as f64,
+    )
+}
+
+/// Waits (at most 3 s) until the machine's CPUs were at least 80% idle
+/// over 200 ms: on a shared machine, other processes' bursts would
+/// otherwise dominate the measurement of a row.
+fn wait_for_idle() {
+    fn idle_total() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        Some((cpu.get(3)? + cpu.get(4)?, cpu.iter().sum()))
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        let Some((i0, t0)) = idle_total() else { return };
+        std::thread::sleep(Duration::from_millis(200));
+        let Some((i1, t1)) = idle_total() else { return };
+        if (i1 - i0) as f64 >= 0.8 * (t1 - t0).max(1) as f64 {
+            return;
+        }
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -111,29 +146,25 @@ fn latency(case: &Case, reps: usize) -> Result<Vec<(f64, f64)>> {
         .collect())
 }
 
-/// CPU-seconds per wall second and calls per second over `secs` of calls.
-fn cpu_rate(case: &Case, secs: f64) -> Result<(f64, f64)> {
-    case.call()?;
-    let (c0, t0) = (cpu_seconds(), Instant::now());
-    let mut calls = 0;
-    while t0.elapsed().as_secs_f64() < secs {
-        case.call()?;
-        calls += 1;
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    Ok(((cpu_seconds() - c0) / wall, calls as f64 / wall))
+/// Totals over the segments of one measurement.
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    calls: f64,
+    wall: f64,
+    cpu: f64,
+    faults: f64,
 }
 
-/// Total calls per second of `callers` threads calling for `secs`.
-fn throughput(case: &Case, callers: usize, secs: f64) -> Result<f64> {
-    let t0 = Instant::now();
+/// `callers` threads calling for `secs`, added to `totals`.
+fn segment(case: &Case, callers: usize, secs: f64, totals: &mut Totals) -> Result<()> {
+    let ((c0, f0), t0) = (usage(), Instant::now());
     let calls: Result<Vec<usize>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..callers)
             .map(|_| {
                 let case = case.handle();
                 s.spawn(move || -> Result<usize> {
                     let mut n = 0;
-                    while t0.elapsed().as_secs_f64() < secs {
+                    while n == 0 || t0.elapsed().as_secs_f64() < secs {
                         case.call()?;
                         n += 1;
                     }
@@ -146,7 +177,38 @@ fn throughput(case: &Case, callers: usize, secs: f64) -> Result<f64> {
             .map(|h| h.join().expect("caller thread panicked"))
             .collect()
     });
-    Ok(calls?.iter().sum::<usize>() as f64 / t0.elapsed().as_secs_f64())
+    let wall = t0.elapsed().as_secs_f64();
+    let (c1, f1) = usage();
+    totals.calls += calls?.iter().sum::<usize>() as f64;
+    totals.wall += wall;
+    totals.cpu += c1 - c0;
+    totals.faults += f1 - f0;
+    Ok(())
+}
+
+/// Per policy: totals at 1 and at 2 threads of one caller, then of
+/// 1, 2, 4 and 8 callers at the default thread count; measured in `ROUNDS`
+/// rounds that each visit every policy and setting, so that the load of a
+/// shared machine drifts over all of them alike.
+fn rates(case: &Case, secs: f64) -> Result<Vec<Vec<Totals>>> {
+    const ROUNDS: usize = 4;
+    let settings: Vec<(usize, usize)> = [(1, 1), (2, 1)]
+        .into_iter()
+        .chain([1].into_iter().chain(CALLERS).map(|n| (0, n)))
+        .collect();
+    let mut totals = vec![vec![Totals::default(); settings.len()]; POLICIES.len()];
+    for _ in 0..ROUNDS {
+        for (p, &policy) in POLICIES.iter().enumerate() {
+            set_thread_policy(policy);
+            for (k, &(threads, callers)) in settings.iter().enumerate() {
+                set_num_threads(threads);
+                case.call()?;
+                segment(case, callers, secs / ROUNDS as f64, &mut totals[p][k])?;
+            }
+        }
+    }
+    set_num_threads(0);
+    Ok(totals)
 }
 
 fn main() -> Result<()> {
@@ -173,8 +235,8 @@ fn main() -> Result<()> {
     ];
     println!("libtorch threads: {threads}; ms are medians; cpu = CPU-s per wall s; cN = N callers' calls/s over 1 caller's");
     println!(
-        "{:<24} {:<6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>5}",
-        "case", "policy", "quiet", "amax", "cpu@1", "cpu@2", "x2", "c2", "c4", "c8"
+        "{:<24} {:<6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>5} {:>5} {:>5}",
+        "case", "policy", "quiet", "amax", "cpu@1", "cpu@2", "x2", "flt", "c2", "c4", "c8"
     );
     for (kind, kname) in [(Kind::Float, "f32"), (Kind::BFloat16, "bf16")] {
         let x = base.to_kind(kind);
@@ -191,30 +253,26 @@ fn main() -> Result<()> {
                     block: granularity.block_size(&x.size())?,
                     chain,
                 };
+                wait_for_idle();
                 let lat = latency(&case, 15)?;
-                for (p, &policy) in POLICIES.iter().enumerate() {
-                    set_thread_policy(policy);
-                    set_num_threads(1);
-                    let (cpu1, rate1) = cpu_rate(&case, secs)?;
-                    set_num_threads(0);
-                    let (cpu2, rate2) = cpu_rate(&case, secs)?;
-                    let one = throughput(&case, 1, secs)?;
-                    let mut conc = Vec::new();
-                    for n in CALLERS {
-                        conc.push(throughput(&case, n, secs)? / one);
-                    }
+                let totals = rates(&case, secs)?;
+                for (p, policy) in POLICIES.iter().enumerate() {
+                    let t = &totals[p];
+                    let rate = |t: &Totals| t.calls / t.wall;
+                    let cpu = |t: &Totals| t.cpu / t.wall;
                     println!(
-                        "{:<24} {:<6} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>5.2} {:>5.2} {:>5.2} {:>5.2}",
+                        "{:<24} {:<6} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>5.2} {:>6.0} {:>5.2} {:>5.2} {:>5.2}",
                         case.name,
                         format!("{policy:?}"),
                         lat[p].0,
                         lat[p].1,
-                        cpu1,
-                        cpu2,
-                        rate2 / rate1,
-                        conc[0],
-                        conc[1],
-                        conc[2]
+                        cpu(&t[0]),
+                        cpu(&t[1]),
+                        rate(&t[1]) / rate(&t[0]),
+                        t[1].faults / t[1].calls,
+                        rate(&t[3]) / rate(&t[2]),
+                        rate(&t[4]) / rate(&t[2]),
+                        rate(&t[5]) / rate(&t[2]),
                     );
                 }
             }

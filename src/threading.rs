@@ -20,14 +20,24 @@
 //! Every policy computes the same bits: jobs own disjoint shares of the
 //! outputs, and no result depends on which thread ran a job.
 //!
-//! Under `Torch`, a pass runs inline on the calling thread when that thread
-//! is already inside an OpenMP parallel region (a caller inside
-//! `at::parallel_for`) or inside one of the crate's own jobs, and when
-//! another crate call is running a parallel pass at the same moment: many
-//! concurrent callers (an inference server's request threads) then each run
-//! on their own thread, keeping the cores busy without oversubscribing
-//! them, so their total throughput does not fall below one caller's.
+//! A pass runs inline on the calling thread when that thread is already
+//! inside one of the crate's own jobs, and under `Torch` also inside an
+//! OpenMP parallel region (a caller inside `at::parallel_for`), and when
+//! another crate pass is in flight on another thread, or was in the last
+//! 20 ms: many concurrent callers (an inference server's request threads)
+//! then each run on their own thread, which keeps the cores busy without
+//! oversubscribing them (libgomp keeps one pool per calling thread, and its
+//! workers spin for milliseconds after each pass), so that their total
+//! throughput does not fall below one caller's.
 //!
+//! libgomp's workers spin-wait (by default for some milliseconds) before
+//! they sleep, for libtorch's ops and the crate's passes alike. On cores
+//! of their own that costs nothing and saves the wake-up; on a host whose
+//! cores are shared with other busy processes the spinning takes CPU time
+//! from the process's own threads. There `OMP_WAIT_POLICY=PASSIVE` (read
+//! by libgomp at start-up) or [`ThreadPolicy::Spawn`] is faster; the
+//! README's threads section has the measurements.
+
 //! The thread count is [`num_threads`]: by default `tch::get_num_threads()`
 //! at the time of each call; [`set_num_threads`] fixes it. A pass also uses
 //! no more threads than its input has shares of 2^17 elements, so that small

@@ -5,8 +5,9 @@
 
 use std::cell::Cell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 use super::layout::{split, Walk};
 use super::omp;
@@ -53,33 +54,61 @@ impl Drop for InJob {
     }
 }
 
-/// Whether a crate pass holds the OpenMP pool: concurrent callers run their
-/// passes on their own thread rather than each waking a team.
-static POOL_BUSY: AtomicBool = AtomicBool::new(false);
+/// Parallel passes in flight, on any thread, under policy `Torch`.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// When a pass last found another in flight: microseconds since [`epoch`],
+/// plus one (0: never).
+static LAST_CONTENDED: AtomicU64 = AtomicU64::new(0);
+/// How long after a pass found another in flight passes keep to their
+/// calling thread. Between the passes of concurrent callers there are gaps
+/// in which a caller finds none in flight; if it then woke its pool, that
+/// pool's workers would spin for milliseconds afterwards (libgomp's default
+/// spin before sleeping, 6-10 ms measured) on cores the other callers
+/// need. Longer than that spin, short against a caller's idle time.
+const CONTENDED_FOR_US: u64 = 20_000;
 
-/// The pool for as long as it lives.
-struct PoolClaim;
+fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let micros = EPOCH.get_or_init(Instant::now).elapsed().as_micros();
+    u64::try_from(micros).unwrap_or(u64::MAX - 1) + 1
+}
 
-impl PoolClaim {
-    fn try_claim() -> Option<Self> {
-        POOL_BUSY
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then_some(PoolClaim)
+/// Counts a pass in [`IN_FLIGHT`] while it lives.
+struct InFlight {
+    alone: bool,
+}
+
+impl InFlight {
+    /// Counts this pass; `alone` when no other was in flight, and none was
+    /// in the last [`CONTENDED_FOR_US`].
+    fn enter() -> Self {
+        let now = now_us();
+        if IN_FLIGHT.fetch_add(1, Ordering::Acquire) > 0 {
+            LAST_CONTENDED.store(now, Ordering::Relaxed);
+            return InFlight { alone: false };
+        }
+        let last = LAST_CONTENDED.load(Ordering::Relaxed);
+        InFlight {
+            alone: last == 0 || now.saturating_sub(last) > CONTENDED_FOR_US,
+        }
     }
 }
 
-impl Drop for PoolClaim {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        POOL_BUSY.store(false, Ordering::Release);
+        IN_FLIGHT.fetch_sub(1, Ordering::Release);
     }
 }
 
 /// `f` over every work item, in order, on the threads
 /// [`threading::thread_policy`] names; inline on this thread when there is
 /// one item, when this thread is already in a job or an OpenMP region, or
-/// (policy `Torch`) when another pass holds the pool. A panic in a job
-/// resumes on this thread once every job has finished.
+/// (policy `Torch`) when another pass is in flight on another thread or was
+/// within [`CONTENDED_FOR_US`]: with several callers at once, each keeps to
+/// its own thread rather than waking a team of workers per caller (libgomp
+/// keeps one pool per calling thread, whose workers spin for milliseconds
+/// after each pass) to oversubscribe the cores. A panic in a job resumes on this thread once every job has
+/// finished.
 pub(crate) fn parallel<W: Send, T: Send>(work: Vec<W>, f: impl Fn(W) -> T + Sync) -> Vec<T> {
     if work.len() <= 1 || IN_JOB.get() {
         return inline(work, f);
@@ -89,10 +118,14 @@ pub(crate) fn parallel<W: Send, T: Send>(work: Vec<W>, f: impl Fn(W) -> T + Sync
         ThreadPolicy::Spawn => spawned(work, f),
         ThreadPolicy::Torch => match omp::gomp() {
             Some(gomp) if gomp.in_region() => inline(work, f),
-            Some(gomp) => match PoolClaim::try_claim() {
-                Some(_claim) => pooled(gomp, work, f),
-                None => inline(work, f),
-            },
+            Some(gomp) => {
+                let flight = InFlight::enter();
+                if flight.alone {
+                    pooled(gomp, work, f)
+                } else {
+                    inline(work, f)
+                }
+            }
             None => spawned(work, f),
         },
     }
@@ -286,7 +319,9 @@ mod tests {
 
     /// The torch wheel's libtorch_cpu links libgomp: `Torch` must not fall
     /// back unnoticed, and its jobs run inside an OpenMP region, where a
-    /// nested pass runs inline.
+    /// nested pass runs inline. Other tests of this binary run passes at the
+    /// same time, which make a pass run inline; so it tries until one pass
+    /// found no other in flight.
     #[cfg(target_os = "linux")]
     #[test]
     fn torch_policy_runs_jobs_in_the_openmp_pool() {
@@ -294,14 +329,22 @@ mod tests {
         threading::set_thread_policy(ThreadPolicy::Torch);
         let gomp = omp::gomp().expect("libgomp is loaded with libtorch");
         assert!(!gomp.in_region());
-        let out = parallel(vec![0, 1, 2, 3], |i| {
-            let nested = parallel(vec![10, 20], |j| (j, IN_JOB.get()));
-            (i, gomp.in_region(), nested)
+        let pooled = (0..2000).any(|_| {
+            let out = parallel(vec![0, 1, 2, 3], |i| {
+                let nested = parallel(vec![10, 20], |j| (j, IN_JOB.get()));
+                (i, gomp.in_region(), nested)
+            });
+            let in_region = out[0].1;
+            for (i, (j, r, nested)) in out.into_iter().enumerate() {
+                assert_eq!((i, r), (j, in_region));
+                assert_eq!(nested, vec![(10, true), (20, true)]);
+            }
+            if !in_region {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            in_region
         });
-        for (i, (j, in_region, nested)) in out.into_iter().enumerate() {
-            assert_eq!((i, in_region), (j, true));
-            assert_eq!(nested, vec![(10, true), (20, true)]);
-        }
+        assert!(pooled, "no pass ran in the pool");
         threading::set_thread_policy(ThreadPolicy::default());
     }
 
@@ -326,7 +369,6 @@ mod tests {
                 Some("job 2")
             );
             assert!(!IN_JOB.get(), "{policy:?}");
-            assert!(!POOL_BUSY.load(Ordering::Relaxed), "{policy:?}");
             assert_eq!(parallel(vec![1, 2], |i| i + 1), vec![2, 3], "{policy:?}");
         }
         threading::set_thread_policy(ThreadPolicy::default());
