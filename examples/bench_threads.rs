@@ -254,7 +254,7 @@ fn main() -> Result<()> {
                     chain,
                 };
                 wait_for_idle();
-                let lat = latency(&case, 15)?;
+                let lat = latency(&case, 30)?;
                 let totals = rates(&case, secs)?;
                 for (p, policy) in POLICIES.iter().enumerate() {
                     let t = &totals[p];
