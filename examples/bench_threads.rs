@@ -10,6 +10,7 @@
 //! - `cpu@1` / `cpu@2`: CPU-seconds (user + sys, getrusage) per wall second
 //!   over a loop of calls at 1 and 2 threads, and `x2` the speed-up 1 -> 2;
 //! - `flt`: minor page faults per call at 2 threads;
+//! - `c1/s`: calls per second of one caller thread;
 //! - `cN`: total calls per second of N concurrent caller threads over one
 //!   caller's.
 //!
@@ -235,8 +236,8 @@ fn main() -> Result<()> {
     ];
     println!("libtorch threads: {threads}; ms are medians; cpu = CPU-s per wall s; cN = N callers' calls/s over 1 caller's");
     println!(
-        "{:<24} {:<6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>5} {:>5} {:>5}",
-        "case", "policy", "quiet", "amax", "cpu@1", "cpu@2", "x2", "flt", "c2", "c4", "c8"
+        "{:<24} {:<6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>6} {:>5} {:>5} {:>5}",
+        "case", "policy", "quiet", "amax", "cpu@1", "cpu@2", "x2", "flt", "c1/s", "c2", "c4", "c8"
     );
     for (kind, kname) in [(Kind::Float, "f32"), (Kind::BFloat16, "bf16")] {
         let x = base.to_kind(kind);
@@ -261,7 +262,7 @@ fn main() -> Result<()> {
                     let rate = |t: &Totals| t.calls / t.wall;
                     let cpu = |t: &Totals| t.cpu / t.wall;
                     println!(
-                        "{:<24} {:<6} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>5.2} {:>6.0} {:>5.2} {:>5.2} {:>5.2}",
+                        "{:<24} {:<6} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>5.2} {:>6.0} {:>6.1} {:>5.2} {:>5.2} {:>5.2}",
                         case.name,
                         format!("{policy:?}"),
                         lat[p].0,
@@ -270,6 +271,7 @@ fn main() -> Result<()> {
                         cpu(&t[1]),
                         rate(&t[1]) / rate(&t[0]),
                         t[1].faults / t[1].calls,
+                        rate(&t[2]),
                         rate(&t[3]) / rate(&t[2]),
                         rate(&t[4]) / rate(&t[2]),
                         rate(&t[5]) / rate(&t[2]),
