@@ -3,7 +3,8 @@
 //! symmetric and group 32 int8 asymmetric, the one-pass
 //! `choose_qparams_and_quantize_affine` ("chain") and
 //! `choose_qparams_affine` alone ("choose"), under `Spawn` (scoped threads,
-//! the old behaviour) and `Torch` (libtorch's OpenMP pool):
+//! the old behaviour), `Torch` (libtorch's OpenMP pool) and `Single` (the
+//! yardstick: its `cpu@2` and `x2` are those of one thread):
 //!
 //! - `quiet` / `amax`: median ms of one call after a 50 ms sleep, and right
 //!   after `x.amax()` (libtorch's OpenMP workers still spinning);
@@ -31,7 +32,11 @@ use tch_quant::{
     QParamsOptions, QuantDtype,
 };
 
-const POLICIES: [ThreadPolicy; 2] = [ThreadPolicy::Spawn, ThreadPolicy::Torch];
+const POLICIES: [ThreadPolicy; 3] = [
+    ThreadPolicy::Spawn,
+    ThreadPolicy::Torch,
+    ThreadPolicy::Single,
+];
 const CALLERS: [usize; 3] = [2, 4, 8];
 
 struct Case {
