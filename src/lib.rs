@@ -42,6 +42,7 @@
 //! | fp6, fp5, ... | [`FloatxDtype`], [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
 //! | sub-byte storage | [`pack_uintx`], [`unpack_uintx`] | `bitpacking.rs` |
 //! | block sizes | [`Granularity`] (and `block.rs` for the reduction layout) | `granularity.rs` |
+//! | threads of the fused CPU path | [`threading::ThreadPolicy`], [`threading::set_thread_policy`], [`threading::set_num_threads`] | `threading.rs` |
 //! | modes and dtypes | [`MappingType`], [`ZeroPointDomain`], [`QuantDtype`], [`kind_name`], [`parse_kind`], [`finfo_eps`] | `mapping.rs`, `dtype.rs` |
 //!
 //! # How results stay identical to torchao
@@ -82,6 +83,7 @@ mod quantized;
 mod recipe;
 mod scalar_ops;
 mod strided;
+pub mod threading;
 
 pub use bitpacking::{pack_uintx, unpack_uintx};
 pub use chain::choose_qparams_and_quantize_affine;

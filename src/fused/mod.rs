@@ -25,9 +25,12 @@
 //! mapping types), never the reference path that calls it.
 //!
 //! The kernels are compiled for baseline x86-64, AVX2 and AVX-512, chosen at
-//! run time ([`simd`]). Work is split over `tch::get_num_threads()` scoped
-//! threads for inputs of at least `threads::MIN_ELEMS_PER_THREAD` elements
-//! per thread, so that small calls do not pay for spawning. No scratch is
+//! run time ([`simd`]). Work is split over up to
+//! [`crate::threading::num_threads`] threads for inputs of at least
+//! `threads::MIN_ELEMS_PER_THREAD` elements per thread, so that small calls
+//! do not pay for waking them; which threads take the jobs is the
+//! [`crate::threading::ThreadPolicy`] (libtorch's OpenMP pool, reached
+//! through [`omp`], by default). No scratch is
 //! larger than a tile of blocks (`threads::TILE_BLOCKS`, at most
 //! `gate::MAX_TILE_BLOCKS`).
 //!
@@ -55,6 +58,7 @@ mod float;
 mod gate;
 mod layout;
 mod minmax;
+mod omp;
 mod qparams;
 mod quantize;
 mod threads;
