@@ -50,6 +50,7 @@
 mod simd;
 
 mod convert;
+mod dequantize;
 mod drive;
 mod float;
 mod gate;
@@ -60,4 +61,7 @@ mod quantize;
 mod threads;
 mod view;
 
-pub(crate) use drive::{choose_and_quantize, choose_qparams, quantize, Chained, QuantizeArgs};
+pub(crate) use drive::{
+    choose_and_quantize, choose_qparams, dequantize, quantize, Chained, CodesArg, DequantizeArgs,
+    QuantizeArgs,
+};
