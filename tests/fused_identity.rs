@@ -1619,7 +1619,7 @@ fn every_simd_level_dequantizes_bit_identically() -> Result<()> {
         return Ok(());
     }
     let exe = std::env::current_exe()?;
-    let cases = (dequantize_case_count() / 4).max(1000).to_string();
+    let cases = (dequantize_case_count() / 8).max(1000).to_string();
     for level in ["baseline", "avx2"] {
         for test in [
             "fused_dequantize_is_bit_identical_on_random_cases",

@@ -121,6 +121,13 @@ impl<'a> Blocks<'a> {
 /// never NaN when [`nan_free`] holds for its block.
 pub(crate) trait Formula: Copy + Send + Sync + 'static {
     fn value<P: Prec>(c: i32, mid: f32, scale: f32, zp_int: i32, zp: f32) -> f32;
+    /// [`value`](Formula::value) for a block where [`exact`](Formula::exact)
+    /// holds: the code's first conversion to `P` needs no rounding.
+    fn value_exact<P: Prec>(c: i32, mid: f32, scale: f32, zp_int: i32, zp: f32) -> f32;
+    /// Whether every code in `codes` converts to `P` exactly in a block with
+    /// this zero point (`q - zp` in the Int domain, `q - mid` in the Float
+    /// one, each an integer of magnitude at most `P::EXACT_INTS`).
+    fn exact<P: Prec>(codes: (i64, i64), mid: f32, zp_int: i32) -> bool;
 }
 
 /// Int and None domains.
@@ -131,11 +138,26 @@ pub(crate) struct IntFormula;
 #[derive(Clone, Copy)]
 pub(crate) struct FloatFormula;
 
+/// Whether every integer in `lo - at..=hi - at` is exact in `P`.
+#[inline(always)]
+fn exact_ints<P: Prec>((lo, hi): (i64, i64), at: i64) -> bool {
+    let limit = P::EXACT_INTS as i64;
+    (lo - at).abs() <= limit && (hi - at).abs() <= limit
+}
+
 impl Formula for IntFormula {
     #[inline(always)]
     fn value<P: Prec>(c: i32, _: f32, scale: f32, zp_int: i32, _: f32) -> f32 {
         let f = P::round_non_nan(c.wrapping_sub(zp_int) as f32);
         P::round_non_nan(f * scale)
+    }
+    #[inline(always)]
+    fn value_exact<P: Prec>(c: i32, _: f32, scale: f32, zp_int: i32, _: f32) -> f32 {
+        P::round_non_nan(c.wrapping_sub(zp_int) as f32 * scale)
+    }
+    #[inline(always)]
+    fn exact<P: Prec>(codes: (i64, i64), _: f32, zp_int: i32) -> bool {
+        exact_ints::<P>(codes, zp_int as i64)
     }
 }
 
@@ -146,14 +168,45 @@ impl Formula for FloatFormula {
         let y = P::round_non_nan(d * scale);
         P::round_non_nan(y + zp)
     }
+    #[inline(always)]
+    fn value_exact<P: Prec>(c: i32, mid: f32, scale: f32, _: i32, zp: f32) -> f32 {
+        let y = P::round_non_nan((c as f32 - mid) * scale);
+        P::round_non_nan(y + zp)
+    }
+    #[inline(always)]
+    fn exact<P: Prec>(codes: (i64, i64), mid: f32, _: i32) -> bool {
+        // An integral `mid` below 2^24 makes `q - mid` an exact float32
+        // integer for the codes of the range checked.
+        mid == mid.round() && mid.abs() < 16_777_216.0 && exact_ints::<P>(codes, mid as i64)
+    }
 }
 
-/// Values of a run whose codes share one block (`k`'s first).
+/// Values of a run whose codes share one block (`k`'s first), all in
+/// `range`.
 #[inline(always)]
-fn run<C: Code, O: OutElem, F: Formula>(codes: &[C], k: Blocks, out: &mut [MaybeUninit<O>]) {
+fn run<C: Code, O: OutElem, F: Formula>(
+    codes: &[C],
+    k: Blocks,
+    range: (i64, i64),
+    out: &mut [MaybeUninit<O>],
+) {
     let (mid, s, zi, z) = (k.mid, k.scale[0], k.zp_int[0], k.zp[0]);
+    if F::exact::<O::Prec>(range, mid, zi) {
+        map_run(codes, out, |c| F::value_exact::<O::Prec>(c, mid, s, zi, z));
+    } else {
+        map_run(codes, out, |c| F::value::<O::Prec>(c, mid, s, zi, z));
+    }
+}
+
+/// `out[i] = value(codes[i])`.
+#[inline(always)]
+fn map_run<C: Code, O: OutElem>(
+    codes: &[C],
+    out: &mut [MaybeUninit<O>],
+    value: impl Fn(i32) -> f32,
+) {
     for (o, &c) in out.iter_mut().zip(codes) {
-        *o = MaybeUninit::new(O::from_exact(F::value::<O::Prec>(c.int(), mid, s, zi, z)));
+        *o = MaybeUninit::new(O::from_exact(value(c.int())));
     }
 }
 
@@ -179,7 +232,7 @@ kernel! {
     ) {
         for i in 0..batch.reps {
             let at = i * batch.stride..i * batch.stride + batch.len;
-            run::<C, O, F>(&codes[at.clone()], k.from(i), &mut out[at]);
+            run::<C, O, F>(&codes[at.clone()], k.from(i), C::RANGE, &mut out[at]);
         }
     }
 }
@@ -284,7 +337,8 @@ kernel! {
                 let n = CHUNK.min(batch.len - c);
                 let codes = &mut scratch[..n];
                 packed.unpack(batch.elem + first + c, codes);
-                run::<u8, O, F>(codes, k.from(i), &mut out[first + c..first + c + n]);
+                let range = (0, packed.max_code());
+                run::<u8, O, F>(codes, k.from(i), range, &mut out[first + c..first + c + n]);
             }
         }
     }
