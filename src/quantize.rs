@@ -159,6 +159,14 @@ pub fn quantize_affine(
 /// bfloat16). Codes outside `[quant_min, quant_max]` are not rejected, as in
 /// torchao.
 ///
+/// For contiguous CPU codes (uint8, int8, int16 or int32 storage) with
+/// float32, float16 or bfloat16 scales and integer or 16/32-bit float zero
+/// points, a fused multi-threaded kernel computes this in one pass over the
+/// codes, with every op rounded as libtorch rounds it, so the bits are the
+/// same; calls where a value could come out NaN (a scale that is not
+/// finite, for one), float64 qparams and float8 codes run libtorch's op
+/// sequence, as does every call with `force_reference`.
+///
 /// # Errors
 /// Codes whose dtype is not `input_dtype`'s storage dtype (uint8 for
 /// `uint1..=7`, int8 for `int1..=7`); everything [`quantize_affine`] refuses
