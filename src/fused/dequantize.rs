@@ -190,22 +190,37 @@ fn run<C: Code, O: OutElem, F: Formula>(
     range: (i64, i64),
     out: &mut [MaybeUninit<O>],
 ) {
+    run_of::<C, O, F>(codes, k, range, |c| c, out);
+}
+
+/// [`run`] of the codes `code(c)` for the stored `c` (bits of packed
+/// bytes).
+#[inline(always)]
+fn run_of<C: Code, O: OutElem, F: Formula>(
+    stored: &[C],
+    k: Blocks,
+    range: (i64, i64),
+    code: impl Fn(i32) -> i32,
+    out: &mut [MaybeUninit<O>],
+) {
     let (mid, s, zi, z) = (k.mid, k.scale[0], k.zp_int[0], k.zp[0]);
     if F::exact::<O::Prec>(range, mid, zi) {
-        map_run(codes, out, |c| F::value_exact::<O::Prec>(c, mid, s, zi, z));
+        map_run(stored, out, |c| {
+            F::value_exact::<O::Prec>(code(c), mid, s, zi, z)
+        });
     } else {
-        map_run(codes, out, |c| F::value::<O::Prec>(c, mid, s, zi, z));
+        map_run(stored, out, |c| F::value::<O::Prec>(code(c), mid, s, zi, z));
     }
 }
 
-/// `out[i] = value(codes[i])`.
+/// `out[i] = value(stored[i])`.
 #[inline(always)]
 fn map_run<C: Code, O: OutElem>(
-    codes: &[C],
+    stored: &[C],
     out: &mut [MaybeUninit<O>],
     value: impl Fn(i32) -> f32,
 ) {
-    for (o, &c) in out.iter_mut().zip(codes) {
+    for (o, &c) in out.iter_mut().zip(stored) {
         *o = MaybeUninit::new(O::from_exact(value(c.int())));
     }
 }
@@ -283,20 +298,50 @@ impl Packed<'_> {
             .sum()
     }
 
+    /// When the codes are one plane and elements `start..start + len` lie
+    /// in one slice of one line: the bytes that hold them, and the shift and
+    /// mask that take each code out of its byte.
+    #[inline(always)]
+    fn one_slice(&self, start: usize, len: usize) -> Option<(&[u8], i32, i32)> {
+        let [plane] = self.planes.as_slice() else {
+            return None;
+        };
+        let row = start / self.line;
+        let slice = self.line * plane.width as usize / 8;
+        let (mut i, mut at) = (0, start - row * self.line);
+        while at >= slice {
+            at -= slice;
+            i += 1;
+        }
+        if at + len > slice {
+            return None;
+        }
+        let bytes = &plane.bytes[row * slice + at..row * slice + at + len];
+        let mask = (1i32 << plane.width) - 1;
+        Some((bytes, (plane.width * i) as i32, mask))
+    }
+
     /// Codes of elements `start..start + out.len()` into `out`.
     #[inline(always)]
     fn unpack(&self, start: usize, out: &mut [u8]) {
         let (mut e, mut o) = (start, 0);
         while o < out.len() {
-            let (row, j) = (e / self.line, e % self.line);
+            let row = e / self.line;
+            let j = e - row * self.line;
             let seg = (out.len() - o).min(self.line - j);
             for (p, plane) in self.planes.iter().enumerate() {
                 let slice = self.line * plane.width as usize / 8;
                 let mask = ((1u32 << plane.width) - 1) as u8;
                 let bytes = &plane.bytes[row * slice..(row + 1) * slice];
                 let (mut jj, mut oo) = (j, o);
+                // The slice of `j` by subtraction: at most 8 slices, where
+                // a division would cost more than unpacking a short run.
+                let (mut i, mut at) = (0, j);
+                while at >= slice {
+                    at -= slice;
+                    i += 1;
+                }
                 while jj < j + seg {
-                    let (i, at) = (jj / slice, jj % slice);
                     let m = (j + seg - jj).min(slice - at);
                     let shift = plane.width * i as u32;
                     let dst = &mut out[oo..oo + m];
@@ -312,6 +357,7 @@ impl Packed<'_> {
                     }
                     jj += m;
                     oo += m;
+                    (i, at) = (i + 1, 0);
                 }
             }
             e += seg;
@@ -331,14 +377,22 @@ kernel! {
         scratch: &mut [u8],
         out: &mut [MaybeUninit<O>],
     ) {
+        let range = (0, packed.max_code());
         for i in 0..batch.reps {
             let first = i * batch.stride;
+            let run_out = &mut out[first..first + batch.len];
+            if let Some((bytes, shift, mask)) = packed.one_slice(batch.elem + first, batch.len) {
+                // One plane, and the run inside one slice of it: its codes
+                // are bits of consecutive bytes, read in place.
+                let code = |b: i32| (b >> shift) & mask;
+                run_of::<u8, O, F>(bytes, k.from(i), range, code, run_out);
+                continue;
+            }
             for c in (0..batch.len).step_by(CHUNK) {
                 let n = CHUNK.min(batch.len - c);
                 let codes = &mut scratch[..n];
                 packed.unpack(batch.elem + first + c, codes);
-                let range = (0, packed.max_code());
-                run::<u8, O, F>(codes, k.from(i), range, &mut out[first + c..first + c + n]);
+                run::<u8, O, F>(codes, k.from(i), range, &mut run_out[c..c + n]);
             }
         }
     }
