@@ -53,6 +53,18 @@ fn planes(op: &'static str, nbits: u32) -> Result<Vec<Plane>> {
     Ok(planes)
 }
 
+/// The `(width, shift)` of each shard of `nbits` codes, in shard order;
+/// `None` for `nbits` outside `1..=7`.
+pub(crate) fn plane_layout(nbits: u32) -> Option<Vec<(u32, u32)>> {
+    let planes = planes("plane_layout", nbits).ok()?;
+    Some(
+        planes
+            .iter()
+            .map(|p| (p.width as u32, p.shift as u32))
+            .collect(),
+    )
+}
+
 /// `dim` in `[-ndim, ndim)`, made non-negative.
 fn normalize_dim(op: &'static str, dim: i64, ndim: usize) -> Result<usize> {
     let n = ndim as i64;

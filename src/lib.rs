@@ -49,10 +49,12 @@
 //!
 //! Each function issues torchao 0.11's libtorch op sequence itself, in the
 //! same order and dtypes (the *reference path*), so results match torchao on
-//! whatever device the input lives on. For contiguous CPU float tensors,
-//! `choose_qparams_affine` and `quantize_affine` instead run fused
-//! multi-threaded kernels (`fused/`) that reproduce that sequence's rounding
-//! bit for bit; `force_reference` in the options selects the reference path.
+//! whatever device the input lives on. For contiguous CPU tensors,
+//! `choose_qparams_affine`, `quantize_affine` and `dequantize_affine` (and
+//! so `AffineQuantizedTensor::dequantize`, packed codes included) instead
+//! run fused multi-threaded kernels (`fused/`) that reproduce that
+//! sequence's rounding bit for bit; `force_reference` in the options
+//! selects the reference path.
 //! Both paths take the validated arguments and torchao's scalar formulas
 //! from `formula.rs`, and the fused path depends on nothing above it.
 #![warn(missing_docs)]

@@ -1,7 +1,7 @@
 //! Applying quantization parameters: `quantize_affine`, `dequantize_affine`
 //! and the fake-quantize pair used in quantization-aware training.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::block::BlockLayout;
 use crate::dtype::{check_output_float, check_scalar_fits, is_input_float, kind_name};
@@ -159,6 +159,14 @@ pub fn quantize_affine(
 /// bfloat16). Codes outside `[quant_min, quant_max]` are not rejected, as in
 /// torchao.
 ///
+/// For contiguous CPU codes (uint8, int8, int16 or int32 storage) with
+/// float32, float16 or bfloat16 scales and integer or 16/32-bit float zero
+/// points, a fused multi-threaded kernel computes this in one pass over the
+/// codes, with every op rounded as libtorch rounds it, so the bits are the
+/// same; calls where a value could come out NaN (a scale that is not
+/// finite, for one), float64 qparams and float8 codes run libtorch's op
+/// sequence, as does every call with `force_reference`.
+///
 /// # Errors
 /// Codes whose dtype is not `input_dtype`'s storage dtype (uint8 for
 /// `uint1..=7`, int8 for `int1..=7`); everything [`quantize_affine`] refuses
@@ -207,7 +215,61 @@ pub fn dequantize_affine(
         input_dtype,
         options,
     )?;
+    if !options.force_reference {
+        let codes = crate::fused::CodesArg::Plain(input);
+        if let Some(x) = prep.fused_dequantize(codes, output_dtype)? {
+            return Ok(x);
+        }
+    }
     prep.dequantize(input, output_dtype)
+}
+
+/// [`dequantize_affine`] of sub-byte codes packed along the last dim
+/// (`pack_uintx(codes, bits, -1)` shards, codes of `shape`) in one pass on
+/// the fused path, bit-identical to unpacking them first; `Ok(None)` where
+/// that path does not cover the call or the arguments are not valid, and
+/// the caller unpacks and dequantizes (which reports any error).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dequantize_packed(
+    shards: &[Tensor],
+    bits: u32,
+    shape: &[i64],
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    output_dtype: Kind,
+) -> Result<Option<Tensor>> {
+    const OP: &str = Op::Dequantize.name();
+    let (Some(planes), Some(first)) = (crate::bitpacking::plane_layout(bits), shards.first())
+    else {
+        return Ok(None);
+    };
+    let valid = !options.force_reference
+        && !input_dtype.is_float8()
+        && check_tensors(OP, first, scale, zero_point).is_ok()
+        && check_output_float(OP, output_dtype).is_ok();
+    if !valid {
+        return Ok(None);
+    }
+    let Ok(prep) = Prepared::for_shape(
+        Op::Dequantize,
+        shape,
+        first.device(),
+        block_size,
+        scale,
+        zero_point,
+        input_dtype,
+        options,
+    ) else {
+        return Ok(None);
+    };
+    let codes = crate::fused::CodesArg::Packed {
+        shards,
+        planes: &planes,
+    };
+    prep.fused_dequantize(codes, output_dtype)
 }
 
 /// Quantizes and dequantizes back to `input`'s dtype without the cast to a
@@ -428,11 +490,36 @@ impl Prepared {
         dtype: QuantDtype,
         options: &QuantizeOptions,
     ) -> Result<Self> {
-        let op = call.name();
         if call.takes_floats() {
-            check_float_input(op, "input", input)?;
+            check_float_input(call.name(), "input", input)?;
         }
-        let original_shape = input.size();
+        Self::for_shape(
+            call,
+            &input.size(),
+            input.device(),
+            block_size,
+            scale,
+            zero_point,
+            dtype,
+            options,
+        )
+    }
+
+    /// [`Prepared::new`] for an input of `shape` on `device`, whose dtype
+    /// the caller has checked.
+    #[allow(clippy::too_many_arguments)]
+    fn for_shape(
+        call: Op,
+        shape: &[i64],
+        device: Device,
+        block_size: &[i64],
+        scale: &Tensor,
+        zero_point: Option<&Tensor>,
+        dtype: QuantDtype,
+        options: &QuantizeOptions,
+    ) -> Result<Self> {
+        let op = call.name();
+        let original_shape = shape.to_vec();
         let layout = BlockLayout::new(op, block_size, &original_shape)?;
         let (quant_min, quant_max) =
             dtype.resolve_range(op, options.quant_min, options.quant_max)?;
@@ -446,9 +533,9 @@ impl Prepared {
                 got: scale.kind(),
             });
         }
-        let scale = view_qparam(op, "scale", scale, input, &layout)?;
+        let scale = view_qparam(op, "scale", scale, device, &layout)?;
         let zero_point = match zero_point {
-            Some(zp) => Some(view_qparam(op, "zero_point", zp, input, &layout)?),
+            Some(zp) => Some(view_qparam(op, "zero_point", zp, device, &layout)?),
             None => None,
         };
         Ok(Prepared {
@@ -515,6 +602,24 @@ impl Prepared {
         self.clamp(unclamped)?
             .f_reshape(&self.original_shape)
             .op(self.op)
+    }
+
+    /// The fused path's dequantize of `codes` into `output_dtype`, where it
+    /// covers the call.
+    fn fused_dequantize(
+        &self,
+        codes: crate::fused::CodesArg,
+        output_dtype: Kind,
+    ) -> Result<Option<Tensor>> {
+        let args = crate::fused::DequantizeArgs {
+            scale: &self.scale,
+            zero_point: self.zero_point.as_ref(),
+            quant_min: self.quant_min,
+            quant_max: self.quant_max,
+            domain: self.domain,
+            output: output_dtype,
+        };
+        crate::fused::dequantize(self.op, codes, &self.original_shape, &self.layout, &args)
     }
 
     /// torchao's `_dequantize_affine_no_dtype_check`.
@@ -598,16 +703,16 @@ fn view_qparam(
     op: &'static str,
     arg: &'static str,
     t: &Tensor,
-    input: &Tensor,
+    device: Device,
     layout: &BlockLayout,
 ) -> Result<Tensor> {
     check_qparam_shape(op, arg, t, layout)?;
-    if t.device() != input.device() {
+    if t.device() != device {
         return Err(Error::invalid(
             op,
             arg,
             format!("{:?}", t.device()),
-            format!("must be on the input's device, {:?}", input.device()),
+            format!("must be on the input's device, {device:?}"),
         ));
     }
     t.f_reshape(&layout.shape_after_reduction).op(op)

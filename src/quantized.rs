@@ -13,7 +13,7 @@ use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::qparams::{choose_qparams_affine, QParamsOptions};
 use crate::quantize::{
     check_float8_domain, check_qparam_shape, check_zero_point_domain, dequantize_affine,
-    QuantizeOptions,
+    dequantize_packed, QuantizeOptions,
 };
 use crate::recipe::Recipe;
 use crate::strided::{check_strided, check_strided_opt};
@@ -321,7 +321,37 @@ impl AffineQuantizedTensor {
 
     /// [`dequantize`](Self::dequantize) into `output_dtype` (float32,
     /// float16 or bfloat16).
+    ///
+    /// Packed codes are unpacked and dequantized in one pass where
+    /// `dequantize_affine`'s fused CPU path covers the call (codes packed
+    /// along the last dim, contiguous CPU tensors), with the same bits as
+    /// [`codes`](Self::codes) followed by `dequantize_affine`.
     pub fn dequantize_as(&self, output_dtype: Kind) -> Result<Tensor> {
+        let options = QuantizeOptions {
+            quant_min: Some(self.quant_min),
+            quant_max: Some(self.quant_max),
+            zero_point_domain: self.zero_point_domain,
+            force_reference: false,
+        };
+        if let StorageLayout::Packed { bits, dim } = self.layout {
+            let last = dim == -1 || dim == self.shape.len() as i64 - 1;
+            if last {
+                let fused = dequantize_packed(
+                    &self.qdata,
+                    bits,
+                    &self.shape,
+                    &self.block_size,
+                    &self.scale,
+                    self.zero_point.as_ref(),
+                    self.target_dtype,
+                    &options,
+                    output_dtype,
+                )?;
+                if let Some(x) = fused {
+                    return Ok(x);
+                }
+            }
+        }
         let codes = self.codes()?;
         dequantize_affine(
             &codes,
@@ -329,12 +359,7 @@ impl AffineQuantizedTensor {
             &self.scale,
             self.zero_point.as_ref(),
             self.target_dtype,
-            &QuantizeOptions {
-                quant_min: Some(self.quant_min),
-                quant_max: Some(self.quant_max),
-                zero_point_domain: self.zero_point_domain,
-                force_reference: false,
-            },
+            &options,
             output_dtype,
         )
     }

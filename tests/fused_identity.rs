@@ -966,3 +966,679 @@ fn an_infinite_block_gives_the_reference_nan_bits() -> Result<()> {
     );
     Ok(())
 }
+
+// ===========================================================================
+// dequantize_affine (issue 14): the fused dequantize against the reference
+// path, on plain codes (every fixture case and seeded random cases) and on
+// packed sub-byte codes (`AffineQuantizedTensor::dequantize_as` against
+// unpacking first and dequantizing on the reference path).
+//
+// `TCH_QUANT_DEQUANTIZE_CASES` sets the number of random plain cases
+// (default 20000; the packed test runs a quarter as many); the seed is
+// `TCH_QUANT_FUSED_SEED`'s, as above.
+// ===========================================================================
+
+use tch_quant::{dequantize_affine, AffineQuantizedTensor, QuantizedParts, StorageLayout};
+
+/// One dequantize call, on either path.
+#[derive(Debug)]
+struct DequantizeCall {
+    block: Vec<i64>,
+    scale: Tensor,
+    zero_point: Option<Tensor>,
+    dtype: QuantDtype,
+    options: QuantizeOptions,
+    output: Kind,
+}
+
+impl DequantizeCall {
+    fn run(&self, codes: &Tensor, reference: bool) -> Answer {
+        let options = QuantizeOptions {
+            force_reference: reference,
+            ..self.options
+        };
+        let x = dequantize_affine(
+            codes,
+            &self.block,
+            &self.scale,
+            self.zero_point.as_ref(),
+            self.dtype,
+            &options,
+            self.output,
+        )?;
+        Ok(vec![Some(x)])
+    }
+}
+
+fn dequantize_case_count() -> usize {
+    std::env::var("TCH_QUANT_DEQUANTIZE_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// The smallest and largest value of an integer dtype.
+fn int_range(kind: Kind) -> (i64, i64) {
+    match kind {
+        Kind::Uint8 => (0, 255),
+        Kind::Int8 => (-128, 127),
+        Kind::Int16 => (-32768, 32767),
+        Kind::Int => (i32::MIN as i64, i32::MAX as i64),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+/// Integer values of `kind` (exactly representable), drawn over the quant
+/// range, the whole dtype and its extremes.
+fn random_ints(rng: &mut Rng, n: usize, kind: Kind, quant: (f64, f64)) -> Result<Tensor> {
+    let (lo, hi) = int_range(kind);
+    let (qlo, qhi) = (quant.0 as i64, quant.1 as i64);
+    let regime = rng.below(4);
+    let draw = |rng: &mut Rng, lo: i64, hi: i64| -> i64 {
+        let span = (hi as i128 - lo as i128 + 1) as u128;
+        (lo as i128 + (rng.next() as u128 % span) as i128) as i64
+    };
+    let v: Vec<i64> = (0..n)
+        .map(|_| match (regime, rng.below(16)) {
+            (_, 0) => lo,
+            (_, 1) => hi,
+            (0, _) | (1, 2..=12) => draw(rng, qlo, qhi),
+            (2, _) => draw(rng, lo, hi),
+            _ => rng.pick(&[0, 1, -1, qlo, qhi, lo, hi]).clamp(lo, hi),
+        })
+        .collect();
+    Ok(Tensor::from_slice(&v).f_to_kind(kind)?)
+}
+
+/// Scale values: ordinary, powers of two, zero of both signs, negative,
+/// subnormal and huge; infinities and NaN only when `special`.
+fn random_scales(rng: &mut Rng, n: usize, kind: Kind, special: bool) -> Result<Tensor> {
+    let (tiny, huge) = match kind {
+        Kind::Half => (5.96e-8, [65504.0, 30000.0, 1000.0, 256.0]),
+        _ => (1e-40, [3.0e38, 4e37, 1e30, 1e10]),
+    };
+    let v: Vec<f64> = (0..n)
+        .map(|_| match rng.below(if special { 14 } else { 12 }) {
+            // Zero scales (in one block in 24, which with a float16 output
+            // and wide codes can make NaN and send the call to the
+            // reference path).
+            0 | 1 if rng.chance(0.5) => 1.0,
+            0 => 0.0,
+            1 => -0.0,
+            2 => -2f64.powi(rng.below(10) as i32 - 5),
+            3 => rng.pick(&[tiny, tiny * 3.0, 1e-30, 6.1e-5]),
+            4 => rng.pick(&huge),
+            5..=7 => 2f64.powi(rng.below(30) as i32 - 15),
+            12 => rng.pick(&[f64::INFINITY, f64::NEG_INFINITY]),
+            13 => f64::NAN,
+            _ => rng.unit() * 2f64.powi(rng.below(20) as i32 - 10),
+        })
+        .collect();
+    Ok(Tensor::from_slice(&v).f_to_kind(kind)?)
+}
+
+/// Zero points of `kind`: inside the quant range, fractional, the dtype's
+/// extremes, -0.0, huge; infinities and NaN only when `special`.
+fn random_zero_points(
+    rng: &mut Rng,
+    n: usize,
+    kind: Kind,
+    quant: (f64, f64),
+    special: bool,
+) -> Result<Tensor> {
+    if matches!(
+        kind,
+        Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64
+    ) {
+        let (lo, hi) = int_range(kind);
+        let (lo, hi) = match kind {
+            Kind::Int64 => (-(1i64 << 40), 1 << 40),
+            _ => (lo, hi),
+        };
+        let qlo = quant.0.clamp(lo as f64, hi as f64) as i64;
+        let qhi = quant.1.clamp(qlo as f64, hi as f64) as i64;
+        let v: Vec<i64> = (0..n)
+            .map(|_| match rng.below(10) {
+                0 => lo,
+                1 => hi,
+                2 => rng
+                    .pick(&[0, 257, -257, 65535, 70000, 1 << 25])
+                    .clamp(lo, hi),
+                _ => qlo + (rng.next() % ((qhi - qlo) as u64 + 1)) as i64,
+            })
+            .collect();
+        return Ok(Tensor::from_slice(&v).f_to_kind(kind)?);
+    }
+    let (qlo, qhi) = quant;
+    let v: Vec<f64> = (0..n)
+        .map(|_| match rng.below(if special { 12 } else { 10 }) {
+            0 => -0.0,
+            1 => qlo + (rng.unit() * (qhi - qlo)).floor() + 0.5,
+            2 => rng.normal() * 300.0,
+            3 => rng.pick(&[1e10, -1e10, 3e9, -2147483648.0, 2147483648.0, 1e30, 65519.0]),
+            10 => rng.pick(&[f64::INFINITY, f64::NEG_INFINITY]),
+            11 => f64::NAN,
+            _ => (qlo + (rng.unit() * (qhi - qlo + 1.0)).floor()).min(qhi),
+        })
+        .collect();
+    Ok(Tensor::from_slice(&v).f_to_kind(kind)?)
+}
+
+/// One value per block of `block` over `shape`, sometimes flattened (size-1
+/// dims do not matter to the functions).
+fn qparams_shape(rng: &mut Rng, shape: &[i64], block: &[i64]) -> Vec<i64> {
+    let per_dim: Vec<i64> = shape
+        .iter()
+        .zip(block)
+        .map(|(s, b)| s / b.max(&1))
+        .collect();
+    if rng.chance(0.2) {
+        per_dim.into_iter().filter(|&d| d != 1).collect()
+    } else {
+        per_dim
+    }
+}
+
+const SCALE_KINDS: [Kind; 7] = [
+    Kind::Float,
+    Kind::Float,
+    Kind::BFloat16,
+    Kind::BFloat16,
+    Kind::Half,
+    Kind::Half,
+    Kind::Double,
+];
+const ZERO_POINT_KINDS: [Kind; 10] = [
+    Kind::Int,
+    Kind::Int,
+    Kind::Uint8,
+    Kind::Int8,
+    Kind::Int16,
+    Kind::Int64,
+    Kind::Float,
+    Kind::BFloat16,
+    Kind::Half,
+    Kind::Double,
+];
+
+/// Scale, zero point and domain for codes of `shape` in blocks of `block`.
+fn random_dequantize_qparams(
+    rng: &mut Rng,
+    shape: &[i64],
+    block: &[i64],
+    dtype: QuantDtype,
+    quant: (f64, f64),
+) -> Result<(Tensor, Option<Tensor>, ZeroPointDomain)> {
+    let qshape = qparams_shape(rng, shape, block);
+    let n: i64 = qshape.iter().product();
+    let special = rng.chance(0.15);
+    let scale_kind = rng.pick(&SCALE_KINDS);
+    let scale = random_scales(rng, n as usize, scale_kind, special)?.f_reshape(&qshape)?;
+    let domain = if dtype.is_float8() {
+        rng.pick(&[ZeroPointDomain::Int, ZeroPointDomain::None])
+    } else {
+        rng.pick(&[
+            ZeroPointDomain::Int,
+            ZeroPointDomain::Int,
+            ZeroPointDomain::Float,
+            ZeroPointDomain::Float,
+            ZeroPointDomain::None,
+        ])
+    };
+    // Now and then a zero point where the domain takes none, or the other
+    // way round: both paths must refuse the call alike.
+    let with_zp = (domain != ZeroPointDomain::None) ^ rng.chance(0.01);
+    let zero_point = if with_zp {
+        let kind = rng.pick(&ZERO_POINT_KINDS);
+        Some(random_zero_points(rng, n as usize, kind, quant, special)?.f_reshape(&qshape)?)
+    } else {
+        None
+    };
+    Ok((scale, zero_point, domain))
+}
+
+/// A non-contiguous view of `t` with the same shape and values, or `t`.
+fn maybe_strided(rng: &mut Rng, t: Tensor) -> Result<Tensor> {
+    let shape = t.size();
+    if shape.len() < 2 || !rng.chance(0.05) {
+        return Ok(t);
+    }
+    let mut swapped = shape.clone();
+    swapped.swap(0, 1);
+    Ok(t.f_transpose(0, 1)?
+        .f_contiguous()?
+        .f_reshape(&swapped)?
+        .f_transpose(0, 1)?)
+}
+
+/// One random plain dequantize case: codes and the call.
+fn random_dequantize_case(rng: &mut Rng, big: bool) -> Result<(Tensor, DequantizeCall)> {
+    let (shape, mut block) = layout(rng, big);
+    if block.iter().all(|&b| b == 1) && !rng.chance(0.01) {
+        // Blocks of one element are refused; keep a few to check that.
+        block = shape.clone();
+    }
+    let dtype = if rng.chance(0.05) {
+        rng.pick(&QuantDtype::ALL[18..])
+    } else if rng.chance(0.5) {
+        rng.pick(&[
+            QuantDtype::Int8,
+            QuantDtype::UInt8,
+            QuantDtype::UInt4,
+            QuantDtype::Int4,
+            QuantDtype::Int16,
+            QuantDtype::Int32,
+        ])
+    } else {
+        rng.pick(&QuantDtype::ALL[..18])
+    };
+    let mut edges = Edges::default();
+    let (quant_min, quant_max) = random_range(rng, dtype, &mut edges);
+    let bounds = dtype.bounds();
+    let quant = (quant_min.unwrap_or(bounds.0), quant_max.unwrap_or(bounds.1));
+    let n: i64 = shape.iter().product();
+    let storage = dtype.storage_kind();
+    let codes = if dtype.is_float8() {
+        let v: Vec<f64> = (0..n)
+            .map(|_| {
+                let regime = rng.below(8);
+                value(rng, regime, 16.0, 0.01, Kind::Float)
+            })
+            .collect();
+        Tensor::from_slice(&v).f_to_kind(storage)?
+    } else if rng.chance(0.01) {
+        // Codes of another dtype than the storage one: refused alike.
+        random_ints(rng, n as usize, Kind::Int16, quant)?
+    } else {
+        random_ints(rng, n as usize, storage, quant)?
+    };
+    let codes = maybe_strided(rng, codes.f_reshape(&shape)?)?;
+    let (scale, zero_point, domain) = random_dequantize_qparams(rng, &shape, &block, dtype, quant)?;
+    let call = DequantizeCall {
+        block,
+        scale,
+        zero_point,
+        dtype,
+        options: QuantizeOptions {
+            quant_min,
+            quant_max,
+            zero_point_domain: domain,
+            force_reference: false,
+        },
+        output: rng.pick(&FLOATS),
+    };
+    Ok((codes, call))
+}
+
+/// A key for the tallies: code dtype, domain, scale and output dtypes.
+fn dequantize_key(codes: &Tensor, call: &DequantizeCall) -> String {
+    format!(
+        "dequantize/{:?}/{}/{:?}->{:?}",
+        codes.kind(),
+        call.options.zero_point_domain,
+        call.scale.kind(),
+        call.output
+    )
+}
+
+/// Tallies of the dequantize tests: per key (cases, refused by both paths),
+/// the differences, and the dtypes drawn.
+#[derive(Default)]
+struct DequantizeTally {
+    inner: Tally,
+    zero_point_kinds: BTreeSet<String>,
+    code_kinds: BTreeSet<String>,
+    nan_outputs: usize,
+}
+
+impl DequantizeTally {
+    fn record(&mut self, what: String, fused: &Answer, reference: &Answer) -> Result<()> {
+        let before = self.inner.diffs.len();
+        let key = what.split(' ').next().unwrap_or("").to_string();
+        self.inner.record(key, fused, reference)?;
+        if self.inner.diffs.len() > before {
+            let last = self.inner.diffs.pop().unwrap_or_default();
+            self.inner.diffs.push(format!("{what}: {last}"));
+        }
+        if let Ok(out) = reference {
+            if let Some(Some(x)) = out.first() {
+                if x.f_isnan()?.f_any()?.int64_value(&[]) != 0 {
+                    self.nan_outputs += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints the counts, grouped by code dtype and by domain/output.
+    fn print(&self, what: &str) {
+        let t = &self.inner;
+        println!(
+            "{what}: {} cases, {} identical ({} with NaN in the output)",
+            t.total(),
+            t.total() - t.diffs.len(),
+            self.nan_outputs
+        );
+        let mut groups: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (k, (n, err)) in &t.by_kind {
+            let parts: Vec<&str> = k.split('/').collect();
+            for g in [
+                format!("codes {}", parts.get(1).unwrap_or(&"?")),
+                format!("domain {}", parts.get(2).unwrap_or(&"?")),
+                format!("scale/output {}", parts.get(3).unwrap_or(&"?")),
+            ] {
+                let e = groups.entry(g).or_default();
+                e.0 += n;
+                e.1 += err;
+            }
+        }
+        for (g, (n, err)) in &groups {
+            println!("  {g:<40} {n:>6} cases ({err} refused by both paths)");
+        }
+        println!(
+            "  code dtypes: {}; zero-point dtypes: {}",
+            self.code_kinds.len(),
+            self.zero_point_kinds.len()
+        );
+        for d in t.diffs.iter().take(20) {
+            println!("  DIFF {d}");
+        }
+    }
+
+    fn note_kinds(&mut self, codes: Kind, zero_point: Option<&Tensor>) {
+        self.code_kinds.insert(format!("{codes:?}"));
+        if let Some(z) = zero_point {
+            self.zero_point_kinds.insert(format!("{:?}", z.kind()));
+        }
+    }
+}
+
+#[test]
+fn fused_dequantize_is_bit_identical_on_random_cases() -> Result<()> {
+    let seed = seed();
+    let count = dequantize_case_count();
+    println!("fused dequantize identity: seed {seed} (TCH_QUANT_FUSED_SEED), {count} cases");
+    let mut rng = Rng(seed ^ 0xDE0);
+    let mut tally = DequantizeTally::default();
+    for drawn in 0..count {
+        // One case in 500 is large enough to be split over threads.
+        let big = drawn % 500 == 7;
+        let (codes, call) = random_dequantize_case(&mut rng, big)?;
+        tally.note_kinds(codes.kind(), call.zero_point.as_ref());
+        let fused = call.run(&codes, false);
+        let reference = call.run(&codes, true);
+        let what = format!(
+            "{} case {drawn} (seed {seed}), codes {:?} {:?}, {call:?}",
+            dequantize_key(&codes, &call),
+            codes.kind(),
+            codes.size()
+        );
+        tally.record(what, &fused, &reference)?;
+    }
+    tally.print("fused dequantize identity, random");
+    assert!(
+        tally.inner.diffs.is_empty(),
+        "{} random dequantize cases differ (seed {seed})",
+        tally.inner.diffs.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn fused_dequantize_is_bit_identical_on_every_fixture_case() -> Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/parity/fixtures");
+    if !dir.join("cases.json").exists() {
+        println!(
+            "fused dequantize identity, fixtures: none at {}",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let oracle = replay::Oracle::load(&dir)?;
+    let mut tally = DequantizeTally::default();
+    for case in &oracle.cases {
+        if case["op"].as_str() != Some("dequantize_affine") {
+            continue;
+        }
+        let id = case["id"].as_str().unwrap_or("?");
+        let a = &case["args"];
+        let codes = oracle
+            .arg_tensor(case, "input", Device::Cpu)?
+            .context("input")?;
+        let call = DequantizeCall {
+            block: replay::ints(&a["block_size"])?,
+            scale: oracle
+                .arg_tensor(case, "scale", Device::Cpu)?
+                .context("scale")?,
+            zero_point: oracle.arg_tensor(case, "zero_point", Device::Cpu)?,
+            dtype: replay::qdtype(&a["input_dtype"])?,
+            options: QuantizeOptions {
+                quant_min: a["quant_min"].as_f64(),
+                quant_max: a["quant_max"].as_f64(),
+                zero_point_domain: a["zero_point_domain"].as_str().unwrap_or("INT").parse()?,
+                force_reference: false,
+            },
+            output: replay::kind_from_name(a["output_dtype"].as_str().unwrap_or("float32"))?,
+        };
+        tally.note_kinds(codes.kind(), call.zero_point.as_ref());
+        let fused = call.run(&codes, false);
+        let reference = call.run(&codes, true);
+        tally.record(
+            format!("{} {id}", dequantize_key(&codes, &call)),
+            &fused,
+            &reference,
+        )?;
+    }
+    tally.print("fused dequantize identity, fixtures");
+    if tally.inner.total() == 0 {
+        bail!("the fixtures hold no dequantize case");
+    }
+    assert!(
+        tally.inner.diffs.is_empty(),
+        "{} fixture dequantize cases differ",
+        tally.inner.diffs.len()
+    );
+    Ok(())
+}
+
+/// A shape whose last dim packs (a multiple of 8) and a block size over it.
+fn packed_layout(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
+    let line = if big {
+        rng.pick(&[1024, 4096])
+    } else {
+        let most = if rng.chance(0.3) { 64 } else { 6 };
+        8 * (1 + rng.below(most)) as i64
+    };
+    let rows = if big {
+        rng.pick(&[64, 256, 512])
+    } else {
+        1 + rng.below(12) as i64
+    };
+    let mut shape = match rng.below(3) {
+        0 => vec![line],
+        1 => vec![rows, line],
+        _ => vec![1 + rng.below(3) as i64, rows, line],
+    };
+    if big && shape.len() == 1 {
+        shape.insert(0, rows);
+    }
+    let last = shape.len() - 1;
+    let block = match rng.below(5) {
+        // Per tensor.
+        0 => shape.clone(),
+        // Per row.
+        1 => shape
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if i == last { s } else { 1 })
+            .collect(),
+        // Per group along the last dim.
+        2 => {
+            let g = rng.pick(&divisors(line));
+            shape
+                .iter()
+                .enumerate()
+                .map(|(i, _)| if i == last { g } else { 1 })
+                .collect()
+        }
+        // Per axis: one dim kept.
+        3 => {
+            let keep = rng.below(shape.len());
+            shape
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| if i == keep { 1 } else { s })
+                .collect()
+        }
+        _ => shape.iter().map(|&s| rng.pick(&divisors(s))).collect(),
+    };
+    (shape, block)
+}
+
+/// A packed quantized tensor: codes in `[0, 2^bits - 1]` of a dtype that
+/// packs, random qparams.
+fn random_packed(rng: &mut Rng, big: bool) -> Result<Option<AffineQuantizedTensor>> {
+    let bits = 1 + rng.below(7) as u32;
+    let unsigned = [
+        QuantDtype::UInt1,
+        QuantDtype::UInt2,
+        QuantDtype::UInt3,
+        QuantDtype::UInt4,
+        QuantDtype::UInt5,
+        QuantDtype::UInt6,
+        QuantDtype::UInt7,
+    ][bits as usize - 1];
+    let top = ((1u32 << bits) - 1) as f64;
+    let dtype = rng.pick(&[
+        unsigned,
+        unsigned,
+        QuantDtype::Int32,
+        QuantDtype::UInt8,
+        QuantDtype::Int16,
+        QuantDtype::Int8,
+    ]);
+    let (quant_min, quant_max) = if rng.chance(0.2) {
+        let a = rng.below(top as usize + 1) as f64;
+        let b = rng.below(top as usize + 1) as f64;
+        (a.min(b), a.max(b))
+    } else {
+        (0.0, top.min(dtype.bounds().1))
+    };
+    let (shape, block) = packed_layout(rng, big);
+    let n: i64 = shape.iter().product();
+    let codes = random_ints(rng, n as usize, Kind::Uint8, (0.0, top))?
+        .f_clamp(0, top as i64)?
+        .f_to_kind(dtype.storage_kind())?
+        .f_reshape(&shape)?;
+    let (scale, zero_point, domain) =
+        random_dequantize_qparams(rng, &shape, &block, dtype, (quant_min, quant_max))?;
+    let parts = QuantizedParts {
+        qdata: vec![codes],
+        scale,
+        zero_point,
+        block_size: block,
+        mapping_type: MappingType::Asymmetric,
+        target_dtype: dtype,
+        quant_min,
+        quant_max,
+        eps: 1e-6,
+        preserve_zero: true,
+        zero_point_domain: domain,
+        shape,
+        dtype: rng.pick(&FLOATS),
+        layout: StorageLayout::Plain,
+    };
+    let Ok(plain) = AffineQuantizedTensor::from_parts(parts) else {
+        return Ok(None);
+    };
+    Ok(Some(plain.pack(bits)?))
+}
+
+#[test]
+fn fused_packed_dequantize_is_bit_identical_to_unpacking_first() -> Result<()> {
+    let seed = seed();
+    let count = (dequantize_case_count() / 4).max(1000);
+    println!("fused packed dequantize identity: seed {seed} (TCH_QUANT_FUSED_SEED), {count} cases");
+    let mut rng = Rng(seed ^ 0xBACC);
+    let mut tally = DequantizeTally::default();
+    let mut drawn = 0usize;
+    while tally.inner.total() < count {
+        drawn += 1;
+        let big = drawn % 250 == 7;
+        let Some(q) = random_packed(&mut rng, big)? else {
+            continue;
+        };
+        let StorageLayout::Packed { bits, .. } = q.layout() else {
+            bail!("pack left the codes plain");
+        };
+        let output = rng.pick(&FLOATS);
+        let codes = q.codes()?;
+        tally.note_kinds(codes.kind(), q.zero_point());
+        let (quant_min, quant_max) = q.quant_range();
+        let reference = dequantize_affine(
+            &codes,
+            q.block_size(),
+            q.scale(),
+            q.zero_point(),
+            q.target_dtype(),
+            &QuantizeOptions {
+                quant_min: Some(quant_min),
+                quant_max: Some(quant_max),
+                zero_point_domain: q.zero_point_domain(),
+                force_reference: true,
+            },
+            output,
+        )
+        .map(|x| vec![Some(x)]);
+        let fused = q.dequantize_as(output).map(|x| vec![Some(x)]);
+        let what = format!(
+            "packed/uint{bits}/{}/{:?}->{output:?} case {drawn} (seed {seed}), shape {:?}, \
+             block {:?}, {:?}, scale {:?}, zero point {:?}",
+            q.zero_point_domain(),
+            q.scale().kind(),
+            q.shape(),
+            q.block_size(),
+            q.target_dtype(),
+            q.scale(),
+            q.zero_point()
+        );
+        tally.record(what, &fused, &reference)?;
+    }
+    tally.print("fused packed dequantize identity, random");
+    assert!(
+        tally.inner.diffs.is_empty(),
+        "{} packed dequantize cases differ (seed {seed})",
+        tally.inner.diffs.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn every_simd_level_dequantizes_bit_identically() -> Result<()> {
+    if std::env::var_os("TCH_QUANT_SIMD").is_some() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe()?;
+    let cases = (dequantize_case_count() / 8).max(1000).to_string();
+    for level in ["baseline", "avx2"] {
+        for test in [
+            "fused_dequantize_is_bit_identical_on_random_cases",
+            "fused_packed_dequantize_is_bit_identical_to_unpacking_first",
+        ] {
+            let out = std::process::Command::new(&exe)
+                .args([test, "--exact", "--nocapture"])
+                .env("TCH_QUANT_SIMD", level)
+                .env("TCH_QUANT_DEQUANTIZE_CASES", &cases)
+                .output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for line in stdout.lines().filter(|l| l.starts_with("fused")) {
+                println!("[{level}] {line}");
+            }
+            if !out.status.success() {
+                println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+                bail!("the fused dequantize differs at SIMD level {level}");
+            }
+        }
+    }
+    Ok(())
+}

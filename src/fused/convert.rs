@@ -43,6 +43,50 @@ kernel! {
     }
 }
 
+impl Values<'_> {
+    /// Values `start..start + out.len()` converted as libtorch's
+    /// `.to(torch.int32)` converts them: integers wrapped to 32 bits, floats
+    /// truncated toward zero, NaN and values outside the int32 range giving
+    /// `i32::MIN` (x86's `cvttss2si`, on libtorch's scalar and vector paths
+    /// alike).
+    pub(crate) fn read_int32(&self, start: usize, out: &mut [i32]) {
+        read_int32_values(self, start, out);
+    }
+}
+
+/// `x` as x86's truncating conversion gives it: `i32::MIN` where the
+/// truncated value does not fit.
+#[inline(always)]
+fn trunc_i32(x: f32) -> i32 {
+    const LIMIT: f32 = 2_147_483_648.0;
+    if (-LIMIT..LIMIT).contains(&x) {
+        x as i32
+    } else {
+        i32::MIN
+    }
+}
+
+kernel! {
+    /// [`Values::read_int32`] as a kernel.
+    fn read_int32_values<>(values: &Values, start: usize, out: &mut [i32]) {
+        fn conv<T: Copy>(src: &[T], start: usize, out: &mut [i32], f: impl Fn(T) -> i32) {
+            for (o, &v) in out.iter_mut().zip(&src[start..]) {
+                *o = f(v);
+            }
+        }
+        match values {
+            Values::F32(s) => conv(s, start, out, trunc_i32),
+            Values::Bf16(s) => conv(s, start, out, |v| trunc_i32(Elem::to_f32(v))),
+            Values::F16(s) => conv(s, start, out, |v| trunc_i32(Elem::to_f32(v))),
+            Values::U8(s) => conv(s, start, out, i32::from),
+            Values::I8(s) => conv(s, start, out, i32::from),
+            Values::I16(s) => conv(s, start, out, i32::from),
+            Values::I32(s) => conv(s, start, out, |v| v),
+            Values::I64(s) => conv(s, start, out, |v| v as i32),
+        }
+    }
+}
+
 impl Out<'_> {
     /// Writes `v` (values of a float dtype, carried as `f32`) from element
     /// `at` on, converted as libtorch's `.to(dtype)`: floats rounded to

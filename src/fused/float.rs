@@ -167,6 +167,26 @@ pub(crate) fn f16_bits_to_f32(h: u16) -> f32 {
     f32::from_bits(v.to_bits() | sign)
 }
 
+/// The bits of the float16 equal to `x`, which must be a float16 value
+/// (as [`round_f16`] gives) and not NaN. Branch-free, unlike
+/// `f16::from_f32`, so that loops storing float16 vectorize.
+#[inline(always)]
+pub(crate) fn f16_bits_exact(x: f32) -> u16 {
+    const MIN_NORMAL: f32 = 6.103_515_6e-5; // 2^-14
+    let b = x.to_bits();
+    let sign = (b >> 16) & 0x8000;
+    let a = x.abs();
+    // Normal: rebase the exponent (bias 127 -> 15) and drop the 13 mantissa
+    // bits that are zero in a float16 value.
+    let normal = ((a.to_bits() >> 13).wrapping_sub(112 << 10)) & 0x7FFF;
+    // Subnormal: a multiple of 2^-24 below 2^-14; added to 0.5 (whose ulp
+    // is 2^-24) it lands exactly in the low mantissa bits.
+    let subnormal = (a + 0.5).to_bits().wrapping_sub(0.5f32.to_bits());
+    let m = if a < MIN_NORMAL { subnormal } else { normal };
+    let m = if a == f32::INFINITY { 0x7C00 } else { m };
+    (sign | m) as u16
+}
+
 /// `torch.round` (`nearbyint`): round half to even, sign kept (-0.3 -> -0.0).
 #[inline(always)]
 pub(crate) fn round_half_even(x: f32) -> f32 {
@@ -311,6 +331,16 @@ mod tests {
                 Elem::to_f32(bf16::from_bits(h)),
                 bf16::from_bits(h).to_f32()
             ));
+        }
+    }
+
+    #[test]
+    fn every_float16_value_gives_its_bits() {
+        for h in 0..=u16::MAX {
+            let v = f16::from_bits(h);
+            if !v.is_nan() {
+                assert_eq!(f16_bits_exact(v.to_f32()), h, "{h:#x}");
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::dequantize::DeqKinds;
 use super::float::scalar_to;
 use super::layout::Walk;
 use super::qparams::Consts;
@@ -61,6 +62,41 @@ pub(crate) fn quantize(
     let kinds = QuantKinds::new(domain, input, scale, zero_point, mid)?;
     let bounds = clamp_bounds(kinds.clamp_kind(), quant_min, quant_max)?;
     Some((kinds, bounds))
+}
+
+/// The dtypes of a dequantize into `output` with a scale and zero point of
+/// these dtypes, if the fused dequantize covers them: float32, float16 or
+/// bfloat16 outputs and scales, zero points of those or of an integer dtype
+/// (float64 is left to the reference path: its products round twice).
+pub(crate) fn dequantize(
+    domain: ZeroPointDomain,
+    output: Kind,
+    scale: Kind,
+    zero_point: Option<Kind>,
+    quant_min: f64,
+    quant_max: f64,
+) -> Option<DeqKinds> {
+    let float = |k: Kind| matches!(k, Kind::Float | Kind::Half | Kind::BFloat16);
+    let int = |k: Kind| {
+        matches!(
+            k,
+            Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64
+        )
+    };
+    if !float(output) || !float(scale) {
+        return None;
+    }
+    let int_zero_point = match (domain, zero_point) {
+        (ZeroPointDomain::None, None) => false,
+        (ZeroPointDomain::Int | ZeroPointDomain::Float, Some(z)) if int(z) || float(z) => int(z),
+        _ => return None,
+    };
+    Some(DeqKinds {
+        domain,
+        output,
+        int_zero_point,
+        mid: scalar_to(Kind::Float, mid_point(quant_min, quant_max)),
+    })
 }
 
 /// Whether an integer zero-point dtype holds every value the zero point can

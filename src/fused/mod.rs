@@ -1,6 +1,7 @@
-//! The fused CPU path: `choose_qparams_affine` and `quantize_affine` as
-//! hand-written kernels over the raw data of contiguous CPU tensors,
-//! bit-identical to the libtorch op sequence (the reference path).
+//! The fused CPU path: `choose_qparams_affine`, `quantize_affine` and
+//! `dequantize_affine` as hand-written kernels over the raw data of
+//! contiguous CPU tensors, bit-identical to the libtorch op sequence (the
+//! reference path).
 //!
 //! The kernels:
 //!
@@ -12,13 +13,16 @@
 //!   torchao's sequence rounded as libtorch rounds it ([`float`] holds the
 //!   rounding emulation);
 //! - [`mod@quantize`] writes the codes in a second pass;
+//! - [`mod@dequantize`] turns codes back into values in one pass, reading
+//!   plain codes or unpacking sub-byte shards a chunk at a time;
 //! - [`convert`] reads and writes the qparams' stored dtypes.
 //!
-//! Around them, [`drive`] holds the three entry points: [`choose_qparams`],
-//! [`quantize()`] and [`choose_and_quantize`], which does both in one pass,
+//! Around them, [`drive`] holds the four entry points: [`choose_qparams`],
+//! [`quantize()`], [`choose_and_quantize`], which does both in one pass,
 //! tile by tile while the tile is in cache, when the outermost dim of the
 //! walk is a dim of blocks (per row, per group along the last dim, 2-D
-//! blocks). Each asks [`gate`] whether it covers the call, reads and
+//! blocks), and [`dequantize()`], for plain codes and for codes packed
+//! along the last dim (`AffineQuantizedTensor::dequantize`). Each asks [`gate`] whether it covers the call, reads and
 //! allocates tensors through [`view`] (the only memory access that is
 //! `unsafe`) and cuts its pass up with [`threads`]. The path imports only
 //! `formula.rs` and the modules below it (block layout, dtypes, errors,
@@ -41,7 +45,10 @@
 //! whose scale or zero point comes out NaN from NaN-free input (infinite
 //! blocks, `0 / 0` ranges, overflowing ranges): libtorch's NaN signs and
 //! payloads depend on its code paths, and reach float8 codes;
-//! float64 scales or zero points and float8 codes (quantize); `eps` that is
+//! float64 scales or zero points and float8 codes (quantize and
+//! dequantize); dequantizes where a block could give NaN (a scale that is
+//! not finite, a Float-domain zero point that is not finite in the output
+//! dtype, a zero scale where a value overflows float16); `eps` that is
 //! zero in the input dtype, `quant_min == quant_max`, and quant ranges or
 //! zero-point dtypes where libtorch's conversions leave the exactly
 //! representable range.
@@ -53,6 +60,7 @@
 mod simd;
 
 mod convert;
+mod dequantize;
 mod drive;
 mod float;
 mod gate;
@@ -64,4 +72,7 @@ mod quantize;
 mod threads;
 mod view;
 
-pub(crate) use drive::{choose_and_quantize, choose_qparams, quantize, Chained, QuantizeArgs};
+pub(crate) use drive::{
+    choose_and_quantize, choose_qparams, dequantize, quantize, Chained, CodesArg, DequantizeArgs,
+    QuantizeArgs,
+};

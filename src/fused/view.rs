@@ -54,6 +54,38 @@ fn slice_of<T>(t: &Tensor) -> Option<&[T]> {
     Some(unsafe { std::slice::from_raw_parts(ptr, n) })
 }
 
+/// Integer codes, as stored: the storage dtypes of the integer quantized
+/// dtypes.
+#[derive(Clone, Copy)]
+pub(crate) enum Codes<'a> {
+    U8(&'a [u8]),
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+}
+
+pub(crate) fn codes_view(t: &Tensor) -> Option<Codes<'_>> {
+    if !is_dense_cpu(t) || !t.is_contiguous() {
+        return None;
+    }
+    Some(match t.kind() {
+        Kind::Uint8 => Codes::U8(slice_of(t)?),
+        Kind::Int8 => Codes::I8(slice_of(t)?),
+        Kind::Int16 => Codes::I16(slice_of(t)?),
+        Kind::Int => Codes::I32(slice_of(t)?),
+        _ => return None,
+    })
+}
+
+/// The bytes of a dense, contiguous CPU uint8 tensor (a shard of packed
+/// codes).
+pub(crate) fn bytes_view(t: &Tensor) -> Option<&[u8]> {
+    if !is_dense_cpu(t) || !t.is_contiguous() || t.kind() != Kind::Uint8 {
+        return None;
+    }
+    slice_of(t)
+}
+
 /// Scale or zero-point values, as stored.
 pub(crate) enum Values<'a> {
     F32(&'a [f32]),

@@ -51,11 +51,13 @@ macro_rules! dispatch {
 
 mod chain;
 mod choose;
+mod dequantize;
 mod quantize;
 mod tile;
 
 pub(crate) use chain::{choose_and_quantize, Chained};
 pub(crate) use choose::choose_qparams;
+pub(crate) use dequantize::{dequantize, CodesArg, DequantizeArgs};
 pub(crate) use quantize::{quantize, QuantizeArgs};
 
 use super::layout::Walk;
