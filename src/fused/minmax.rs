@@ -137,6 +137,10 @@ pub(crate) fn kept_min_max<E: Elem>(x: &[E], lo: &mut [f32], hi: &mut [f32], nan
     *nan |= seen.iter().fold(0, |a, &b| a | b);
 }
 
+/// Width of the accumulator that consecutive narrow kept runs are folded
+/// into (see [`kept_runs`]): 1 KiB each for min and max, in L1.
+const WIDE: usize = 256;
+
 /// Runs at most this long (and a multiple of 8) are reduced eight at a
 /// time ([`eight_runs`]); longer ones one by one ([`run_min_max`]).
 const SHORT_RUN: usize = 128;
@@ -157,6 +161,23 @@ kernel! {
         let (lo, hi) = (&mut lo[..batch.reps], &mut hi[..batch.reps]);
         let mut nan = [0u32; LANES];
         let mut first = 0;
+        if batch.stride == batch.len && batch.len < 8 {
+            // Consecutive runs shorter than a vector: the per-run path would
+            // spend a reduction tree on two to seven elements.
+            let mut seen = 0u32;
+            match batch.len {
+                2 => tiny_runs::<E, 2>(x, assign, lo, hi, &mut seen),
+                3 => tiny_runs::<E, 3>(x, assign, lo, hi, &mut seen),
+                4 => tiny_runs::<E, 4>(x, assign, lo, hi, &mut seen),
+                5 => tiny_runs::<E, 5>(x, assign, lo, hi, &mut seen),
+                6 => tiny_runs::<E, 6>(x, assign, lo, hi, &mut seen),
+                7 => tiny_runs::<E, 7>(x, assign, lo, hi, &mut seen),
+                _ => seen = u32::MAX,
+            }
+            if seen != u32::MAX {
+                return seen != 0;
+            }
+        }
         if batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len {
             // Consecutive short runs: eight at a time.
             let whole = batch.reps / 8 * 8;
@@ -186,6 +207,44 @@ kernel! {
         }
         nan.iter().any(|&n| n != 0)
     }
+}
+
+/// Min and max of each of the consecutive runs of `L` elements of `x` into
+/// `lo[i]`, `hi[i]` (folded in unless `assign`); sets `nan` when `x` holds a
+/// NaN. Written per run with `L` a constant, so that LLVM vectorizes across
+/// runs with interleaved loads.
+#[inline(always)]
+fn tiny_runs<E: Elem, const L: usize>(
+    x: &[E],
+    assign: bool,
+    lo: &mut [f32],
+    hi: &mut [f32],
+    nan: &mut u32,
+) {
+    let runs = x.chunks_exact(L).zip(lo.iter_mut().zip(hi.iter_mut()));
+    let mut seen = 0u32;
+    let reduce = |run: &[E], seen: &mut u32| {
+        let v: [f32; L] = std::array::from_fn(|j| run[j].to_f32());
+        let (mut l, mut h) = (v[0], v[0]);
+        for &v in &v {
+            l = if v < l { v } else { l };
+            h = if v > h { v } else { h };
+            *seen |= v.is_nan() as u32;
+        }
+        (l, h)
+    };
+    if assign {
+        for (run, (l, h)) in runs {
+            (*l, *h) = reduce(run, &mut seen);
+        }
+    } else {
+        for (run, (l, h)) in runs {
+            let (rl, rh) = reduce(run, &mut seen);
+            *l = if rl < *l { rl } else { *l };
+            *h = if rh > *h { rh } else { *h };
+        }
+    }
+    *nan |= seen;
 }
 
 /// Min and max of each of eight consecutive runs of `len` elements
@@ -273,7 +332,27 @@ kernel! {
         let x = &x[batch.elem..batch.elem + batch.span()];
         let (lo, hi) = (&mut lo[..batch.len], &mut hi[..batch.len]);
         let mut nan = 0u32;
-        for i in 0..batch.reps {
+        let mut first = 0;
+        if batch.stride == batch.len && batch.len <= WIDE / 4 {
+            // Consecutive narrow runs (a tall, narrow input reduced per
+            // column): `m` runs side by side are folded elementwise into a
+            // `m * len`-wide accumulator, whose lane `j` belongs to block
+            // `j % len`, and only that accumulator is folded to `len`.
+            let m = WIDE / batch.len;
+            let w = m * batch.len;
+            let (mut wl, mut wh) = ([f32::INFINITY; WIDE], [f32::NEG_INFINITY; WIDE]);
+            let groups = batch.reps / m;
+            for g in x[..groups * w].chunks_exact(w) {
+                kept_min_max(g, &mut wl[..w], &mut wh[..w], &mut nan);
+            }
+            for (j, (&l, &h)) in wl[..w].iter().zip(&wh[..w]).enumerate() {
+                let (lo, hi) = (&mut lo[j % batch.len], &mut hi[j % batch.len]);
+                *lo = if l < *lo { l } else { *lo };
+                *hi = if h > *hi { h } else { *hi };
+            }
+            first = groups * m;
+        }
+        for i in first..batch.reps {
             let run = &x[i * batch.stride..i * batch.stride + batch.len];
             kept_min_max(run, lo, hi, &mut nan);
         }

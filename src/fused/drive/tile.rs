@@ -41,7 +41,7 @@ pub(crate) fn choose_tile<E: InputElem>(
 
 /// Min and max of every block of a tile (`ranges` of the walk); blocks are
 /// numbered from `block0`. `false` when a block holds a NaN.
-fn minmax_tile<E: Elem>(
+pub(crate) fn minmax_tile<E: Elem>(
     x: &[E],
     walk: &Walk,
     ranges: &[Range<usize>],
