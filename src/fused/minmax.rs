@@ -8,7 +8,7 @@
 //! reduction decides); the qparams never depend on it (see `qparams.rs`).
 
 use super::float::Elem;
-use super::layout::Batch;
+use super::layout::{Batch, Folded};
 
 /// Independent accumulators per run: two AVX-512 (four AVX2) registers, so
 /// that several dependency chains overlap.
@@ -133,6 +133,44 @@ pub(crate) fn kept_min_max<E: Elem>(x: &[E], lo: &mut [f32], hi: &mut [f32], nan
         }
         min_into(l, &v[..c.len()]);
         max_into(h, &v[..c.len()]);
+    }
+    *nan |= seen.iter().fold(0, |a, &b| a | b);
+}
+
+/// [`kept_min_max`] for [`folded_runs`]' accumulators: whole chunks of 16
+/// computed in registers and stored whole (see [`min_into`]), the tail one
+/// by one; there, [`kept_min_max`]'s chunks, whose last may be short,
+/// compile to scalar code.
+#[inline(always)]
+fn fold_min_max<E: Elem>(x: &[E], lo: &mut [f32], hi: &mut [f32], nan: &mut u32) {
+    const W: usize = 16;
+    let n = x.len();
+    let (lo, hi) = (&mut lo[..n], &mut hi[..n]);
+    let whole = n / W * W;
+    let mut seen = [0u32; W];
+    let chunks = x[..whole]
+        .chunks_exact(W)
+        .zip(lo[..whole].chunks_exact_mut(W))
+        .zip(hi[..whole].chunks_exact_mut(W));
+    for ((c, l), h) in chunks {
+        let v: [f32; W] = std::array::from_fn(|j| c[j].to_f32());
+        let new_lo: [f32; W] = std::array::from_fn(|j| if v[j] < l[j] { v[j] } else { l[j] });
+        let new_hi: [f32; W] = std::array::from_fn(|j| if v[j] > h[j] { v[j] } else { h[j] });
+        for j in 0..W {
+            seen[j] |= v[j].is_nan() as u32;
+        }
+        l.copy_from_slice(&new_lo);
+        h.copy_from_slice(&new_hi);
+    }
+    let tail = x[whole..]
+        .iter()
+        .zip(&mut lo[whole..])
+        .zip(&mut hi[whole..]);
+    for ((e, l), h) in tail {
+        let v = e.to_f32();
+        *l = if v < *l { v } else { *l };
+        *h = if v > *h { v } else { *h };
+        seen[0] |= v.is_nan() as u32;
     }
     *nan |= seen.iter().fold(0, |a, &b| a | b);
 }
@@ -317,6 +355,50 @@ fn butterfly(rows: &[[f32; 8]; 8], pick: impl Fn(f32, f32) -> f32) -> [f32; 8] {
         [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]],
         [a[4], a[5], a[6], a[7], b[4], b[5], b[6], b[7]],
     )
+}
+
+/// Folded batches at most this wide (runs times their length) are reduced
+/// elementwise over their copies first (see [`folded_runs`]): 4 KiB each
+/// for min and max, in L1.
+const FOLD_WIDTH: usize = 1024;
+
+kernel! {
+    /// [`reduced_runs`] of every copy of a folded batch. When the copies
+    /// are narrow and their runs consecutive, they are first folded
+    /// elementwise into one copy's width (vectorized, in L1), whose runs are
+    /// then reduced once: the short runs pay their reduction once instead
+    /// of once per copy.
+    pub(crate) fn folded_runs<E: Elem>(
+        x: &[E],
+        folded: Folded,
+        assign: bool,
+        lo: &mut [f32],
+        hi: &mut [f32],
+    ) -> bool {
+        let b = folded.batch;
+        let w = b.reps * b.len;
+        if folded.outer > 1 && b.stride == b.len && w <= FOLD_WIDTH {
+            let mut nan = 0u32;
+            let (mut al, mut ah) = ([f32::INFINITY; FOLD_WIDTH], [f32::NEG_INFINITY; FOLD_WIDTH]);
+            for o in 0..folded.outer {
+                let at = b.elem + o * folded.outer_stride;
+                fold_min_max(&x[at..at + w], &mut al[..w], &mut ah[..w], &mut nan);
+            }
+            // The blocks' minima are the runs' minima of `al`, their maxima
+            // those of `ah`; the other half of each reduction is discarded.
+            let runs = Batch { elem: 0, block: 0, len: b.len, reps: b.reps, stride: b.len };
+            let mut unused = [0.0f32; FOLD_WIDTH];
+            reduced_runs(&al[..w], runs, false, lo, &mut unused);
+            reduced_runs(&ah[..w], runs, false, &mut unused, hi);
+            return nan != 0;
+        }
+        let mut nan = false;
+        for o in 0..folded.outer {
+            let batch = Batch { elem: b.elem + o * folded.outer_stride, ..b };
+            nan |= reduced_runs(x, batch, assign, lo, hi);
+        }
+        nan
+    }
 }
 
 kernel! {
