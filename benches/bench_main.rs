@@ -5,5 +5,6 @@ mod benchmarks;
 criterion::criterion_main!(
     benchmarks::choose_qparams::benches,
     benchmarks::quantize::benches,
-    benchmarks::fused::benches
+    benchmarks::fused::benches,
+    benchmarks::layouts::benches
 );

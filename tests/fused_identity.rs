@@ -1642,3 +1642,151 @@ fn every_simd_level_dequantizes_bit_identically() -> Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Layouts of the short-run kernels (issue 14): tall, narrow inputs reduced
+// per column (kept runs of a few elements, and the choose that splits the
+// reduced dim over threads), many tiny blocks (reduced runs of 2 to 7
+// elements) and 4-D blocks. The random generator above rarely draws enough
+// rows for these paths, so they get their own seeded cases.
+
+/// A shape and block of one of the short-run layouts; `big` makes the input
+/// large enough to be split over threads.
+fn short_run_layout(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
+    let rows = if big {
+        rng.pick(&[1 << 16, 3 << 15, 100_003])
+    } else {
+        1 + rng.below(700) as i64
+    };
+    match rng.below(5) {
+        // Tall and narrow, per column.
+        0 => {
+            let k = 1 + rng.below(12) as i64;
+            (vec![rows, k], vec![rows, 1])
+        }
+        // Tall and narrow under a kept outer dim: [A, R, k] per (A, k).
+        1 => {
+            let k = 1 + rng.below(9) as i64;
+            let a = 1 + rng.below(3) as i64;
+            let r = (rows / a).max(1);
+            (vec![a, r, k], vec![1, r, 1])
+        }
+        // Tiny groups along the last dim, sometimes spanning rows too.
+        2 => {
+            let len = 2 + rng.below(6) as i64;
+            let cols = len * (1 + rng.below(40) as i64);
+            let r = if rng.chance(0.3) { 2 } else { 1 };
+            let rows = (rows / 8).max(1) * r;
+            (vec![rows, cols], vec![r, len])
+        }
+        // 4-D blocks.
+        _ => {
+            let shape: Vec<i64> = if big {
+                vec![8, 32, 32, 64]
+            } else {
+                (0..4).map(|_| rng.pick(&[1, 2, 3, 4, 6, 8, 16])).collect()
+            };
+            let block = shape.iter().map(|&s| rng.pick(&divisors(s))).collect();
+            (shape, block)
+        }
+    }
+}
+
+#[test]
+fn fused_path_is_bit_identical_on_short_run_layouts() -> Result<()> {
+    // A child run at a capped level gets the parent's seed as is.
+    let seed = match std::env::var_os("TCH_QUANT_SIMD") {
+        Some(_) => seed(),
+        None => seed() ^ 0x005e_ed14,
+    };
+    let count = (case_count() / 8).max(1000);
+    println!("fused identity, short runs: seed {seed}, {count} cases");
+    let mut rng = Rng(seed);
+    let mut tally = Tally::default();
+    let mut drawn = 0usize;
+    while tally.total() < count {
+        drawn += 1;
+        let big = drawn % 100 == 3;
+        let kind = rng.pick(&FLOATS);
+        let (shape, block) = short_run_layout(&mut rng, big);
+        let mut edges = Edges::default();
+        let input = random_input(&mut rng, &shape, kind, &mut edges)?;
+        let (mapping, dtype, options) = random_choose(&mut rng, kind, &mut edges);
+        let call = match rng.below(3) {
+            0 => Call::Choose {
+                mapping,
+                block,
+                dtype,
+                options,
+            },
+            1 => {
+                let Some((scale, zero_point)) =
+                    random_qparams(&mut rng, &input, &block, mapping, dtype, &options)?
+                else {
+                    continue;
+                };
+                Call::Quantize {
+                    block,
+                    scale,
+                    zero_point,
+                    dtype,
+                    options: QuantizeOptions {
+                        quant_min: options.quant_min,
+                        quant_max: options.quant_max,
+                        zero_point_domain: options.zero_point_domain,
+                        force_reference: false,
+                    },
+                }
+            }
+            _ => Call::Chain {
+                mapping,
+                block,
+                dtype,
+                options,
+            },
+        };
+        let fused = call.run(&input, false);
+        let reference = call.run(&input, true);
+        let key = format!("{}/{:?}", call.name(), input.kind());
+        let before = tally.diffs.len();
+        tally.record(key, &fused, &reference)?;
+        if tally.diffs.len() > before {
+            let last = tally.diffs.pop().unwrap_or_default();
+            tally.diffs.push(format!(
+                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
+                input.kind(),
+                input.size()
+            ));
+        }
+    }
+    tally.print("fused identity, short runs");
+    assert!(
+        tally.diffs.is_empty(),
+        "{} short-run cases differ (seed {seed})",
+        tally.diffs.len()
+    );
+    if std::env::var_os("TCH_QUANT_SIMD").is_none() {
+        // The same cases at the narrower SIMD levels, as
+        // `every_simd_level_is_bit_identical` does for the cases above.
+        for level in ["baseline", "avx2"] {
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "fused_path_is_bit_identical_on_short_run_layouts",
+                    "--exact",
+                    "--nocapture",
+                ])
+                .env("TCH_QUANT_SIMD", level)
+                .env("TCH_QUANT_FUSED_SEED", seed.to_string())
+                .output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for line in stdout.lines().filter(|l| l.starts_with("fused identity")) {
+                println!("[{level}] {line}");
+            }
+            if !out.status.success() {
+                println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+                bail!("the fused path differs on short runs at SIMD level {level}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,5 +1,6 @@
 pub mod choose_qparams;
 pub mod fused;
+pub mod layouts;
 pub mod quantize;
 
 use tch::{Device, Kind, Tensor};

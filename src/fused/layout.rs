@@ -97,7 +97,24 @@ impl Walk {
     /// elements whose index along each dim `d` lies in `ranges[d]`, in
     /// memory order.
     pub fn for_each_batch(&self, ranges: &[Range<usize>], f: &mut impl FnMut(Batch)) {
-        self.walk(0, 0, 0, ranges, f);
+        self.walk(0, 0, 0, ranges, false, &mut |folded: Folded| {
+            for o in 0..folded.outer {
+                f(Batch {
+                    elem: folded.batch.elem + o * folded.outer_stride,
+                    ..folded.batch
+                });
+            }
+        });
+    }
+
+    /// [`for_each_batch`](Self::for_each_batch)'s batches, where the
+    /// innermost three dims are reduced, kept and reduced (the run) and the
+    /// ranges hold all of the last two: then the batches of every index of
+    /// the outer reduced dim, which feed the same blocks, come as one
+    /// [`Folded`] (4-D blocks such as `[2, 1, 16, 16]`, whose batches are a
+    /// few short runs each).
+    pub fn for_each_folded(&self, ranges: &[Range<usize>], f: &mut impl FnMut(Folded)) {
+        self.walk(0, 0, 0, ranges, true, f);
     }
 
     fn walk(
@@ -106,7 +123,8 @@ impl Walk {
         elem: usize,
         block: usize,
         ranges: &[Range<usize>],
-        f: &mut impl FnMut(Batch),
+        fold: bool,
+        f: &mut impl FnMut(Folded),
     ) {
         let last = self.dims.len() - 1;
         let run = self.dims[last];
@@ -116,14 +134,19 @@ impl Walk {
         } else {
             block + cols.start
         };
+        let once = |batch| Folded {
+            batch,
+            outer: 1,
+            outer_stride: 0,
+        };
         if depth == last {
-            f(Batch {
+            f(once(Batch {
                 elem: elem + cols.start,
                 block,
                 len: cols.len(),
                 reps: 1,
                 stride: 0,
-            });
+            }));
             return;
         }
         let d = self.dims[depth];
@@ -132,12 +155,30 @@ impl Walk {
             // Merged dims alternate, so `d` is kept (one block per run,
             // block stride 1) when the run is reduced, and reduced (the same
             // blocks for every run) when the run is kept.
-            f(Batch {
+            f(once(Batch {
                 elem: elem + span.start * d.elem_stride + cols.start,
                 block: block + span.start * d.block_stride,
                 len: cols.len(),
                 reps: span.len(),
                 stride: d.elem_stride,
+            }));
+            return;
+        }
+        let full = |i: usize| ranges[i] == (0..self.dims[i].size);
+        if fold && depth + 2 == last && run.reduced && full(last - 1) && full(last) {
+            // `d` is reduced (dims alternate): its indices feed the same
+            // blocks.
+            let k = self.dims[last - 1];
+            f(Folded {
+                batch: Batch {
+                    elem: elem + span.start * d.elem_stride,
+                    block,
+                    len: cols.len(),
+                    reps: k.size,
+                    stride: k.elem_stride,
+                },
+                outer: span.len(),
+                outer_stride: d.elem_stride,
             });
             return;
         }
@@ -147,6 +188,7 @@ impl Walk {
                 elem + k * d.elem_stride,
                 block + k * d.block_stride,
                 ranges,
+                fold,
                 f,
             );
         }
@@ -164,6 +206,16 @@ pub(crate) struct Batch {
     pub len: usize,
     pub reps: usize,
     pub stride: usize,
+}
+
+/// `outer` copies of a batch of reduced runs, the `o`-th starting
+/// `o * outer_stride` elements after `batch.elem`, all feeding the blocks
+/// of `batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Folded {
+    pub batch: Batch,
+    pub outer: usize,
+    pub outer_stride: usize,
 }
 
 impl Batch {
@@ -237,6 +289,29 @@ mod tests {
         // Per column of [3, 4]: reduced 3 x kept 4.
         let w = walk(&[3, 1], &[3, 4]);
         assert_eq!(runs(&w, 1, 1..3), vec![(1, 1, 2), (5, 1, 2), (9, 1, 2)]);
+    }
+
+    #[test]
+    fn folded_batches_cover_the_same_runs() {
+        // [2, 4, 4, 6] in blocks of [1, 2, 1, 3] walks as kept 4, reduced 2,
+        // kept 8, reduced 3.
+        let w = walk(&[1, 2, 1, 3], &[2, 4, 4, 6]);
+        let ranges = w.full();
+        let mut plain = Vec::new();
+        w.for_each_batch(&ranges, &mut |b| plain.push(b));
+        let mut unfolded = Vec::new();
+        let mut folds = 0;
+        w.for_each_folded(&ranges, &mut |f| {
+            folds += 1;
+            for o in 0..f.outer {
+                unfolded.push(Batch {
+                    elem: f.batch.elem + o * f.outer_stride,
+                    ..f.batch
+                });
+            }
+        });
+        assert_eq!(plain, unfolded);
+        assert!(folds < plain.len());
     }
 
     #[test]

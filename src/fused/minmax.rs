@@ -8,7 +8,7 @@
 //! reduction decides); the qparams never depend on it (see `qparams.rs`).
 
 use super::float::Elem;
-use super::layout::Batch;
+use super::layout::{Batch, Folded};
 
 /// Independent accumulators per run: two AVX-512 (four AVX2) registers, so
 /// that several dependency chains overlap.
@@ -137,6 +137,48 @@ pub(crate) fn kept_min_max<E: Elem>(x: &[E], lo: &mut [f32], hi: &mut [f32], nan
     *nan |= seen.iter().fold(0, |a, &b| a | b);
 }
 
+/// [`kept_min_max`] for [`folded_runs`]' accumulators: whole chunks of 16
+/// computed in registers and stored whole (see [`min_into`]), the tail one
+/// by one; there, [`kept_min_max`]'s chunks, whose last may be short,
+/// compile to scalar code.
+#[inline(always)]
+fn fold_min_max<E: Elem>(x: &[E], lo: &mut [f32], hi: &mut [f32], nan: &mut u32) {
+    const W: usize = 16;
+    let n = x.len();
+    let (lo, hi) = (&mut lo[..n], &mut hi[..n]);
+    let whole = n / W * W;
+    let mut seen = [0u32; W];
+    let chunks = x[..whole]
+        .chunks_exact(W)
+        .zip(lo[..whole].chunks_exact_mut(W))
+        .zip(hi[..whole].chunks_exact_mut(W));
+    for ((c, l), h) in chunks {
+        let v: [f32; W] = std::array::from_fn(|j| c[j].to_f32());
+        let new_lo: [f32; W] = std::array::from_fn(|j| if v[j] < l[j] { v[j] } else { l[j] });
+        let new_hi: [f32; W] = std::array::from_fn(|j| if v[j] > h[j] { v[j] } else { h[j] });
+        for j in 0..W {
+            seen[j] |= v[j].is_nan() as u32;
+        }
+        l.copy_from_slice(&new_lo);
+        h.copy_from_slice(&new_hi);
+    }
+    let tail = x[whole..]
+        .iter()
+        .zip(&mut lo[whole..])
+        .zip(&mut hi[whole..]);
+    for ((e, l), h) in tail {
+        let v = e.to_f32();
+        *l = if v < *l { v } else { *l };
+        *h = if v > *h { v } else { *h };
+        seen[0] |= v.is_nan() as u32;
+    }
+    *nan |= seen.iter().fold(0, |a, &b| a | b);
+}
+
+/// Width of the accumulator that consecutive narrow kept runs are folded
+/// into (see [`kept_runs`]): 1 KiB each for min and max, in L1.
+const WIDE: usize = 256;
+
 /// Runs at most this long (and a multiple of 8) are reduced eight at a
 /// time ([`eight_runs`]); longer ones one by one ([`run_min_max`]).
 const SHORT_RUN: usize = 128;
@@ -157,6 +199,23 @@ kernel! {
         let (lo, hi) = (&mut lo[..batch.reps], &mut hi[..batch.reps]);
         let mut nan = [0u32; LANES];
         let mut first = 0;
+        if batch.stride == batch.len && batch.len < 8 {
+            // Consecutive runs shorter than a vector: the per-run path would
+            // spend a reduction tree on two to seven elements.
+            let mut seen = 0u32;
+            match batch.len {
+                2 => tiny_runs::<E, 2>(x, assign, lo, hi, &mut seen),
+                3 => tiny_runs::<E, 3>(x, assign, lo, hi, &mut seen),
+                4 => tiny_runs::<E, 4>(x, assign, lo, hi, &mut seen),
+                5 => tiny_runs::<E, 5>(x, assign, lo, hi, &mut seen),
+                6 => tiny_runs::<E, 6>(x, assign, lo, hi, &mut seen),
+                7 => tiny_runs::<E, 7>(x, assign, lo, hi, &mut seen),
+                _ => seen = u32::MAX,
+            }
+            if seen != u32::MAX {
+                return seen != 0;
+            }
+        }
         if batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len {
             // Consecutive short runs: eight at a time.
             let whole = batch.reps / 8 * 8;
@@ -186,6 +245,44 @@ kernel! {
         }
         nan.iter().any(|&n| n != 0)
     }
+}
+
+/// Min and max of each of the consecutive runs of `L` elements of `x` into
+/// `lo[i]`, `hi[i]` (folded in unless `assign`); sets `nan` when `x` holds a
+/// NaN. Written per run with `L` a constant, so that LLVM vectorizes across
+/// runs with interleaved loads.
+#[inline(always)]
+fn tiny_runs<E: Elem, const L: usize>(
+    x: &[E],
+    assign: bool,
+    lo: &mut [f32],
+    hi: &mut [f32],
+    nan: &mut u32,
+) {
+    let runs = x.chunks_exact(L).zip(lo.iter_mut().zip(hi.iter_mut()));
+    let mut seen = 0u32;
+    let reduce = |run: &[E], seen: &mut u32| {
+        let v: [f32; L] = std::array::from_fn(|j| run[j].to_f32());
+        let (mut l, mut h) = (v[0], v[0]);
+        for &v in &v {
+            l = if v < l { v } else { l };
+            h = if v > h { v } else { h };
+            *seen |= v.is_nan() as u32;
+        }
+        (l, h)
+    };
+    if assign {
+        for (run, (l, h)) in runs {
+            (*l, *h) = reduce(run, &mut seen);
+        }
+    } else {
+        for (run, (l, h)) in runs {
+            let (rl, rh) = reduce(run, &mut seen);
+            *l = if rl < *l { rl } else { *l };
+            *h = if rh > *h { rh } else { *h };
+        }
+    }
+    *nan |= seen;
 }
 
 /// Min and max of each of eight consecutive runs of `len` elements
@@ -260,6 +357,50 @@ fn butterfly(rows: &[[f32; 8]; 8], pick: impl Fn(f32, f32) -> f32) -> [f32; 8] {
     )
 }
 
+/// Folded batches at most this wide (runs times their length) are reduced
+/// elementwise over their copies first (see [`folded_runs`]): 4 KiB each
+/// for min and max, in L1.
+const FOLD_WIDTH: usize = 1024;
+
+kernel! {
+    /// [`reduced_runs`] of every copy of a folded batch. When the copies
+    /// are narrow and their runs consecutive, they are first folded
+    /// elementwise into one copy's width (vectorized, in L1), whose runs are
+    /// then reduced once: the short runs pay their reduction once instead
+    /// of once per copy.
+    pub(crate) fn folded_runs<E: Elem>(
+        x: &[E],
+        folded: Folded,
+        assign: bool,
+        lo: &mut [f32],
+        hi: &mut [f32],
+    ) -> bool {
+        let b = folded.batch;
+        let w = b.reps * b.len;
+        if folded.outer > 1 && b.stride == b.len && w <= FOLD_WIDTH {
+            let mut nan = 0u32;
+            let (mut al, mut ah) = ([f32::INFINITY; FOLD_WIDTH], [f32::NEG_INFINITY; FOLD_WIDTH]);
+            for o in 0..folded.outer {
+                let at = b.elem + o * folded.outer_stride;
+                fold_min_max(&x[at..at + w], &mut al[..w], &mut ah[..w], &mut nan);
+            }
+            // The blocks' minima are the runs' minima of `al`, their maxima
+            // those of `ah`; the other half of each reduction is discarded.
+            let runs = Batch { elem: 0, block: 0, len: b.len, reps: b.reps, stride: b.len };
+            let mut unused = [0.0f32; FOLD_WIDTH];
+            reduced_runs(&al[..w], runs, false, lo, &mut unused);
+            reduced_runs(&ah[..w], runs, false, &mut unused, hi);
+            return nan != 0;
+        }
+        let mut nan = false;
+        for o in 0..folded.outer {
+            let batch = Batch { elem: b.elem + o * folded.outer_stride, ..b };
+            nan |= reduced_runs(x, batch, assign, lo, hi);
+        }
+        nan
+    }
+}
+
 kernel! {
     /// Folds every run of a batch of kept runs (elements `x[batch.elem..]`)
     /// into `lo[j]`, `hi[j]` elementwise (blocks from `batch.block`).
@@ -273,7 +414,27 @@ kernel! {
         let x = &x[batch.elem..batch.elem + batch.span()];
         let (lo, hi) = (&mut lo[..batch.len], &mut hi[..batch.len]);
         let mut nan = 0u32;
-        for i in 0..batch.reps {
+        let mut first = 0;
+        if batch.stride == batch.len && batch.len <= WIDE / 4 {
+            // Consecutive narrow runs (a tall, narrow input reduced per
+            // column): `m` runs side by side are folded elementwise into a
+            // `m * len`-wide accumulator, whose lane `j` belongs to block
+            // `j % len`, and only that accumulator is folded to `len`.
+            let m = WIDE / batch.len;
+            let w = m * batch.len;
+            let (mut wl, mut wh) = ([f32::INFINITY; WIDE], [f32::NEG_INFINITY; WIDE]);
+            let groups = batch.reps / m;
+            for g in x[..groups * w].chunks_exact(w) {
+                kept_min_max(g, &mut wl[..w], &mut wh[..w], &mut nan);
+            }
+            for (j, (&l, &h)) in wl[..w].iter().zip(&wh[..w]).enumerate() {
+                let (lo, hi) = (&mut lo[j % batch.len], &mut hi[j % batch.len]);
+                *lo = if l < *lo { l } else { *lo };
+                *hi = if h > *hi { h } else { *hi };
+            }
+            first = groups * m;
+        }
+        for i in first..batch.reps {
             let run = &x[i * batch.stride..i * batch.stride + batch.len];
             kept_min_max(run, lo, hi, &mut nan);
         }

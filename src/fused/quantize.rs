@@ -199,13 +199,17 @@ struct Fast {
 }
 
 impl Fast {
+    /// The constants of a block whose `b` passed [`Formula::fast_ok`].
     #[inline(always)]
     fn new<F: Formula>(b: f32, (lo, hi): (f32, f32)) -> Self {
         let offset = F::offset(b);
         Fast {
             lo: lo - offset,
             hi: hi - offset,
-            bias: (MAGIC.to_bits() as i32).wrapping_sub(offset as i32),
+            // The fast path's offset is an integer of magnitude at most
+            // 2^20 (`fast_ok`), which `magic_round` converts exactly and,
+            // unlike `as i32`'s saturating cast, in vector registers.
+            bias: (MAGIC.to_bits() as i32).wrapping_sub(magic_round(offset)),
             zero: -offset,
         }
     }
@@ -292,6 +296,29 @@ fn quantize_run_in_range<E: Elem, F: Formula, C: Code>(
     }
 }
 
+/// `dst[j] = src[j / L]`: each block's constant over the `L` elements of
+/// its run. `L` is a constant so that the stores vectorize (an interleaved
+/// store group) instead of dividing per element.
+#[inline(always)]
+fn replicate<const L: usize>(src: &[f32], dst: &mut [f32]) {
+    for (d, &v) in dst.chunks_exact_mut(L).zip(src) {
+        d.fill(v);
+    }
+}
+
+/// [`replicate`] for a run length known at run time (2 to 7).
+#[inline(always)]
+fn replicate_runs(len: usize, src: &[f32], dst: &mut [f32]) {
+    match len {
+        2 => replicate::<2>(src, dst),
+        3 => replicate::<3>(src, dst),
+        4 => replicate::<4>(src, dst),
+        5 => replicate::<5>(src, dst),
+        6 => replicate::<6>(src, dst),
+        _ => replicate::<7>(src, dst),
+    }
+}
+
 /// Codes of a run whose elements each have their own block.
 #[inline(always)]
 pub(crate) fn quantize_kept<E: Elem, F: Formula, C: Code>(
@@ -333,6 +360,22 @@ kernel! {
     ) {
         let x = &x[batch.elem..batch.elem + batch.span()];
         let out = &mut out[..batch.span()];
+        if batch.stride == batch.len && batch.len < 8 && batch.len >= 2 {
+            // Consecutive runs shorter than a vector: each block's constants
+            // are replicated over its elements, `WIDE / len` blocks at a
+            // time, which are then quantized as kept elements, one pair of
+            // constants per element (vectorized across blocks).
+            let (len, m) = (batch.len, WIDE / batch.len);
+            let (mut wa, mut wb) = ([0.0f32; WIDE], [0.0f32; WIDE]);
+            let chunks = x.chunks(m * len).zip(out.chunks_mut(m * len));
+            for (g, (x, out)) in chunks.enumerate() {
+                let (n, runs) = (x.len(), x.len() / len);
+                replicate_runs(len, &a[g * m..g * m + runs], &mut wa[..n]);
+                replicate_runs(len, &b[g * m..g * m + runs], &mut wb[..n]);
+                quantize_kept::<E, F, C>(x, out, &wa[..n], &wb[..n], bounds, fast);
+            }
+            return;
+        }
         let blocks = a[..batch.reps].iter().zip(&b[..batch.reps]).enumerate();
         match minmax {
             Some((lo, hi)) if fast && batch.len >= IN_RANGE_MIN_LEN => {
@@ -371,12 +414,35 @@ kernel! {
         let x = &x[batch.elem..batch.elem + batch.span()];
         let out = &mut out[..batch.span()];
         let (a, b) = (&a[..batch.len], &b[..batch.len]);
-        for i in 0..batch.reps {
+        let mut first = 0;
+        if batch.stride == batch.len && batch.len <= WIDE / 4 {
+            // Consecutive narrow runs (a tall, narrow input quantized per
+            // column): the constants replicated over `m` runs side by side
+            // quantize `m * len` elements per call.
+            let (len, m) = (batch.len, WIDE / batch.len);
+            let (w, groups) = (m * len, batch.reps / m);
+            let (mut wa, mut wb) = ([0.0f32; WIDE], [0.0f32; WIDE]);
+            for (wa, wb) in wa[..w].chunks_exact_mut(len).zip(wb.chunks_exact_mut(len)) {
+                wa.copy_from_slice(a);
+                wb.copy_from_slice(b);
+            }
+            let whole = groups * w;
+            let chunks = x[..whole].chunks_exact(w).zip(out[..whole].chunks_exact_mut(w));
+            for (x, out) in chunks {
+                quantize_kept::<E, F, C>(x, out, &wa[..w], &wb[..w], bounds, fast);
+            }
+            first = groups * m;
+        }
+        for i in first..batch.reps {
             let at = i * batch.stride..i * batch.stride + batch.len;
             quantize_kept::<E, F, C>(&x[at.clone()], &mut out[at], a, b, bounds, fast);
         }
     }
 }
+
+/// Elements per call of [`quantize_kept`] when short runs are quantized with
+/// replicated constants: 1 KiB of each constant, in L1.
+const WIDE: usize = 256;
 
 /// The dtypes of one quantize computation, derived by libtorch's promotion.
 #[derive(Debug, Clone, Copy, PartialEq)]

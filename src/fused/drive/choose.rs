@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::Tensor;
 
-use super::tile::choose_tile;
+use super::tile::{choose_tile, minmax_tile};
 use crate::block::BlockLayout;
 use crate::error::Result;
 use crate::formula::{ChooseSpec, QParams};
@@ -84,6 +84,9 @@ fn choose_impl<E: InputElem>(x: &[E], walk: &Walk, consts: &Consts, mut out: QPa
         out.write(0, &s, &z);
         return true;
     };
+    if p > 0 && walk.blocks <= SPLIT_REDUCED_MAX_BLOCKS && walk.dims[0].size >= threads {
+        return choose_split_reduced(x, walk, consts, threads, out);
+    }
     // Split the outermost kept dim: each thread owns its blocks.
     let d = walk.dims[p];
     let jobs = jobs(d.size, threads, out, |o, n| o.split_at(n * d.block_stride));
@@ -92,6 +95,56 @@ fn choose_impl<E: InputElem>(x: &[E], walk: &Walk, consts: &Consts, mut out: QPa
         choose_part::<E>(x, walk, consts, p, r, out, &nan);
     });
     !nan.load(Ordering::Relaxed)
+}
+
+/// Blocks at most this many, when the outermost dim is reduced, are chosen
+/// by [`choose_split_reduced`]: each thread's min and max of every block
+/// (128 KiB) stay in L2.
+const SPLIT_REDUCED_MAX_BLOCKS: usize = 1 << 14;
+
+/// [`choose_impl`] for walks whose outermost dim is reduced (every block
+/// spans all of it: per column, a tall input with few blocks): each thread
+/// folds a share of that dim into its own min and max of every block, read
+/// in memory order, and the shares are merged. Splitting the kept dims
+/// instead would hand each thread a few columns of every row: strided
+/// reads, and runs as short as the thread's share of a row.
+fn choose_split_reduced<E: InputElem>(
+    x: &[E],
+    walk: &Walk,
+    consts: &Consts,
+    threads: usize,
+    mut out: QParamsOut,
+) -> bool {
+    let blocks = walk.blocks;
+    let parts = parallel(split(walk.dims[0].size, threads), |r| {
+        let (mut lo, mut hi) = (vec![0.0f32; blocks], vec![0.0f32; blocks]);
+        let mut ranges = walk.full();
+        ranges[0] = r;
+        let ok = minmax_tile(x, walk, &ranges, 0, &mut lo, &mut hi);
+        ok.then_some((lo, hi))
+    });
+    let mut parts = parts.into_iter();
+    let Some(Some((mut lo, mut hi))) = parts.next() else {
+        return false;
+    };
+    for part in parts {
+        let Some((l, h)) = part else {
+            return false;
+        };
+        for (a, b) in lo.iter_mut().zip(&l) {
+            *a = if *b < *a { *b } else { *a };
+        }
+        for (a, b) in hi.iter_mut().zip(&h) {
+            *a = if *b > *a { *b } else { *a };
+        }
+    }
+    let (mut s, mut z) = (vec![0.0f32; blocks], vec![0.0f32; blocks]);
+    qparams_blocks::<E::Prec>(consts, &lo, &hi, &mut s, &mut z);
+    if consts.any_nan(&s, &z) {
+        return false;
+    }
+    out.write(0, &s, &z);
+    true
 }
 
 /// The qparams of the blocks whose index along kept dim `p` is in `range`,

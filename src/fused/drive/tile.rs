@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::Params;
 use crate::fused::float::{Elem, InputElem};
 use crate::fused::layout::Walk;
-use crate::fused::minmax::{kept_runs, reduced_runs};
+use crate::fused::minmax::{folded_runs, kept_runs};
 use crate::fused::qparams::{qparams_blocks, Consts};
 use crate::fused::quantize::{quantize_kept_runs, quantize_reduced, Code, Formula};
 use crate::fused::threads::Tile;
@@ -41,7 +41,7 @@ pub(crate) fn choose_tile<E: InputElem>(
 
 /// Min and max of every block of a tile (`ranges` of the walk); blocks are
 /// numbered from `block0`. `false` when a block holds a NaN.
-fn minmax_tile<E: Elem>(
+pub(crate) fn minmax_tile<E: Elem>(
     x: &[E],
     walk: &Walk,
     ranges: &[Range<usize>],
@@ -55,14 +55,17 @@ fn minmax_tile<E: Elem>(
     // Each block has a single run when the run is the only reduced dim.
     let assign = walk.dims.iter().filter(|d| d.reduced).count() == 1 && reduced;
     let mut nan = false;
-    walk.for_each_batch(ranges, &mut |batch| {
-        let k = batch.block - block0;
-        nan |= if reduced {
-            reduced_runs(x, batch, assign, &mut lo[k..], &mut hi[k..])
-        } else {
-            kept_runs(x, batch, &mut lo[k..], &mut hi[k..])
-        };
-    });
+    if reduced {
+        walk.for_each_folded(ranges, &mut |folded| {
+            let k = folded.batch.block - block0;
+            nan |= folded_runs(x, folded, assign, &mut lo[k..], &mut hi[k..]);
+        });
+    } else {
+        walk.for_each_batch(ranges, &mut |batch| {
+            let k = batch.block - block0;
+            nan |= kept_runs(x, batch, &mut lo[k..], &mut hi[k..]);
+        });
+    }
     !nan
 }
 
