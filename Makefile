@@ -5,6 +5,14 @@
 #   make test          set everything up and run every check CI runs
 #   make check-minilm  quantize the demo's MiniLM checkpoint with every scheme
 #                      and have torchao confirm all of them bit for bit
+#   make bench-checkpoint
+#                      a synthetic 4.4 GB Llama-shaped sharded checkpoint
+#                      quantized by the CLI and by torchao: wall time, GB/s,
+#                      peak RSS against the page-cache read (BENCH_DIR,
+#                      BENCH_LAYERS to change where and how big)
+#   make gpu-check     every parity test with CUDA required, the CLI on CUDA
+#                      checked by torchao, and benches/compare_cuda.py (needs
+#                      a CUDA machine; fails at once without one)
 #
 # Nothing is downloaded from anywhere but the package registries.
 
@@ -22,7 +30,8 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo check-minilm bench fixtures doc clean-venv
+.PHONY: all venv build test demo check-minilm bench bench-checkpoint gpu-check fixtures doc \
+	clean-venv
 
 all: build
 
@@ -122,6 +131,21 @@ check-minilm: $(DEMO_STAMP)
 bench: venv
 	cargo bench --all-features --bench bench_main
 	$(PYTHON) benches/compare.py
+
+# Checkpoints at scale (issue 14): scripts/make_llama_checkpoint.py writes the
+# checkpoint once (34 layers, 4.4 GB of bfloat16 in 1 GB shards; kept while
+# its arguments stay the same), then scripts/bench_checkpoint.py times the
+# release CLI and scripts/torchao_quantize_checkpoint.py on it for int4 g128
+# and int8, compares their outputs tensor by tensor, and has
+# scripts/torchao_check.py confirm the CLI's. BENCH_LAYERS=2 makes a 0.5 GB one.
+BENCH_DIR ?= target/bench-checkpoint
+BENCH_LAYERS ?= 34
+
+bench-checkpoint: $(STAMP)
+	cargo build --release --features cli --bin tch-quant
+	$(PYTHON) scripts/make_llama_checkpoint.py $(BENCH_DIR)/llama-$(BENCH_LAYERS) --layers $(BENCH_LAYERS)
+	$(PYTHON) scripts/bench_checkpoint.py $(BENCH_DIR)/llama-$(BENCH_LAYERS) \
+	    --bin target/release/tch-quant --out $(BENCH_DIR)/out --torchao-check
 
 # Rewrites the committed parity fixtures (torch 2.13.0 + torchao 0.11.0 only).
 fixtures: venv
