@@ -21,8 +21,8 @@ pub struct ErrorStats {
 }
 
 /// The sums behind [`ErrorStats`], added up piece by piece (a large tensor
-/// is quantized in pieces of rows): differences in float32 (ample for a
-/// report, and the temporaries stay at a piece's size), sums in float64.
+/// is quantized in pieces of rows): differences and each piece's sums in
+/// float32 (ample for a report in dB), the sums of pieces in float64.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ErrorSums {
     signal: f64,
@@ -32,18 +32,23 @@ pub struct ErrorSums {
 }
 
 impl ErrorSums {
-    /// Adds the error of `restored` against `original` (same shape).
+    /// Adds the error of `restored` against `original` (same shape): six
+    /// passes over a piece and no temporary larger than its float32 copy.
     pub fn add(&mut self, original: &Tensor, restored: &Tensor) -> Result<(), tch::TchError> {
-        let x = original.f_to_kind(Kind::Float)?;
-        let diff = x.f_sub(&restored.f_to_kind(Kind::Float)?)?;
-        self.signal += x.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
-        self.noise += diff.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
+        let x = original.f_to_kind(Kind::Float)?.f_reshape([-1])?;
+        let diff = restored
+            .f_to_kind(Kind::Float)?
+            .f_reshape([-1])?
+            .f_sub(&x)?;
+        self.signal += x.f_dot(&x)?.f_double_value(&[])?;
+        self.noise += diff.f_dot(&diff)?.f_double_value(&[])?;
         if diff.numel() > 0 {
-            let max_abs = diff.f_abs()?.f_max()?.f_double_value(&[])?;
-            self.max_abs = if max_abs.is_nan() || self.max_abs.is_nan() {
+            let (lo, hi) = diff.f_aminmax(None, false)?;
+            let (lo, hi) = (lo.f_double_value(&[])?, hi.f_double_value(&[])?);
+            self.max_abs = if lo.is_nan() || hi.is_nan() || self.max_abs.is_nan() {
                 f64::NAN
             } else {
-                self.max_abs.max(max_abs)
+                self.max_abs.max(-lo).max(hi)
             };
         }
         Ok(())
