@@ -196,7 +196,8 @@ def main():
         if i == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print(f"\nload average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
-          f"({os.cpu_count()} CPUs); torch threads 2")
+          f"({os.cpu_count()} CPUs); torchao on 2 torch threads, the CLI on its default (1 libtorch "
+          f"thread unless OMP_NUM_THREADS is set)")
     for key, results, _ in rows:
         crate_s, crate_rss, _ = results["crate"]
         goals = [
