@@ -13,27 +13,9 @@
 //! so the binary cannot choose it; it chooses one thread, which needs no
 //! team. The fused kernels follow libtorch's thread count.
 
-/// Sets libtorch to one thread unless `OMP_NUM_THREADS` is set, and keeps
-/// freed memory for reuse (see [`keep_freed_memory`]).
+/// Sets libtorch to one thread unless `OMP_NUM_THREADS` is set.
 pub fn default_threads() {
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         tch::set_num_threads(1);
-    }
-    keep_freed_memory();
-}
-
-/// Weights are quantized in pieces of 8 MiB, each with temporaries of up to
-/// 32 MiB freed before the next piece. glibc hands blocks from 128 KiB up
-/// to the last freed mmapped size back to the kernel and trims the heap
-/// above twice that, so every piece faulted its pages in afresh (a fifth of
-/// a run's CPU time in `perf`, zeroing and faulting pages). Blocks below 64
-/// MiB now come from the heap, and up to 256 MiB of freed heap is kept.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before any
-    // thread of ours allocates concurrently.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
