@@ -1,6 +1,8 @@
 //! Replays the committed torchao fixtures (`tests/parity/fixtures`, written by
 //! `tests/parity/generate.py`) and requires every case to be bit-identical.
 
+#[path = "common/cuda.rs"]
+mod common_cuda;
 #[path = "parity/extra_ops.rs"]
 mod extra_ops;
 #[path = "parity/replay.rs"]
@@ -31,13 +33,11 @@ fn every_fixture_case_is_bit_identical_on_cpu() -> anyhow::Result<()> {
         "{} fixture cases differ from torchao",
         diffs.len()
     );
-    if tch::Cuda::is_available() {
+    if common_cuda::cuda_or_skip("fixtures: skipped CUDA (not available)") {
         println!(
             "fixtures: CUDA is available; the fixtures hold CPU results, so CUDA parity \
              is checked by tests/parity_live.rs against torchao running on CUDA"
         );
-    } else {
-        println!("fixtures: skipped CUDA (not available)");
     }
     Ok(())
 }

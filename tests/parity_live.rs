@@ -6,6 +6,8 @@
 //! `TCH_QUANT_PARITY_COUNT` the number of cases per test (default 2000),
 //! `TCH_QUANT_PYTHON` the interpreter (default `.venv/bin/python`).
 
+#[path = "common/cuda.rs"]
+mod common_cuda;
 #[path = "parity/extra_ops.rs"]
 mod extra_ops;
 #[path = "parity/replay.rs"]
@@ -74,10 +76,8 @@ fn draw(ops: &str, seed: u64, device: Device, tag: &str) -> Result<replay::Oracl
 fn live(ops: &str, tag: &str) -> Result<()> {
     let seed = seed();
     let mut devices = vec![Device::Cpu];
-    if tch::Cuda::is_available() {
+    if common_cuda::cuda_or_skip(&format!("live {tag}: skipped CUDA (not available)")) {
         devices.push(Device::Cuda(0));
-    } else {
-        println!("live {tag}: skipped CUDA (not available)");
     }
     for device in devices {
         let oracle = draw(ops, seed, device, tag)?;

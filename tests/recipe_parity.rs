@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "common/cuda.rs"]
+mod common_cuda;
 #[path = "common/oracle.rs"]
 mod common_oracle;
 
@@ -290,8 +292,7 @@ fn minilm_recipes_are_bit_identical_to_torchao_when_installed() {
 
 #[test]
 fn the_quantized_tensor_on_cuda_matches_the_primitives_there() {
-    if !tch::Cuda::is_available() {
-        println!("quantized tensor: skipped CUDA (not available)");
+    if !common_cuda::cuda_or_skip("quantized tensor: skipped CUDA (not available)") {
         return;
     }
     let fx = Fixture::load();

@@ -3,6 +3,7 @@
 //! nothing renamed into place before everything is complete.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -11,8 +12,8 @@ use tch::{Device, Tensor};
 use super::format::{self, FileInfo, Record, TORCHAO_VERSION};
 use super::plan::OutputPlan;
 use super::reader::{Checkpoint, Entry};
-use super::writer::{interrupted_error, Outputs, ShardWriter};
-use super::{bail, error};
+use super::writer::{append_bytes, interrupted_error, stored_dtype, Outputs, ShardWriter};
+use super::{bail, error, Context as _};
 use crate::error::{CheckpointErrorKind, Result};
 use crate::model::{Decision, Selection, SkipReason};
 use crate::quantized::AffineQuantizedTensor;
@@ -21,12 +22,11 @@ use crate::recipe::Recipe;
 /// What became of one tensor, as [`QuantizeObserver::finished`] sees it.
 #[derive(Debug)]
 pub enum Outcome<'a> {
-    /// Quantized and stored.
+    /// Quantized and stored (its values went to
+    /// [`QuantizeObserver::quantized`] before).
     Quantized {
-        /// The tensor as read from the input.
-        original: &'a Tensor,
-        /// What was stored.
-        tensor: &'a AffineQuantizedTensor,
+        /// Its record in the output's metadata.
+        record: &'a Record,
         /// The names it is stored under.
         outputs: &'a [String],
         /// Bytes it takes in the output.
@@ -41,6 +41,25 @@ pub enum Outcome<'a> {
 pub trait QuantizeObserver {
     /// A tensor's turn has come.
     fn started(&mut self, _entry: &Entry) {}
+
+    /// Rows `rows` (of the first dim) of a tensor being quantized, as read
+    /// (`original`) and as stored (`piece`). A weight larger than a few MiB
+    /// on the CPU comes in consecutive pieces of whole rows, each quantized
+    /// on its own (bit-identical to quantizing the whole: every block of the
+    /// recipes that get pieces lies within one row); anything else comes
+    /// whole, as `0..rows`. A call whose range starts at 0 starts the tensor
+    /// over: a tensor whose pieces hold a non-finite value or qparam is
+    /// quantized again whole, since the bits of NaN depend on the shape
+    /// libtorch computes it in. An error stops the run.
+    fn quantized(
+        &mut self,
+        _entry: &Entry,
+        _rows: Range<usize>,
+        _original: &Tensor,
+        _piece: &AffineQuantizedTensor,
+    ) -> Result<()> {
+        Ok(())
+    }
 
     /// A tensor is done; an error stops the run (nothing is written).
     fn finished(&mut self, _entry: &Entry, _outcome: Outcome<'_>) -> Result<()> {
@@ -105,20 +124,18 @@ pub fn quantize_checkpoint<'p>(
                     out.add_copy(entry)?;
                     observer.finished(entry, Outcome::Copied(reason))?;
                 }
-                Decision::Quantize { .. } => {
-                    let w = input.load(entry, job.device)?;
-                    let q = quantize_one(&entry.name, &w, job.recipe)?;
-                    let (record, outputs, bytes_after) = store(&entry.name, &q, out)?;
-                    records.insert(entry.name.clone(), record);
+                Decision::Quantize { block_size } => {
+                    let (record, outputs, bytes_after) =
+                        quantize_entry(input, entry, block_size, job, observer, out)?;
                     observer.finished(
                         entry,
                         Outcome::Quantized {
-                            original: &w,
-                            tensor: &q,
+                            record: &record,
                             outputs: &outputs,
                             bytes_after,
                         },
                     )?;
+                    records.insert(entry.name.clone(), record);
                 }
             }
         }
@@ -150,6 +167,135 @@ fn quantize_one(name: &str, w: &Tensor, recipe: &Recipe) -> Result<AffineQuantiz
         };
         error(kind, format!("cannot quantize tensor {name}: {e}"))
     })
+}
+
+/// Input bytes per piece of a weight quantized in pieces: small enough that
+/// every temporary of a piece (float32 copies of it, int32 codes) stays
+/// below glibc's largest mmap threshold (32 MiB) and is reused rather than
+/// faulted in afresh, and peak memory stays far below that of the whole
+/// tensor's temporaries.
+const PIECE_BYTES: usize = 8 << 20;
+
+/// Quantizes one chosen tensor, in pieces of rows where that gives the
+/// same bits, and adds its stored tensors to `out`; returns its record,
+/// their names and their bytes.
+fn quantize_entry(
+    input: &Checkpoint,
+    entry: &Entry,
+    block_size: &[i64],
+    job: &QuantizeJob,
+    observer: &mut dyn QuantizeObserver,
+    out: &mut ShardWriter,
+) -> Result<(Record, Vec<String>, usize)> {
+    if let Some(rows) = rows_per_piece(entry, block_size, job.device) {
+        if let Some(pieces) = quantize_pieces(input, entry, rows, job, observer)? {
+            return pieces.store(&entry.name, out);
+        }
+    }
+    let w = input.load(entry, job.device)?;
+    let q = quantize_one(&entry.name, &w, job.recipe)?;
+    observer.quantized(entry, 0..entry.shape.first().copied().unwrap_or(1), &w, &q)?;
+    store(&entry.name, &q, out)
+}
+
+/// Rows per piece for a tensor that can be quantized in pieces of rows:
+/// on the CPU (a GPU holds the whole tensor anyway), of rank 2 or more,
+/// with blocks one row high (so no block spans two pieces), and larger
+/// than one piece.
+fn rows_per_piece(entry: &Entry, block_size: &[i64], device: Device) -> Option<usize> {
+    let rows = *entry.shape.first()?;
+    if device != Device::Cpu || entry.shape.len() < 2 || block_size.first() != Some(&1) {
+        return None;
+    }
+    let row_bytes = entry.num_bytes() / rows.max(1);
+    let per_piece = (PIECE_BYTES / row_bytes.max(1)).max(1);
+    (per_piece < rows).then_some(per_piece)
+}
+
+/// The stored tensors of a weight quantized in pieces, assembled.
+struct Pieces {
+    record: Record,
+    /// For each stored tensor in [`format::output_names`] order: dtype,
+    /// shape and bytes.
+    parts: Vec<(safetensors::Dtype, Vec<usize>, Vec<u8>)>,
+}
+
+impl Pieces {
+    fn store(self, name: &str, out: &mut ShardWriter) -> Result<(Record, Vec<String>, usize)> {
+        let names = format::output_names(name, &self.record);
+        let mut bytes = 0;
+        for (output, (dtype, shape, data)) in names.iter().zip(&self.parts) {
+            bytes += out.add_bytes(output, *dtype, shape, data)?;
+        }
+        Ok((self.record, names, bytes))
+    }
+}
+
+/// Quantizes a tensor `rows` rows at a time; `None` when a piece holds a
+/// non-finite value or gets a non-finite scale or zero point (whose NaN
+/// bits depend on the shape they are computed in: the caller quantizes
+/// the tensor whole), or does not split by rows as expected.
+fn quantize_pieces(
+    input: &Checkpoint,
+    entry: &Entry,
+    rows: usize,
+    job: &QuantizeJob,
+    observer: &mut dyn QuantizeObserver,
+) -> Result<Option<Pieces>> {
+    let name = &entry.name;
+    let total = entry.shape[0];
+    let mut record: Option<Record> = None;
+    let mut parts: Vec<(safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for start in (0..total).step_by(rows) {
+        let range = start..(start + rows).min(total);
+        let w = input.load_rows(entry, range.clone(), job.device)?;
+        let q = quantize_one(name, &w, job.recipe)?;
+        let stored: Vec<&Tensor> = q
+            .qdata()
+            .iter()
+            .chain(Some(q.scale()))
+            .chain(q.zero_point())
+            .collect();
+        let splits = stored
+            .iter()
+            .all(|t| t.size().first() == Some(&(range.len() as i64)));
+        // A NaN or an infinity in a block makes its scale NaN or infinite
+        // (amin/amax and the clamp to eps propagate both), so finite qparams
+        // also vouch for the piece's values, without a pass over them.
+        let finite = all_finite(name, q.scale())?
+            && q.zero_point().map_or(Ok(true), |zp| all_finite(name, zp))?;
+        if !splits || !finite || (!parts.is_empty() && parts.len() != stored.len()) {
+            return Ok(None);
+        }
+        observer.quantized(entry, range, &w, &q)?;
+        if parts.is_empty() {
+            for t in &stored {
+                let mut shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+                shape[0] = 0;
+                parts.push((stored_dtype(name, t.kind())?, shape, Vec::new()));
+            }
+        }
+        for ((_, shape, bytes), t) in parts.iter_mut().zip(&stored) {
+            shape[0] += t.size()[0] as usize;
+            append_bytes(t, bytes)
+                .context(CheckpointErrorKind::Io, || format!("reading back {name}"))?;
+        }
+        record.get_or_insert_with(|| Record::of(&q));
+    }
+    let Some(mut record) = record else {
+        return Ok(None);
+    };
+    record.shape = super::reader::shape_i64(name, &entry.shape)?;
+    Ok(Some(Pieces { record, parts }))
+}
+
+/// Whether every value of `t` is finite (integer tensors always are).
+fn all_finite(name: &str, t: &Tensor) -> Result<bool> {
+    t.f_isfinite()
+        .and_then(|f| f.f_all())
+        .and_then(|a| a.f_int64_value(&[]))
+        .map(|v| v != 0)
+        .context(CheckpointErrorKind::Io, || format!("checking {name}"))
 }
 
 /// Adds a quantized tensor's stored tensors to `out`; returns its record,
@@ -219,4 +365,135 @@ pub fn quantize_file(
     };
     outputs.commit()?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    /// Writes `tensors` (contiguous CPU tensors) to a safetensors file.
+    fn write(path: &Path, tensors: &[(&str, &Tensor)]) {
+        let mut header = serde_json::Map::new();
+        let mut data = Vec::new();
+        for (name, t) in tensors {
+            let start = data.len();
+            append_bytes(t, &mut data).unwrap();
+            header.insert(
+                name.to_string(),
+                json!({"dtype": super::super::dtype::dtype_of(t.kind()).unwrap(),
+                       "shape": t.size(), "data_offsets": [start, data.len()]}),
+            );
+        }
+        let header = serde_json::to_vec(&Value::Object(header)).unwrap();
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend(header);
+        file.extend(data);
+        std::fs::write(path, file).unwrap();
+    }
+
+    /// Same dtype, shape and bits (NaN included).
+    fn same_bits(a: &Tensor, b: &Tensor) -> bool {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        append_bytes(a, &mut x).unwrap();
+        append_bytes(b, &mut y).unwrap();
+        a.kind() == b.kind() && a.size() == b.size() && x == y
+    }
+
+    /// The row ranges an observer was given, per tensor.
+    #[derive(Default)]
+    struct Pieces(BTreeMap<String, Vec<Range<usize>>>);
+
+    impl QuantizeObserver for Pieces {
+        fn quantized(
+            &mut self,
+            entry: &Entry,
+            rows: Range<usize>,
+            _: &Tensor,
+            _: &AffineQuantizedTensor,
+        ) -> Result<()> {
+            self.0.entry(entry.name.clone()).or_default().push(rows);
+            Ok(())
+        }
+    }
+
+    /// Weights larger than a piece are quantized in pieces of rows, and give
+    /// the bits of the whole tensor quantized at once; one with a NaN in its
+    /// last piece is quantized again whole.
+    #[test]
+    fn pieces_give_the_bits_of_the_whole_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.safetensors");
+        tch::manual_seed(7);
+        // 4 KiB rows: 2048 rows a piece, the last piece 4 rows.
+        let big = Tensor::randn([4100, 1024], (Kind::Float, Device::Cpu));
+        let bf16 = Tensor::randn([2050, 2048], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        let nan = big.copy();
+        let _ = nan.get(4099).get(5).fill_(f64::NAN);
+        let small = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
+        write(
+            &input,
+            &[
+                ("big.weight", &big),
+                ("bf16.weight", &bf16),
+                ("nan.weight", &nan),
+                ("small.weight", &small),
+            ],
+        );
+        let originals = [
+            ("big.weight", &big),
+            ("bf16.weight", &bf16),
+            ("nan.weight", &nan),
+            ("small.weight", &small),
+        ];
+        for recipe in [
+            Recipe::Int4WeightOnly { group_size: 128 },
+            Recipe::Int8WeightOnly { group_size: None },
+            Recipe::UIntXWeightOnly {
+                bits: 3,
+                group_size: 64,
+            },
+        ] {
+            let output = dir.path().join(format!("{}.safetensors", recipe.name()));
+            let checkpoint = Checkpoint::open(&input).unwrap();
+            let plan = OutputPlan::new(&checkpoint, &output, None, false).unwrap();
+            let decisions = checkpoint.decide(&Selection::default(), &recipe).unwrap();
+            let job = QuantizeJob {
+                recipe: &recipe,
+                decisions: &decisions,
+                scheme: format::scheme_json(&recipe),
+                device: Device::Cpu,
+            };
+            let mut pieces = Pieces::default();
+            quantize_checkpoint(&checkpoint, &plan, &job, &mut pieces)
+                .unwrap()
+                .commit()
+                .unwrap();
+            assert_eq!(pieces.0["big.weight"], [0..2048, 2048..4096, 4096..4100]);
+            assert_eq!(pieces.0["bf16.weight"], [0..2048, 2048..2050]);
+            assert_eq!(pieces.0["nan.weight"], [0..2048, 2048..4096, 0..4100]);
+            assert_eq!(pieces.0["small.weight"].len(), 1, "one piece");
+            assert_eq!(pieces.0["small.weight"][0], 0..64);
+            let stored = super::super::read_quantized(&output, Device::Cpu).unwrap();
+            for (name, w) in originals {
+                let whole = AffineQuantizedTensor::quantize(w, &recipe).unwrap();
+                let ours = &stored[name];
+                assert_eq!(ours.shape(), whole.shape(), "{name}");
+                assert_eq!(ours.qdata().len(), whole.qdata().len(), "{name}");
+                for (a, b) in ours.qdata().iter().zip(whole.qdata()) {
+                    assert!(same_bits(a, b), "{} {name}: codes", recipe.name());
+                }
+                assert!(
+                    same_bits(ours.scale(), whole.scale()),
+                    "{} {name}: scale",
+                    recipe.name()
+                );
+                assert!(
+                    same_bits(ours.zero_point().unwrap(), whole.zero_point().unwrap()),
+                    "{} {name}: zero point",
+                    recipe.name()
+                );
+            }
+        }
+    }
 }

@@ -135,8 +135,22 @@ impl Checkpoint {
     }
 
     fn read_into(&self, entry: &Entry, buf: &mut [u8]) -> Result<()> {
+        self.read_into_at(entry, buf, 0)
+    }
+
+    /// Reads `buf.len()` bytes of a tensor's data from byte `offset` of it.
+    fn read_into_at(&self, entry: &Entry, buf: &mut [u8], offset: usize) -> Result<()> {
         let shard = self.shard_of(entry)?;
-        read_exact_at(&shard.file, buf, entry.start as u64)
+        if offset + buf.len() > entry.num_bytes() {
+            bail!(
+                InvalidRequest,
+                "bytes {offset}..{} of tensor {}, which has {}",
+                offset + buf.len(),
+                entry.name,
+                entry.num_bytes()
+            );
+        }
+        read_exact_at(&shard.file, buf, (entry.start + offset) as u64)
             .map_err(|e| input_read_error(&shard.path, &format!("tensor {}", entry.name), &e))
     }
 
@@ -184,6 +198,22 @@ impl Checkpoint {
     /// A dtype libtorch cannot hold (unsigned 16 to 64-bit integers), a
     /// shape libtorch cannot address, a failed copy.
     pub fn load(&self, entry: &Entry, device: Device) -> Result<Tensor> {
+        let rows = entry.shape.first().copied().unwrap_or(1);
+        self.load_rows(entry, 0..rows, device)
+    }
+
+    /// Copies rows `rows` (a range of the first dim) of a tensor of rank 1
+    /// or more out of the checkpoint onto `device`, reading only their
+    /// bytes; the whole of a 0-d tensor for `0..1`.
+    ///
+    /// # Errors
+    /// Those of [`load`](Self::load); a range beyond the first dim.
+    pub fn load_rows(
+        &self,
+        entry: &Entry,
+        rows: std::ops::Range<usize>,
+        device: Device,
+    ) -> Result<Tensor> {
         let Some(kind) = kind_of(entry.dtype) else {
             bail!(
                 Unquantizable,
@@ -192,15 +222,32 @@ impl Checkpoint {
                 dtype_name(entry.dtype)
             );
         };
-        let shape = shape_i64(&entry.name, &entry.shape)?;
+        let mut shape = shape_i64(&entry.name, &entry.shape)?;
+        let total_rows = entry.shape.first().copied().unwrap_or(1);
+        if rows.start > rows.end || rows.end > total_rows {
+            bail!(
+                InvalidRequest,
+                "rows {rows:?} of tensor {}, which has {total_rows}",
+                entry.name
+            );
+        }
+        if let Some(first) = shape.first_mut() {
+            // Fits: at most the first dim, which shape_i64 checked.
+            *first = rows.len() as i64;
+        }
         let what = || format!("loading tensor {}", entry.name);
         // Read straight into the tensor's storage: one copy of the data in
         // memory, not two.
         let t =
             Tensor::f_empty(&shape, (kind, Device::Cpu)).context(CheckpointErrorKind::Io, what)?;
-        let len = entry.num_bytes();
+        // safetensors checked that shape, dtype and offsets agree, so whole
+        // rows are whole multiples of the row size.
+        let row_bytes = match total_rows {
+            0 => 0,
+            n => entry.num_bytes() / n,
+        };
+        let len = rows.len() * row_bytes;
         if t.numel() * kind.elt_size_in_bytes() != len {
-            // safetensors checked that shape, dtype and offsets agree.
             bail!(
                 InvalidInput,
                 "tensor {}: its shape and dtype do not match the size of its data",
@@ -211,7 +258,7 @@ impl Checkpoint {
             // SAFETY: `t` is a fresh contiguous CPU tensor that owns exactly
             // `len` bytes (checked above), and nothing else refers to it.
             let storage = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<u8>(), len) };
-            self.read_into(entry, storage)?;
+            self.read_into_at(entry, storage, rows.start * row_bytes)?;
         }
         t.f_to_device(device).context(CheckpointErrorKind::Io, what)
     }

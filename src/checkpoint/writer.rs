@@ -318,18 +318,40 @@ impl ShardWriter {
 
     /// Adds a computed tensor; returns its size in bytes.
     pub fn add_tensor(&mut self, name: &str, t: &Tensor) -> Result<usize> {
-        self.claim(name)?;
-        let Some(dtype) = dtype_of(t.kind()) else {
+        let dtype = stored_dtype(name, t.kind())?;
+        let mut bytes = Vec::new();
+        append_bytes(t, &mut bytes)
+            .context(CheckpointErrorKind::Io, || format!("reading back {name}"))?;
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        self.add_bytes(name, dtype, &shape, &bytes)
+    }
+
+    /// Adds a computed tensor given as its little-endian bytes (a tensor
+    /// assembled from pieces); returns its size in bytes.
+    ///
+    /// # Errors
+    /// A name already added; bytes that are not `shape` of `dtype`; a
+    /// failed write.
+    pub fn add_bytes(
+        &mut self,
+        name: &str,
+        dtype: Dtype,
+        shape: &[usize],
+        bytes: &[u8],
+    ) -> Result<usize> {
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d));
+        if expected != Some(bytes.len()) {
             bail!(
-                Unquantizable,
-                "tensor {name} would have dtype {:?}, which safetensors cannot store",
-                t.kind()
+                InvalidRequest,
+                "tensor {name}: {} bytes do not make a {dtype:?} tensor of shape {shape:?}",
+                bytes.len()
             );
-        };
-        let bytes =
-            bytes_of(t).context(CheckpointErrorKind::Io, || format!("reading back {name}"))?;
+        }
+        self.claim(name)?;
         self.spill
-            .write_all(&bytes)
+            .write_all(bytes)
             .context(CheckpointErrorKind::Io, || {
                 format!(
                     "writing {name} to a temporary file in {}",
@@ -339,7 +361,7 @@ impl ShardWriter {
         self.entries.push(Pending {
             name: name.to_string(),
             dtype,
-            shape: t.size().iter().map(|&d| d as usize).collect(),
+            shape: shape.to_vec(),
             source: Source::Spill {
                 offset: self.spill_len,
                 len: bytes.len(),
@@ -491,13 +513,28 @@ pub(crate) fn interrupted_error() -> crate::Error {
     )
 }
 
-/// The little-endian bytes of a tensor (any device), for writing.
-fn bytes_of(t: &Tensor) -> std::result::Result<Vec<u8>, tch::TchError> {
+/// The safetensors dtype a computed tensor of `kind` is stored as.
+pub(crate) fn stored_dtype(name: &str, kind: tch::Kind) -> Result<Dtype> {
+    match dtype_of(kind) {
+        Some(dtype) => Ok(dtype),
+        None => bail!(
+            Unquantizable,
+            "tensor {name} would have dtype {kind:?}, which safetensors cannot store"
+        ),
+    }
+}
+
+/// Appends the little-endian bytes of a tensor (any device) to `buf`.
+pub(crate) fn append_bytes(
+    t: &Tensor,
+    buf: &mut Vec<u8>,
+) -> std::result::Result<(), tch::TchError> {
     let t = t.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
     let numel = t.numel();
-    let mut buf = vec![0u8; numel * t.f_kind()?.elt_size_in_bytes()];
-    t.f_copy_data_u8(&mut buf, numel)?;
-    Ok(buf)
+    let start = buf.len();
+    buf.resize(start + numel * t.f_kind()?.elt_size_in_bytes(), 0);
+    t.f_copy_data_u8(&mut buf[start..], numel)?;
+    Ok(())
 }
 
 #[cfg(test)]

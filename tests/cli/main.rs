@@ -16,6 +16,8 @@
 //! - [`interruption`]: signals and temporary files;
 //! - [`oracle`]: bit-exactness, checked by `scripts/torchao_check.py`.
 
+#[path = "../common/cuda.rs"]
+mod common_cuda;
 #[path = "../common/oracle.rs"]
 mod common_oracle;
 mod interruption;

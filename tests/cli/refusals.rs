@@ -607,7 +607,9 @@ fn cuda_without_a_device_exits_6() {
         "--device",
         "cuda",
     ];
-    if tch::Cuda::is_available() {
+    if crate::common_cuda::cuda_or_skip(
+        "cuda_without_a_device_exits_6: no CUDA device, so checking the refusal (exit 6)",
+    ) {
         assert_ok(&quantize(&input, &output, &args));
         assert!(read_back(&output)
             .0

@@ -9,6 +9,7 @@ mod device;
 mod exit;
 mod inspect;
 mod interrupt;
+mod openmp;
 mod print;
 mod progress;
 mod quantize;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     // 2, the code documented for them.
     let cli = Cli::parse();
     interrupt::install();
+    openmp::default_threads();
     let result = match cli.command {
         Command::Quantize(args) => quantize::run(*args),
         Command::Dequantize(args) => dequantize::run(args),

@@ -2,6 +2,7 @@
 //! progress bar, the summary table and the JSON report, all outputs
 //! committed together at the end.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use tch_quant::checkpoint::format::TORCHAO_VERSION;
@@ -11,13 +12,16 @@ use tch_quant::checkpoint::{
     QuantizeObserver,
 };
 
+use tch::Tensor;
+use tch_quant::AffineQuantizedTensor;
+
 use crate::cli::QuantizeArgs;
 use crate::device;
 use crate::exit::Result;
 use crate::interrupt;
 use crate::print;
 use crate::progress::Progress;
-use crate::report::{error_stats, Report, TensorOutcome, TensorReport};
+use crate::report::{ErrorSums, Report, TensorOutcome, TensorReport};
 use crate::scheme::Scheme;
 use crate::select;
 
@@ -40,6 +44,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let mut observer = Observer {
         progress: Progress::new(input.total_bytes()),
         reports: Vec::new(),
+        error: ErrorSums::default(),
     };
     let job = QuantizeJob {
         recipe: &scheme.recipe,
@@ -86,11 +91,32 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
 struct Observer {
     progress: Progress,
     reports: Vec<TensorReport>,
+    /// The error of the tensor being quantized, so far.
+    error: ErrorSums,
 }
 
 impl QuantizeObserver for Observer {
     fn started(&mut self, entry: &Entry) {
         self.progress.start(&entry.name);
+    }
+
+    fn quantized(
+        &mut self,
+        entry: &Entry,
+        rows: Range<usize>,
+        original: &Tensor,
+        piece: &AffineQuantizedTensor,
+    ) -> tch_quant::Result<()> {
+        if rows.start == 0 {
+            self.error = ErrorSums::default();
+        }
+        let restored = piece.dequantize_as(original.kind())?;
+        self.error
+            .add(original, &restored)
+            .map_err(|e| tch_quant::Error::Checkpoint {
+                kind: tch_quant::CheckpointErrorKind::Io,
+                message: format!("measuring the error of {}: {e}", entry.name),
+            })
     }
 
     fn finished(&mut self, entry: &Entry, outcome: Outcome<'_>) -> tch_quant::Result<()> {
@@ -99,24 +125,15 @@ impl QuantizeObserver for Observer {
                 reason: select::reason_text(reason),
             },
             Outcome::Quantized {
-                original,
-                tensor,
+                record,
                 outputs,
                 bytes_after,
-            } => {
-                let restored = tensor.dequantize_as(original.kind())?;
-                let error =
-                    error_stats(original, &restored).map_err(|e| tch_quant::Error::Checkpoint {
-                        kind: tch_quant::CheckpointErrorKind::Io,
-                        message: format!("measuring the error of {}: {e}", entry.name),
-                    })?;
-                TensorOutcome::Quantized {
-                    block_size: tensor.block_size().to_vec(),
-                    error,
-                    bytes_after,
-                    outputs: outputs.to_vec(),
-                }
-            }
+            } => TensorOutcome::Quantized {
+                block_size: record.block_size.clone(),
+                error: self.error.stats(),
+                bytes_after,
+                outputs: outputs.to_vec(),
+            },
         };
         self.reports.push(TensorReport {
             name: entry.name.clone(),

@@ -20,23 +20,47 @@ pub struct ErrorStats {
     pub max_abs_error: Option<f64>,
 }
 
-/// Measures `restored` against `original`: differences in float32 (ample
-/// for a report, and the temporaries of a large tensor stay at its own
-/// size), sums accumulated in float64.
-pub fn error_stats(
-    original: &Tensor,
-    restored: &Tensor,
-) -> std::result::Result<ErrorStats, tch::TchError> {
-    let x = original.f_to_kind(Kind::Float)?;
-    let diff = x.f_sub(&restored.f_to_kind(Kind::Float)?)?;
-    let signal = x.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
-    let noise = diff.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])?;
-    let max_abs = diff.f_abs()?.f_max()?.f_double_value(&[])?;
-    let sqnr = 10.0 * (signal / noise).log10();
-    Ok(ErrorStats {
-        sqnr_db: sqnr.is_finite().then_some(sqnr),
-        max_abs_error: (!max_abs.is_nan()).then_some(max_abs),
-    })
+/// The sums behind [`ErrorStats`], added up piece by piece (a large tensor
+/// is quantized in pieces of rows): differences and each piece's sums in
+/// float32 (ample for a report in dB), the sums of pieces in float64.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ErrorSums {
+    signal: f64,
+    noise: f64,
+    /// NaN once any difference is NaN.
+    max_abs: f64,
+}
+
+impl ErrorSums {
+    /// Adds the error of `restored` against `original` (same shape): six
+    /// passes over a piece and no temporary larger than its float32 copy.
+    pub fn add(&mut self, original: &Tensor, restored: &Tensor) -> Result<(), tch::TchError> {
+        let x = original.f_to_kind(Kind::Float)?.f_reshape([-1])?;
+        let diff = restored
+            .f_to_kind(Kind::Float)?
+            .f_reshape([-1])?
+            .f_sub(&x)?;
+        self.signal += x.f_dot(&x)?.f_double_value(&[])?;
+        self.noise += diff.f_dot(&diff)?.f_double_value(&[])?;
+        if diff.numel() > 0 {
+            let (lo, hi) = diff.f_aminmax(None, false)?;
+            let (lo, hi) = (lo.f_double_value(&[])?, hi.f_double_value(&[])?);
+            self.max_abs = if lo.is_nan() || hi.is_nan() || self.max_abs.is_nan() {
+                f64::NAN
+            } else {
+                self.max_abs.max(-lo).max(hi)
+            };
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> ErrorStats {
+        let sqnr = 10.0 * (self.signal / self.noise).log10();
+        ErrorStats {
+            sqnr_db: sqnr.is_finite().then_some(sqnr),
+            max_abs_error: (!self.max_abs.is_nan()).then_some(self.max_abs),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -323,15 +347,35 @@ pub fn human_bytes(n: usize) -> String {
 mod tests {
     use super::*;
 
+    fn error_stats(pieces: &[(&Tensor, &Tensor)]) -> ErrorStats {
+        let mut sums = ErrorSums::default();
+        for (x, y) in pieces {
+            sums.add(x, y).unwrap();
+        }
+        sums.stats()
+    }
+
     #[test]
     fn stats_of_known_error() {
         let x = Tensor::from_slice(&[3.0f32, 4.0]);
         let y = Tensor::from_slice(&[3.0f32, 3.5]);
-        let s = error_stats(&x, &y).unwrap();
+        let s = error_stats(&[(&x, &y)]);
         assert!((s.sqnr_db.unwrap() - 10.0 * (25.0f64 / 0.25).log10()).abs() < 1e-12);
         assert_eq!(s.max_abs_error, Some(0.5));
-        let exact = error_stats(&x, &x).unwrap();
+        let exact = error_stats(&[(&x, &x)]);
         assert_eq!(exact.sqnr_db, None);
+    }
+
+    #[test]
+    fn stats_add_up_over_pieces() {
+        let (x1, x2) = (Tensor::from_slice(&[3.0f32]), Tensor::from_slice(&[4.0f32]));
+        let (y1, y2) = (Tensor::from_slice(&[3.0f32]), Tensor::from_slice(&[3.5f32]));
+        let s = error_stats(&[(&x1, &y1), (&x2, &y2)]);
+        assert!((s.sqnr_db.unwrap() - 10.0 * (25.0f64 / 0.25).log10()).abs() < 1e-12);
+        assert_eq!(s.max_abs_error, Some(0.5));
+        let nan = Tensor::from_slice(&[f32::NAN]);
+        let s = error_stats(&[(&x1, &y1), (&nan, &x1), (&x2, &y2)]);
+        assert_eq!((s.sqnr_db, s.max_abs_error), (None, None));
     }
 
     #[test]
