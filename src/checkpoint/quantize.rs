@@ -428,8 +428,9 @@ mod tests {
         // 4 KiB rows: 2048 rows a piece, the last piece 4 rows.
         let big = Tensor::randn([4100, 1024], (Kind::Float, Device::Cpu));
         let bf16 = Tensor::randn([2050, 2048], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
-        let nan = big.copy();
-        let _ = nan.get(4099).get(5).fill_(f64::NAN);
+        let mut values = Vec::<f32>::try_from(big.view(-1)).unwrap();
+        values[4099 * 1024 + 5] = f32::NAN;
+        let nan = Tensor::from_slice(&values).view([4100, 1024]);
         let small = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
         write(
             &input,
