@@ -47,15 +47,8 @@ from torchao.quantization.quant_primitives import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SHAPES = [(1, 4096), (4096, 4096)]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-SCHEMES = {
-    "per_tensor": (lambda r, c: [r, c], "SYMMETRIC", "int8"),
-    "per_channel": (lambda r, c: [1, c], "SYMMETRIC", "int8"),
-    "group128": (lambda r, c: [1, 128], "ASYMMETRIC", "uint4"),
-    "group32": (lambda r, c: [1, 32], "ASYMMETRIC", "int8"),
-}
-TORCH_DTYPES = {"int8": torch.int8, "uint4": torch.uint4}
+# The CPU side-by-side's rows (benches/compare.py, beside this script).
+from compare import DTYPES, SCHEMES, SHAPES, TORCH_DTYPES, fmt_time  # noqa: E402
 OPS = ("choose", "quantize", "dequantize", "choose+quantize")
 
 
@@ -102,10 +95,6 @@ def same_bytes(theirs, files):
         if not np.array_equal(ours, ref):
             return False
     return True
-
-
-def fmt_time(s):
-    return "-" if s is None else f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms"
 
 
 def main():

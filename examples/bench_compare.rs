@@ -24,7 +24,7 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 use tch_quant::{
@@ -32,31 +32,9 @@ use tch_quant::{
     MappingType, QParamsOptions, QuantDtype, QuantizeOptions,
 };
 
-fn kind(name: &str) -> Result<Kind> {
-    Ok(match name {
-        "float32" => Kind::Float,
-        "bfloat16" => Kind::BFloat16,
-        "float16" => Kind::Half,
-        other => bail!("unsupported input dtype {other}"),
-    })
-}
-
-fn ints(v: &Value) -> Result<Vec<i64>> {
-    v.as_array()
-        .context("expected a list")?
-        .iter()
-        .map(|x| x.as_i64().context("expected an int"))
-        .collect()
-}
-
-fn load(case: &Value) -> Result<Tensor> {
-    let path = case["input"].as_str().context("input")?;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    let shape = ints(&case["shape"])?;
-    Ok(Tensor::from_slice(&bytes)
-        .f_view_dtype(kind(case["dtype"].as_str().context("dtype")?)?)?
-        .f_reshape(&shape)?)
-}
+#[path = "common/bench_cases.rs"]
+mod bench_cases;
+use bench_cases::{ints, load};
 
 /// A checksum of the bytes of every tensor that numpy computes as fast:
 /// `sum(byte[i] * w(i))` with `w(i) = ((i * 0x9E3779B97F4A7C15) >> 32) | 1`,
@@ -148,7 +126,7 @@ fn main() -> Result<()> {
     let _guard = tch::no_grad_guard();
     for case in config["cases"].as_array().context("cases")? {
         let name = case["name"].as_str().context("name")?;
-        let input = load(case)?;
+        let input = load(case, tch::Device::Cpu)?;
         let block = ints(&case["block_size"])?;
         let mapping: MappingType = case["mapping_type"].as_str().context("mapping")?.parse()?;
         let dtype: QuantDtype = case["target_dtype"].as_str().context("target")?.parse()?;

@@ -27,32 +27,9 @@ use tch_quant::{
     MappingType, QParamsOptions, QuantDtype, QuantizeOptions,
 };
 
-fn kind(name: &str) -> Result<Kind> {
-    Ok(match name {
-        "float32" => Kind::Float,
-        "bfloat16" => Kind::BFloat16,
-        "float16" => Kind::Half,
-        other => bail!("unsupported input dtype {other}"),
-    })
-}
-
-fn ints(v: &Value) -> Result<Vec<i64>> {
-    v.as_array()
-        .context("expected a list")?
-        .iter()
-        .map(|x| x.as_i64().context("expected an int"))
-        .collect()
-}
-
-fn load(case: &Value, device: Device) -> Result<Tensor> {
-    let path = case["input"].as_str().context("input")?;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-    let shape = ints(&case["shape"])?;
-    Ok(Tensor::from_slice(&bytes)
-        .f_view_dtype(kind(case["dtype"].as_str().context("dtype")?)?)?
-        .f_reshape(&shape)?
-        .f_to_device(device)?)
-}
+#[path = "common/bench_cases.rs"]
+mod bench_cases;
+use bench_cases::{ints, load};
 
 /// Writes each tensor's raw bytes (copied back to the CPU).
 fn save(dir: &Path, stem: &str, tensors: &[&Tensor]) -> Result<()> {
