@@ -6,7 +6,9 @@
 //! Usage: `bench_layouts [FILTER]` (runs the cases whose name contains
 //! FILTER). Prints one line per case and op: nanoseconds per element, and
 //! the ratio to the read. `TCH_QUANT_BENCH_SECONDS` sets the time per
-//! measurement (default 1 s, over 7 interleaved rounds).
+//! measurement (default 1 s, over 7 interleaved rounds);
+//! `TCH_QUANT_BENCH_OPS=choose,quantize` times only those ops besides the
+//! read (for `perf record`).
 
 use std::time::Instant;
 
@@ -59,26 +61,36 @@ fn main() -> Result<()> {
     let asym = (MappingType::Asymmetric, QuantDtype::Int8);
     let sym = (MappingType::Symmetric, QuantDtype::Int8);
     let u4 = (MappingType::Asymmetric, QuantDtype::UInt4);
-    let cases: Vec<Case> = vec![
-        ("rows4096", vec![4096, 4096], vec![1, 4096], sym),
-        ("tensor", vec![4096, 4096], vec![4096, 4096], sym),
-        ("g128", vec![4096, 4096], vec![1, 128], u4),
-        ("g32", vec![4096, 4096], vec![1, 32], asym),
-        ("cols4096", vec![4096, 4096], vec![4096, 1], asym),
-        ("tall2", vec![1 << 22, 2], vec![1 << 22, 1], asym),
-        ("tall8", vec![1 << 20, 8], vec![1 << 20, 1], asym),
-        ("tiny2", vec![4096, 4096], vec![1, 2], asym),
-        ("tiny4", vec![4096, 4096], vec![1, 4], asym),
-        ("4d_1x4x8x64", vec![8, 64, 64, 64], vec![1, 4, 8, 64], asym),
-        (
-            "4d_2x1x16x16",
-            vec![8, 64, 64, 64],
-            vec![2, 1, 16, 16],
-            asym,
-        ),
-    ];
+    // Every input is 64 MiB, twice the L3 cache of the machine the README's
+    // tables come from, so that no case is timed from cache; `n` elements.
+    let cases = |n: i64| -> Vec<Case> {
+        vec![
+            ("rows4096", vec![n >> 12, 4096], vec![1, 4096], sym),
+            ("tensor", vec![n >> 12, 4096], vec![n >> 12, 4096], sym),
+            ("g128", vec![n >> 12, 4096], vec![1, 128], u4),
+            ("g32", vec![n >> 12, 4096], vec![1, 32], asym),
+            ("cols4096", vec![n >> 12, 4096], vec![n >> 12, 1], asym),
+            ("tall2", vec![n >> 1, 2], vec![n >> 1, 1], asym),
+            ("tall8", vec![n >> 3, 8], vec![n >> 3, 1], asym),
+            ("tiny2", vec![n >> 12, 4096], vec![1, 2], asym),
+            ("tiny4", vec![n >> 12, 4096], vec![1, 4], asym),
+            (
+                "4d_1x4x8x64",
+                vec![n >> 18, 64, 64, 64],
+                vec![1, 4, 8, 64],
+                asym,
+            ),
+            (
+                "4d_2x1x16x16",
+                vec![n >> 18, 64, 64, 64],
+                vec![2, 1, 16, 16],
+                u4,
+            ),
+        ]
+    };
     for kind in [Kind::Float, Kind::BFloat16] {
-        for (name, shape, block, (mapping, dtype)) in &cases {
+        let n = (64 << 20) / kind.elt_size_in_bytes() as i64;
+        for (name, shape, block, (mapping, dtype)) in &cases(n) {
             let label = format!("{name}/{kind:?}");
             if !label.contains(&filter) {
                 continue;
@@ -117,6 +129,13 @@ fn main() -> Result<()> {
             // Interleaved rounds: each op's time in a round is divided by
             // the read's in the same round, so that load from elsewhere on
             // the machine shifts both.
+            let only = std::env::var("TCH_QUANT_BENCH_OPS").unwrap_or_default();
+            let ops: Vec<(&str, Op)> = ops
+                .into_iter()
+                .filter(|(op, _)| {
+                    *op == "read" || only.is_empty() || only.split(',').any(|o| o == *op)
+                })
+                .collect();
             let mut ratios = vec![Vec::new(); ops.len()];
             let mut best = vec![f64::INFINITY; ops.len()];
             for _ in 0..rounds {
