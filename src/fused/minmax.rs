@@ -377,6 +377,20 @@ kernel! {
     ) -> bool {
         let b = folded.batch;
         let w = b.reps * b.len;
+        if folded.outer > 1 && b.stride == b.len {
+            // Copies one to four AVX-512 registers wide (4-D blocks such as
+            // `[2, 1, 16, 16]`: 4 runs of 16 per copy) fold in registers.
+            let nan = match w {
+                16 => Some(fold_copies::<E, 16>(x, folded, lo, hi)),
+                32 => Some(fold_copies::<E, 32>(x, folded, lo, hi)),
+                48 => Some(fold_copies::<E, 48>(x, folded, lo, hi)),
+                64 => Some(fold_copies::<E, 64>(x, folded, lo, hi)),
+                _ => None,
+            };
+            if let Some(nan) = nan {
+                return nan;
+            }
+        }
         if folded.outer > 1 && b.stride == b.len && w <= FOLD_WIDTH {
             let mut nan = 0u32;
             let (mut al, mut ah) = ([f32::INFINITY; FOLD_WIDTH], [f32::NEG_INFINITY; FOLD_WIDTH]);
@@ -401,6 +415,45 @@ kernel! {
     }
 }
 
+/// [`folded_runs`] of a folded batch whose copies are `W` consecutive
+/// elements: the copies folded elementwise into accumulators that stay in
+/// registers, whose runs are then reduced into `lo`, `hi`. `true` when the
+/// batch holds a NaN.
+#[inline(always)]
+fn fold_copies<E: Elem, const W: usize>(
+    x: &[E],
+    folded: Folded,
+    lo: &mut [f32],
+    hi: &mut [f32],
+) -> bool {
+    let b = folded.batch;
+    let (mut l, mut h) = ([f32::INFINITY; W], [f32::NEG_INFINITY; W]);
+    let mut seen = [0u32; W];
+    for o in 0..folded.outer {
+        let at = b.elem + o * folded.outer_stride;
+        let c = &x[at..at + W];
+        let v: [f32; W] = std::array::from_fn(|j| c[j].to_f32());
+        for j in 0..W {
+            l[j] = if v[j] < l[j] { v[j] } else { l[j] };
+            h[j] = if v[j] > h[j] { v[j] } else { h[j] };
+            seen[j] |= v[j].is_nan() as u32;
+        }
+    }
+    // As in `folded_runs`: the blocks' minima are the runs' minima of `l`,
+    // their maxima those of `h`.
+    let runs = Batch {
+        elem: 0,
+        block: 0,
+        len: b.len,
+        reps: b.reps,
+        stride: b.len,
+    };
+    let mut unused = [0.0f32; W];
+    reduced_runs(&l, runs, false, lo, &mut unused);
+    reduced_runs(&h, runs, false, &mut unused, hi);
+    seen.iter().any(|&s| s != 0)
+}
+
 kernel! {
     /// Folds every run of a batch of kept runs (elements `x[batch.elem..]`)
     /// into `lo[j]`, `hi[j]` elementwise (blocks from `batch.block`).
@@ -415,7 +468,12 @@ kernel! {
         let (lo, hi) = (&mut lo[..batch.len], &mut hi[..batch.len]);
         let mut nan = 0u32;
         let mut first = 0;
-        if batch.stride == batch.len && batch.len <= WIDE / 4 {
+        if batch.stride == batch.len && batch.len > 0 && LANES % batch.len == 0 {
+            // Consecutive runs whose length divides the register width
+            // (per column of an input 1, 2, 4, ..., 32 wide): lane `j` of
+            // every chunk belongs to block `j % len`.
+            first = narrow_kept_runs(x, batch.len, lo, hi, &mut nan);
+        } else if batch.stride == batch.len && batch.len <= WIDE / 4 {
             // Consecutive narrow runs (a tall, narrow input reduced per
             // column): `m` runs side by side are folded elementwise into a
             // `m * len`-wide accumulator, whose lane `j` belongs to block
@@ -440,6 +498,34 @@ kernel! {
         }
         nan != 0
     }
+}
+
+/// [`kept_runs`] of consecutive runs of `len` elements, `len` dividing
+/// [`LANES`]: the whole chunks of `LANES` elements of `x` folded into
+/// accumulators that stay in registers, lane `j` into block `j % len`; the
+/// runs left over are the caller's. Returns how many runs it folded.
+#[inline(always)]
+fn narrow_kept_runs<E: Elem>(
+    x: &[E],
+    len: usize,
+    lo: &mut [f32],
+    hi: &mut [f32],
+    nan: &mut u32,
+) -> usize {
+    let mut chunks = x.chunks_exact(LANES);
+    let (mut l, mut h) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
+    let mut seen = [0u32; LANES];
+    for c in &mut chunks {
+        let v: [f32; LANES] = std::array::from_fn(|j| c[j].to_f32());
+        fold_lanes(&mut l, &mut h, &mut seen, &v);
+    }
+    for j in 0..LANES {
+        let (lo, hi) = (&mut lo[j % len], &mut hi[j % len]);
+        *lo = if l[j] < *lo { l[j] } else { *lo };
+        *hi = if h[j] > *hi { h[j] } else { *hi };
+    }
+    *nan |= seen.iter().fold(0, |a, &b| a | b);
+    (x.len() - chunks.remainder().len()) / len
 }
 
 #[cfg(test)]
