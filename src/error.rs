@@ -59,6 +59,20 @@ pub enum Error {
         /// `non-strided` for one libtorch does not name).
         layout: &'static str,
     },
+    /// An environment variable the crate reads (`TCH_QUANT_THREADS`) has a
+    /// value that does not parse. It is reported, not ignored, so that a
+    /// typo does not silently run with the defaults.
+    #[error("{op}: environment variable `{var}` = {value:?}: expected {expected}")]
+    InvalidEnvironment {
+        /// The public function that read the variable.
+        op: &'static str,
+        /// The variable's name.
+        var: &'static str,
+        /// The value that was set.
+        value: String,
+        /// The values it accepts.
+        expected: &'static str,
+    },
     /// A dtype name could not be parsed.
     #[error("unknown quantized dtype name {0:?}")]
     UnknownDtype(String),

@@ -47,8 +47,12 @@
 //! first fused call or the first call of a function of this module that
 //! reads the settings: `torch`, `spawn` or `single`, optionally followed by
 //! `:N` for N threads (`torch:4`), or a bare thread count (`4`, policy
-//! `Torch`). A value that does not parse is ignored. Calls of
-//! [`set_thread_policy`] and [`set_num_threads`] override it.
+//! `Torch`); an empty value counts as unset. A value that does not parse is
+//! an error, never ignored: [`check_env`] returns it, and so does every
+//! call that runs a fused pass ([`Error::InvalidEnvironment`], naming the
+//! variable and its value), unless [`set_thread_policy`] and
+//! [`set_num_threads`] have both been called, which override the variable.
+//! Until then [`thread_policy`] and [`num_threads`] report the defaults.
 //!
 //! # Examples
 //!
@@ -66,6 +70,8 @@
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
 
 /// Which threads take the jobs of the fused kernels' parallel passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -106,18 +112,76 @@ static POLICY: AtomicU8 = AtomicU8::new(UNSET_POLICY);
 /// 0 follows `tch::get_num_threads()`.
 static THREADS: AtomicUsize = AtomicUsize::new(UNSET_THREADS);
 
-/// `TCH_QUANT_THREADS`, parsed once: the policy and the thread count (0 to
-/// follow libtorch), each `None` when the variable does not set it.
-fn from_env() -> (Option<ThreadPolicy>, Option<usize>) {
-    static ENV: OnceLock<(Option<ThreadPolicy>, Option<usize>)> = OnceLock::new();
-    *ENV.get_or_init(|| match std::env::var("TCH_QUANT_THREADS") {
-        Ok(v) => parse(&v).unwrap_or((None, None)),
-        Err(_) => (None, None),
+/// The environment variable this module reads.
+const VAR: &str = "TCH_QUANT_THREADS";
+/// What [`VAR`] accepts, for [`Error::InvalidEnvironment`].
+const EXPECTED: &str = "`torch`, `spawn` or `single`, optionally followed by `:N` for N threads \
+                        (`torch:4`), or a thread count N";
+
+/// The policy and the thread count (0 to follow libtorch) that the
+/// environment sets, each `None` when it does not set it.
+type EnvSettings = (Option<ThreadPolicy>, Option<usize>);
+
+/// `TCH_QUANT_THREADS`, read and parsed once: its settings, or the value
+/// that does not parse.
+fn from_env() -> &'static std::result::Result<EnvSettings, String> {
+    static ENV: OnceLock<std::result::Result<EnvSettings, String>> = OnceLock::new();
+    ENV.get_or_init(|| match std::env::var_os(VAR) {
+        None => Ok((None, None)),
+        Some(v) => match v.to_str() {
+            Some(v) if v.trim().is_empty() => Ok((None, None)),
+            Some(v) => parse(v).ok_or_else(|| v.to_string()),
+            None => Err(v.to_string_lossy().into_owned()),
+        },
     })
 }
 
+/// The settings of `TCH_QUANT_THREADS`, or [`Error::InvalidEnvironment`]
+/// (as raised by `op`) when its value does not parse.
+fn env_settings(op: &'static str) -> Result<EnvSettings> {
+    from_env()
+        .clone()
+        .map_err(|value| Error::InvalidEnvironment {
+            op,
+            var: VAR,
+            value,
+            expected: EXPECTED,
+        })
+}
+
+/// Checks `TCH_QUANT_THREADS` now: `Ok` when it is unset, empty or valid,
+/// [`Error::InvalidEnvironment`] naming the variable and its value when it
+/// does not parse. Programs that want to refuse a bad value at start-up
+/// (as the `tch-quant` command does, with its usage exit code) call this
+/// first; otherwise the first fused call reports the same error.
+///
+/// # Examples
+///
+/// ```
+/// // Unset, empty or valid in this process (the doctests inherit the
+/// // environment of `cargo test`).
+/// if std::env::var("TCH_QUANT_THREADS").map_or(true, |v| v.trim().is_empty()) {
+///     assert!(tch_quant::threading::check_env().is_ok());
+/// }
+/// ```
+pub fn check_env() -> Result<()> {
+    env_settings("threading::check_env").map(|_| ())
+}
+
+/// What every fused pass checks first: [`Error::InvalidEnvironment`] (as
+/// raised by `op`) when `TCH_QUANT_THREADS` does not parse and the program
+/// has not set both the policy and the thread count itself.
+pub(crate) fn check_settings(op: &'static str) -> Result<()> {
+    let overridden = POLICY.load(Ordering::Relaxed) != UNSET_POLICY
+        && THREADS.load(Ordering::Relaxed) != UNSET_THREADS;
+    if overridden {
+        return Ok(());
+    }
+    env_settings(op).map(|_| ())
+}
+
 /// `policy`, `policy:N` or `N`; `None` when `v` is none of them.
-fn parse(v: &str) -> Option<(Option<ThreadPolicy>, Option<usize>)> {
+fn parse(v: &str) -> Option<EnvSettings> {
     let v = v.trim().to_ascii_lowercase();
     if let Ok(n) = v.parse::<usize>() {
         return Some((Some(ThreadPolicy::Torch), Some(n)));
@@ -141,10 +205,15 @@ pub fn set_thread_policy(policy: ThreadPolicy) {
 }
 
 /// The policy fused passes use: the last [`set_thread_policy`], else
-/// `TCH_QUANT_THREADS`, else [`ThreadPolicy::Torch`].
+/// `TCH_QUANT_THREADS`, else [`ThreadPolicy::Torch`] (also while the
+/// variable does not parse: see [`check_env`]).
 pub fn thread_policy() -> ThreadPolicy {
     match POLICY.load(Ordering::Relaxed) {
-        UNSET_POLICY => from_env().0.unwrap_or_default(),
+        UNSET_POLICY => from_env()
+            .as_ref()
+            .ok()
+            .and_then(|e| e.0)
+            .unwrap_or_default(),
         code => ThreadPolicy::from_code(code),
     }
 }
@@ -157,11 +226,12 @@ pub fn set_num_threads(threads: usize) {
 
 /// The most threads a fused pass uses, at least 1: the last
 /// [`set_num_threads`], else the count in `TCH_QUANT_THREADS`, else
-/// `tch::get_num_threads()`. Under [`ThreadPolicy::Single`] passes use one
-/// whatever this says.
+/// `tch::get_num_threads()` (also while the variable does not parse: see
+/// [`check_env`]). Under [`ThreadPolicy::Single`] passes use one whatever
+/// this says.
 pub fn num_threads() -> usize {
     let set = match THREADS.load(Ordering::Relaxed) {
-        UNSET_THREADS => from_env().1.unwrap_or(0),
+        UNSET_THREADS => from_env().as_ref().ok().and_then(|e| e.1).unwrap_or(0),
         n => n,
     };
     match set {
@@ -186,6 +256,7 @@ mod tests {
         assert_eq!(parse("4"), Some((torch, Some(4))));
         assert_eq!(parse("torch:x"), None);
         assert_eq!(parse("omp"), None);
-        assert_eq!(parse(""), None);
+        assert_eq!(parse("torch:"), None);
+        assert_eq!(parse("-2"), None);
     }
 }

@@ -1790,3 +1790,154 @@ fn fused_path_is_bit_identical_on_short_run_layouts() -> Result<()> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// The layout paths of issue 14's layouts goal: per-column reductions whose
+// row width divides the register width (folded into lanes that stay in
+// registers), tiny blocks along the last dim (their qparams computed a tile
+// at a time) and 4-D blocks, each drawn often enough that every SIMD level
+// runs each path, with the input generator's edge values (ties, -0.0,
+// subnormals, infinities, huge values, NaN).
+
+/// A shape and block of one of the layout paths; `big` makes the input
+/// large enough to be split over threads.
+fn layout_path(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
+    let rows = if big {
+        rng.pick(&[1 << 16, 3 << 15, 100_003])
+    } else {
+        1 + rng.below(3000) as i64
+    };
+    match rng.below(4) {
+        // Tall and narrow, per column, the width dividing 32.
+        0 => {
+            let k = rng.pick(&[2, 4, 8, 16, 32]);
+            (vec![rows, k], vec![rows, 1])
+        }
+        // The same under a kept outer dim: [A, R, k] per (A, k).
+        1 => {
+            let k = rng.pick(&[2, 4, 8, 16, 32]);
+            let a = 1 + rng.below(3) as i64;
+            let r = (rows / a).max(1);
+            (vec![a, r, k], vec![1, r, 1])
+        }
+        // Tiny blocks along the last dim.
+        2 => {
+            let len = rng.pick(&[2, 3, 4, 8]);
+            let cols = len * (1 + rng.below(64) as i64);
+            (vec![(rows / 4).max(1), cols], vec![1, len])
+        }
+        // 4-D blocks whose folded copies are 16 to 64 elements (the
+        // register fold): 4 reduced rows of `last / run` runs of `run`.
+        3 if rng.chance(0.5) => {
+            let last = rng.pick(&[16, 32, 48, 64]);
+            let run = rng.pick(&[2, 4, 8, 16].map(|r| r.min(last)));
+            let a = 2 * (1 + rng.below(3) as i64);
+            let b = 1 + rng.below(if big { 64 } else { 3 }) as i64;
+            let c = 4 * (1 + rng.below(4) as i64);
+            (vec![a, b, c, last], vec![2, 1, 4, run])
+        }
+        // 4-D blocks, small and large.
+        _ => {
+            let shape: Vec<i64> = if big {
+                vec![4, 16, 64, 64]
+            } else {
+                (0..4).map(|_| rng.pick(&[1, 2, 4, 8, 16, 32])).collect()
+            };
+            let block = shape.iter().map(|&s| rng.pick(&divisors(s))).collect();
+            (shape, block)
+        }
+    }
+}
+
+#[test]
+fn fused_path_is_bit_identical_on_layout_paths() -> Result<()> {
+    const TEST: &str = "fused_path_is_bit_identical_on_layout_paths";
+    let seed = match std::env::var_os("TCH_QUANT_SIMD") {
+        Some(_) => seed(),
+        None => seed() ^ 0x1a70_0014,
+    };
+    let count = (case_count() / 10).max(1000);
+    println!("fused identity, layout paths: seed {seed}, {count} cases");
+    let mut rng = Rng(seed);
+    let mut tally = Tally::default();
+    let mut drawn = 0usize;
+    while tally.total() < count {
+        drawn += 1;
+        let big = drawn % 150 == 7;
+        let kind = rng.pick(&FLOATS);
+        let (shape, block) = layout_path(&mut rng, big);
+        let mut edges = Edges::default();
+        let input = random_input(&mut rng, &shape, kind, &mut edges)?;
+        let (mapping, dtype, options) = random_choose(&mut rng, kind, &mut edges);
+        let call = match rng.below(3) {
+            0 => Call::Choose {
+                mapping,
+                block,
+                dtype,
+                options,
+            },
+            1 => {
+                let Some((scale, zero_point)) =
+                    random_qparams(&mut rng, &input, &block, mapping, dtype, &options)?
+                else {
+                    continue;
+                };
+                Call::Quantize {
+                    block,
+                    scale,
+                    zero_point,
+                    dtype,
+                    options: QuantizeOptions {
+                        quant_min: options.quant_min,
+                        quant_max: options.quant_max,
+                        zero_point_domain: options.zero_point_domain,
+                        force_reference: false,
+                    },
+                }
+            }
+            _ => Call::Chain {
+                mapping,
+                block,
+                dtype,
+                options,
+            },
+        };
+        let fused = call.run(&input, false);
+        let reference = call.run(&input, true);
+        let key = format!("{}/{:?}", call.name(), input.kind());
+        let before = tally.diffs.len();
+        tally.record(key, &fused, &reference)?;
+        if tally.diffs.len() > before {
+            let last = tally.diffs.pop().unwrap_or_default();
+            tally.diffs.push(format!(
+                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
+                input.kind(),
+                input.size()
+            ));
+        }
+    }
+    tally.print("fused identity, layout paths");
+    assert!(
+        tally.diffs.is_empty(),
+        "{} layout-path cases differ (seed {seed})",
+        tally.diffs.len()
+    );
+    if std::env::var_os("TCH_QUANT_SIMD").is_none() {
+        for level in ["baseline", "avx2"] {
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .args([TEST, "--exact", "--nocapture"])
+                .env("TCH_QUANT_SIMD", level)
+                .env("TCH_QUANT_FUSED_SEED", seed.to_string())
+                .output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for line in stdout.lines().filter(|l| l.starts_with("fused identity")) {
+                println!("[{level}] {line}");
+            }
+            if !out.status.success() {
+                println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+                bail!("the fused path differs on layout paths at SIMD level {level}");
+            }
+        }
+    }
+    Ok(())
+}

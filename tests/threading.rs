@@ -149,3 +149,82 @@ fn concurrent_callers_get_correct_results() -> Result<()> {
     set_num_threads(0);
     Ok(())
 }
+
+/// Set in the child processes of [`thread_env_values_are_checked`]: the
+/// variable is read once per process, so each value gets a process.
+const CHILD: &str = "TCH_QUANT_TEST_THREAD_ENV_CHILD";
+
+/// `TCH_QUANT_THREADS` values that do not parse are an error naming the
+/// variable and the value, from `check_env` and from every fused call;
+/// valid and empty values are taken.
+#[test]
+fn thread_env_values_are_checked() -> Result<()> {
+    if std::env::var_os(CHILD).is_some() {
+        return thread_env_child();
+    }
+    for value in [
+        "torch:x", "omp", "torch:", "-2", "spawn:3", "single", "8", "", " ",
+    ] {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args(["--exact", "thread_env_values_are_checked", "--nocapture"])
+            .env("TCH_QUANT_THREADS", value)
+            .env(CHILD, "1")
+            .output()?;
+        assert!(
+            out.status.success(),
+            "TCH_QUANT_THREADS={value:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "TCH_QUANT_THREADS={value:?}: the child ran no test"
+        );
+    }
+    Ok(())
+}
+
+fn thread_env_child() -> Result<()> {
+    use tch_quant::threading::{check_env, num_threads, thread_policy};
+    use tch_quant::Error;
+    let value = std::env::var("TCH_QUANT_THREADS")?;
+    let want = match value.trim() {
+        "spawn:3" => Some((ThreadPolicy::Spawn, 3)),
+        "single" => Some((ThreadPolicy::Single, tch::get_num_threads().max(1) as usize)),
+        "8" => Some((ThreadPolicy::Torch, 8)),
+        "" => Some((ThreadPolicy::Torch, tch::get_num_threads().max(1) as usize)),
+        _ => None,
+    };
+    let x = &inputs()[0];
+    let case = &CASES[2];
+    if let Some(settings) = want {
+        check_env()?;
+        assert_eq!((thread_policy(), num_threads()), settings);
+        assert!(outputs(x, case, false)? == outputs(x, case, true)?);
+        return Ok(());
+    }
+    let is_env_error = |e: &Error, op: &str| {
+        matches!(e, Error::InvalidEnvironment { op: o, var, value: v, .. }
+            if *o == op && *var == "TCH_QUANT_THREADS" && *v == value)
+            && e.to_string().contains(&format!("{value:?}"))
+    };
+    let e = check_env().expect_err("an invalid value is refused");
+    assert!(is_env_error(&e, "threading::check_env"), "{e}");
+    let block = case.granularity.block_size(&x.size())?;
+    let options = QParamsOptions::default();
+    let chosen = choose_qparams_affine(x, case.mapping, &block, QuantDtype::Int8, &options);
+    let e = chosen.expect_err("a fused choose reports the value");
+    assert!(is_env_error(&e, "choose_qparams_affine"), "{e}");
+    let chained =
+        choose_qparams_and_quantize_affine(x, case.mapping, &block, QuantDtype::Int8, &options);
+    assert!(
+        matches!(chained, Err(Error::InvalidEnvironment { .. })),
+        "a fused choose+quantize reports the value"
+    );
+    // Set in full by the program, the settings no longer read the variable.
+    set_thread_policy(ThreadPolicy::Spawn);
+    set_num_threads(2);
+    assert!(outputs(x, case, false)? == outputs(x, case, true)?);
+    assert!(check_env().is_err(), "check_env still reports the variable");
+    Ok(())
+}

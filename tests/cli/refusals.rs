@@ -796,3 +796,26 @@ fn weights_of_more_than_64_dims_exit_4() {
         std::fs::remove_file(&output).unwrap();
     }
 }
+
+/// A `TCH_QUANT_THREADS` that does not parse is a usage error naming the
+/// variable and its value, before any file is read or written.
+#[test]
+fn an_invalid_thread_env_value_exits_2() {
+    let work = Work::new();
+    let input = tiny(&work);
+    let output = work.path("out.safetensors");
+    let out = std::process::Command::new(crate::BIN)
+        .arg("quantize")
+        .arg(&input)
+        .arg("-o")
+        .arg(&output)
+        .args(["--scheme", "int8-weight-only"])
+        .env("TCH_QUANT_THREADS", "spawn:many")
+        .output()
+        .expect("the binary starts");
+    assert_refused(&out, 2, "`TCH_QUANT_THREADS` = \"spawn:many\"");
+    assert_eq!(
+        work.files(),
+        BTreeSet::from(["tiny.safetensors".to_string()])
+    );
+}

@@ -15,7 +15,8 @@ pub enum Category {
     /// failure on valid input. Exit code 1.
     Internal,
     /// The command line is wrong: unknown flag, bad regex, inconsistent
-    /// scheme flags. Exit code 2 (clap's own code for usage errors).
+    /// scheme flags, a `TCH_QUANT_THREADS` that does not parse. Exit code 2
+    /// (clap's own code for usage errors).
     Usage,
     /// The input cannot be read as a checkpoint: missing file, not a
     /// regular file (a FIFO, device or socket), not safetensors, truncated
@@ -57,7 +58,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
   1    unexpected failure (I/O error while writing, libtorch error)
-  2    bad command line (unknown flag, invalid regex, inconsistent scheme flags)
+  2    bad command line (unknown flag, invalid regex, inconsistent scheme
+       flags, a TCH_QUANT_THREADS value that does not parse)
   3    unreadable input (missing file, not a regular file, not safetensors,
        truncated or corrupt header, truncated while being read, bad
        index.json, dequantize of a file tch-quant did not write, quantize of
@@ -120,6 +122,7 @@ impl From<tch_quant::Error> for Failure {
             Some(Kind::Interrupted) => Category::Interrupted,
             None => match e {
                 tch_quant::Error::Torch { .. } => Category::Internal,
+                tch_quant::Error::InvalidEnvironment { .. } => Category::Usage,
                 _ => Category::Tensor,
             },
         };

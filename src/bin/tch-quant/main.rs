@@ -30,11 +30,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     interrupt::install();
     openmp::default_threads();
-    let result = match cli.command {
-        Command::Quantize(args) => quantize::run(*args),
-        Command::Dequantize(args) => dequantize::run(args),
-        Command::Inspect(args) => inspect::run(args),
-    };
+    let result = tch_quant::threading::check_env()
+        .map_err(exit::Failure::from)
+        .and_then(|()| match cli.command {
+            Command::Quantize(args) => quantize::run(*args),
+            Command::Dequantize(args) => dequantize::run(args),
+            Command::Inspect(args) => inspect::run(args),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -44,6 +44,7 @@ pub(crate) fn choose_and_quantize(
     spec: &ChooseSpec,
     dtype: QuantDtype,
 ) -> Result<Chained> {
+    crate::threading::check_settings(op)?;
     let (qmin, qmax) = (spec.quant_min, spec.quant_max);
     let two_passes = || -> Result<Chained> {
         let Some(qp) = choose_qparams(op, input, layout, spec)? else {

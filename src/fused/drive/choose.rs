@@ -25,6 +25,7 @@ pub(crate) fn choose_qparams(
     layout: &BlockLayout,
     spec: &ChooseSpec,
 ) -> Result<Option<QParams>> {
+    crate::threading::check_settings(op)?;
     let Some(gate::Choose { x, consts, zp_kind }) = gate::choose(input, spec) else {
         return Ok(None);
     };

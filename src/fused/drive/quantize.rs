@@ -36,6 +36,7 @@ pub(crate) fn quantize(
     layout: &BlockLayout,
     args: &QuantizeArgs,
 ) -> Result<Option<Tensor>> {
+    crate::threading::check_settings(op)?;
     if args.dtype.is_float8() {
         return Ok(None);
     }
