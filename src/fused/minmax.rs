@@ -468,7 +468,7 @@ kernel! {
         let (lo, hi) = (&mut lo[..batch.len], &mut hi[..batch.len]);
         let mut nan = 0u32;
         let mut first = 0;
-        if batch.stride == batch.len && batch.len > 0 && LANES % batch.len == 0 {
+        if batch.stride == batch.len && LANES.is_multiple_of(batch.len) {
             // Consecutive runs whose length divides the register width
             // (per column of an input 1, 2, 4, ..., 32 wide): lane `j` of
             // every chunk belongs to block `j % len`.
