@@ -48,7 +48,7 @@ pub use format::{Codes, FileInfo, Record};
 pub use plan::OutputPlan;
 pub use quantize::{quantize_checkpoint, quantize_file, Outcome, QuantizeObserver, Summary};
 pub use reader::{read_quantized, Checkpoint, Entry, Shard};
-pub use writer::{Outputs, PendingFile, ShardWriter};
+pub use writer::{Outputs, PendingFile, PlannedTensor, ShardPlan, ShardWriter};
 
 use crate::error::{CheckpointErrorKind, Error, Result};
 
