@@ -527,7 +527,10 @@ mod tests {
                         pack_uintx(&bad, nbits, d as i64),
                         pack_torch(&bad, nbits, &planes, d),
                     ] {
-                        assert!(matches!(result, Err(Error::InvalidArgument { arg: "data", .. })));
+                        assert!(matches!(
+                            result,
+                            Err(Error::InvalidArgument { arg: "data", .. })
+                        ));
                     }
                 }
             }

@@ -12,7 +12,9 @@ use tch::{Device, Tensor};
 use super::format::{self, FileInfo, Record, TORCHAO_VERSION};
 use super::plan::OutputPlan;
 use super::reader::{Checkpoint, Entry, Shard};
-use super::writer::{interrupted_error, stored_dtype, Outputs, PlannedTensor, ShardPlan, ShardWriter};
+use super::writer::{
+    interrupted_error, stored_dtype, Outputs, PlannedTensor, ShardPlan, ShardWriter,
+};
 use super::{bail, error, Context as _};
 use crate::error::{CheckpointErrorKind, Result};
 use crate::model::{Decision, Selection, SkipReason};
@@ -103,9 +105,25 @@ pub fn quantize_checkpoint<'p>(
     job: &QuantizeJob,
     observer: &mut dyn QuantizeObserver,
 ) -> Result<Outputs<'p>> {
+    quantize_shards(input, plan, job, observer, true)
+}
+
+/// [`quantize_checkpoint`]; with `plan_first`, the output files that can
+/// be planned ([`plan_shard`]) are written in place, the others through
+/// spill files.
+fn quantize_shards<'p>(
+    input: &Checkpoint,
+    plan: &'p OutputPlan,
+    job: &QuantizeJob,
+    observer: &mut dyn QuantizeObserver,
+    plan_first: bool,
+) -> Result<Outputs<'p>> {
     job.recipe.validate()?;
     input.ensure_not_quantized()?;
-    let layout = |_: usize, shard: &Shard| plan_shard(input, shard, job);
+    let layout = |_: usize, shard: &Shard| match plan_first {
+        true => plan_shard(input, shard, job),
+        false => Ok(None),
+    };
     let mut outputs = Outputs::write_planned_shards(input, plan, layout, |_, shard, out| {
         let mut records = BTreeMap::new();
         for entry in shard.entries() {
@@ -250,7 +268,10 @@ fn probe(
 /// The tensors a quantized tensor is stored as, in [`format::output_names`]
 /// order: codes (one or more shards), scale, zero point.
 fn stored_tensors(q: &AffineQuantizedTensor) -> impl Iterator<Item = &Tensor> {
-    q.qdata().iter().chain(Some(q.scale())).chain(q.zero_point())
+    q.qdata()
+        .iter()
+        .chain(Some(q.scale()))
+        .chain(q.zero_point())
 }
 
 /// The recipe on one weight; a failure names the tensor.
@@ -455,6 +476,94 @@ mod tests {
         file.extend(header);
         file.extend(data);
         std::fs::write(path, file).unwrap();
+    }
+
+    /// Output files written in place from their plan have the bytes of
+    /// those written through spill files, for every recipe of the CLI, with
+    /// copied tensors (a norm, integers), a weight smaller than a piece and
+    /// one quantized again whole after its pieces (an infinity in its last
+    /// piece); a per-tensor recipe gets no plan.
+    #[test]
+    fn planned_outputs_are_the_spilled_outputs_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.safetensors");
+        tch::manual_seed(11);
+        let big = Tensor::randn([2100, 2048], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        let mut values =
+            Vec::<f32>::try_from(Tensor::randn([4100, 1024], (Kind::Float, Device::Cpu)).view(-1))
+                .unwrap();
+        values[4099 * 1024 + 5] = f32::INFINITY;
+        let inf = Tensor::from_slice(&values).view([4100, 1024]);
+        let small = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
+        let norm = Tensor::randn([256], (Kind::Float, Device::Cpu));
+        let ids = Tensor::arange(40, (Kind::Int64, Device::Cpu));
+        write(
+            &input,
+            &[
+                ("big.weight", &big),
+                ("inf.weight", &inf),
+                ("small.weight", &small),
+                ("norm.weight", &norm),
+                ("ids", &ids),
+            ],
+        );
+        let checkpoint = Checkpoint::open(&input).unwrap();
+        let per_tensor = Recipe::Custom(crate::CustomRecipe {
+            granularity: crate::Granularity::PerTensor,
+            ..Recipe::Int8WeightOnly { group_size: None }.arguments()
+        });
+        for recipe in [
+            Recipe::Int4WeightOnly { group_size: 128 },
+            Recipe::Int8WeightOnly { group_size: None },
+            Recipe::Int8WeightOnly {
+                group_size: Some(64),
+            },
+            Recipe::UIntXWeightOnly {
+                bits: 3,
+                group_size: 64,
+            },
+            Recipe::UIntXWeightOnly {
+                bits: 8,
+                group_size: 128,
+            },
+            Recipe::Float8WeightOnly,
+            per_tensor,
+        ] {
+            let decisions = checkpoint.decide(&Selection::default(), &recipe).unwrap();
+            let job = QuantizeJob {
+                recipe: &recipe,
+                decisions: &decisions,
+                scheme: format::scheme_json(&recipe),
+                device: Device::Cpu,
+            };
+            let planned = plan_shard(&checkpoint, &checkpoint.shards[0], &job).unwrap();
+            assert_eq!(
+                planned.is_some(),
+                recipe != per_tensor,
+                "{}: a plan",
+                recipe.name()
+            );
+            let mut files = Vec::new();
+            for plan_first in [true, false] {
+                let output = dir.path().join(format!("{plan_first}.safetensors"));
+                let _ = std::fs::remove_file(&output);
+                let plan = OutputPlan::new(&checkpoint, &output, None, false).unwrap();
+                quantize_shards(&checkpoint, &plan, &job, &mut (), plan_first)
+                    .unwrap()
+                    .commit()
+                    .unwrap();
+                files.push(std::fs::read(&output).unwrap());
+            }
+            assert!(files[0] == files[1], "{}: the files differ", recipe.name());
+            let header = safetensors::SafeTensors::read_metadata(&files[0])
+                .unwrap()
+                .1;
+            assert!(
+                header.tensors().contains_key("big.weight.scale"),
+                "{}: nothing quantized",
+                recipe.name()
+            );
+        }
     }
 
     /// Same dtype, shape and bits (NaN included).

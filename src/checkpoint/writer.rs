@@ -470,7 +470,9 @@ impl ShardWriter {
             })?;
         }
         let header = header_bytes(
-            slots.iter().map(|s| (&s.tensor.name, s.tensor.dtype, &s.tensor.shape[..], s.len)),
+            slots
+                .iter()
+                .map(|s| (&s.tensor.name, s.tensor.dtype, &s.tensor.shape[..], s.len)),
             &plan.metadata,
         );
         let mut out = temp_file_in(dir, TempKind::Output)?;
@@ -607,12 +609,15 @@ impl ShardWriter {
                 if first_row == 0 {
                     s.partial.remove(name);
                 }
-                let partial = s.partial.entry(name.to_string()).or_insert_with(|| Partial {
-                    dtype,
-                    shape: shape.clone(),
-                    rows: 0,
-                    bytes: Vec::new(),
-                });
+                let partial = s
+                    .partial
+                    .entry(name.to_string())
+                    .or_insert_with(|| Partial {
+                        dtype,
+                        shape: shape.clone(),
+                        rows: 0,
+                        bytes: Vec::new(),
+                    });
                 if partial.dtype != dtype || partial.shape != shape || partial.rows != first_row {
                     bail!(
                         InvalidRequest,
@@ -626,7 +631,9 @@ impl ShardWriter {
                 append_bytes(t, &mut partial.bytes)
                     .context(CheckpointErrorKind::Io, || format!("reading back {name}"))?;
                 partial.rows += count;
-                (partial.rows == rows).then(|| s.partial.remove(name)).flatten()
+                (partial.rows == rows)
+                    .then(|| s.partial.remove(name))
+                    .flatten()
             }
             Mode::Direct(d) => {
                 let data_start = d.data_start;
@@ -648,9 +655,7 @@ impl ShardWriter {
                 None
             }
         };
-        let added = shape[1..]
-            .iter()
-            .fold(count * dtype.size(), |n, &d| n * d);
+        let added = shape[1..].iter().fold(count * dtype.size(), |n, &d| n * d);
         if let Some(partial) = complete {
             self.add_bytes(name, partial.dtype, &partial.shape, &partial.bytes)?;
         }
@@ -1024,6 +1029,187 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// A one-file checkpoint holding `w` (float32 [2, 3]) to copy from.
+    fn input_with_w(dir: &Path) -> Checkpoint {
+        let path = dir.join("in.safetensors");
+        let values: Vec<u8> = (0..6u8).flat_map(|v| (v as f32).to_le_bytes()).collect();
+        let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![2, 3], &values).unwrap();
+        safetensors::serialize_to_file([("w", view)], &None, &path).unwrap();
+        Checkpoint::open(&path).unwrap()
+    }
+
+    fn planned(name: &str, dtype: Dtype, shape: &[usize]) -> PlannedTensor {
+        PlannedTensor {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// The tensors of the two tests below, added to `out` whole, in rows
+    /// and as a copy.
+    fn fill(out: &mut ShardWriter, input: &Checkpoint) {
+        let codes = Tensor::arange(24, (tch::Kind::Int8, tch::Device::Cpu)).view([4, 6]);
+        out.add_rows("codes", 4, 0, &codes.narrow(0, 0, 3)).unwrap();
+        out.add_rows("codes", 4, 3, &codes.narrow(0, 3, 1)).unwrap();
+        let scale = Tensor::from_slice(&[0.5f32, 2.0]);
+        out.add_tensor("scale", &scale).unwrap();
+        out.add_bytes("zp", Dtype::BF16, &[1], &[0x80, 0x3f])
+            .unwrap();
+        out.add_copy(input.entry("w").unwrap()).unwrap();
+    }
+
+    fn the_plan(metadata: &BTreeMap<String, String>) -> ShardPlan {
+        ShardPlan {
+            tensors: vec![
+                planned("zp", Dtype::BF16, &[1]),
+                planned("codes", Dtype::I8, &[4, 6]),
+                planned("w", Dtype::F32, &[2, 3]),
+                planned("scale", Dtype::F32, &[2]),
+            ],
+            metadata: metadata.clone(),
+        }
+    }
+
+    /// A planned file, written in place, has the bytes of the same tensors
+    /// written through a spill file, and reads back.
+    #[test]
+    fn planned_files_are_the_spilled_files_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let input = input_with_w(d);
+        let metadata = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let mut spilled = ShardWriter::new(d).unwrap();
+        fill(&mut spilled, &input);
+        let mut direct = ShardWriter::planned(d, the_plan(&metadata)).unwrap();
+        assert!(direct.is_planned() && !spilled.is_planned());
+        fill(&mut direct, &input);
+        assert_eq!(spilled.data_bytes(), direct.data_bytes());
+        let mut names: Vec<&str> = direct.names().collect();
+        names.sort();
+        assert_eq!(names, ["codes", "scale", "w", "zp"]);
+        let files = [("a", spilled), ("b", direct)].map(|(name, out)| {
+            let path = d.join(format!("{name}.safetensors"));
+            out.finish(&input, &metadata, &path).unwrap()
+        });
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        commit(files.into(), false, &|| false).unwrap();
+        let (a, b) = (
+            std::fs::read(&paths[0]).unwrap(),
+            std::fs::read(&paths[1]).unwrap(),
+        );
+        assert_eq!(a, b);
+        let st = safetensors::SafeTensors::deserialize(&b).unwrap();
+        assert_eq!(
+            st.tensor("codes").unwrap().data(),
+            (0..24u8).collect::<Vec<_>>()
+        );
+        assert_eq!(st.tensor("zp").unwrap().data(), [0x80, 0x3f]);
+    }
+
+    /// Whatever does not follow the plan is an error, never a file.
+    #[test]
+    fn a_planned_file_refuses_what_was_not_planned() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let input = input_with_w(d);
+        let metadata = BTreeMap::new();
+        let kind = |e: crate::Error| e.checkpoint_kind().unwrap();
+        let mut out = ShardWriter::planned(d, the_plan(&metadata)).unwrap();
+        let wrong_shape = Tensor::zeros([3], (tch::Kind::Float, tch::Device::Cpu));
+        let wrong_dtype = Tensor::zeros([2], (tch::Kind::Double, tch::Device::Cpu));
+        for err in [
+            out.add_tensor("scale", &wrong_shape).unwrap_err(),
+            out.add_tensor("scale", &wrong_dtype).unwrap_err(),
+            out.add_tensor("other", &wrong_shape).unwrap_err(),
+        ] {
+            assert_eq!(kind(err), CheckpointErrorKind::InvalidRequest);
+        }
+        let codes = Tensor::zeros([2, 6], (tch::Kind::Int8, tch::Device::Cpu));
+        out.add_rows("codes", 4, 0, &codes).unwrap();
+        let err = out
+            .add_rows("codes", 4, 3, &codes.narrow(0, 0, 1))
+            .unwrap_err();
+        assert!(err.to_string().contains("do not follow"), "{err}");
+        let err = out.add_rows("codes", 4, 3, &codes).unwrap_err();
+        assert!(err.to_string().contains("rows 3..5"), "{err}");
+        out.add_rows("codes", 4, 2, &codes).unwrap();
+        let err = out
+            .add_tensor(
+                "codes",
+                &Tensor::zeros([4, 6], (tch::Kind::Int8, tch::Device::Cpu)),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("two output tensors"), "{err}");
+        let err = out
+            .finish(&input, &metadata, &d.join("x.safetensors"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("0 of its 8 bytes"), "{err}");
+
+        let mut out = ShardWriter::planned(d, the_plan(&metadata)).unwrap();
+        fill(&mut out, &input);
+        let other = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        let err = out
+            .finish(&input, &other, &d.join("x.safetensors"))
+            .err()
+            .unwrap();
+        assert_eq!(kind(err), CheckpointErrorKind::InvalidRequest);
+
+        let twice = ShardPlan {
+            tensors: vec![
+                planned("a", Dtype::F32, &[1]),
+                planned("a", Dtype::I8, &[1]),
+            ],
+            metadata,
+        };
+        assert!(ShardWriter::planned(d, twice)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("two output tensors"));
+        // Nothing but the input is left: every failed writer removed its
+        // temporary.
+        assert_eq!(listing(d), ["in.safetensors"]);
+    }
+
+    /// A spilled tensor that came in rows must get all of them; rows from 0
+    /// start it over.
+    #[test]
+    fn spilled_rows_must_complete_their_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let input = input_with_w(d);
+        let codes = Tensor::arange(24, (tch::Kind::Int8, tch::Device::Cpu)).view([4, 6]);
+        let mut out = ShardWriter::new(d).unwrap();
+        out.add_rows("codes", 4, 0, &codes.narrow(0, 0, 3)).unwrap();
+        let err = out
+            .add_rows("codes", 4, 2, &codes.narrow(0, 2, 1))
+            .unwrap_err();
+        assert!(err.to_string().contains("do not follow"), "{err}");
+        let err = out
+            .finish(&input, &BTreeMap::new(), &d.join("x.safetensors"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("only rows 0..3 of 4"), "{err}");
+        let mut out = ShardWriter::new(d).unwrap();
+        out.add_rows("codes", 4, 0, &codes.narrow(0, 0, 3)).unwrap();
+        out.add_rows("codes", 4, 0, &codes.narrow(0, 0, 2)).unwrap();
+        out.add_rows("codes", 4, 2, &codes.narrow(0, 2, 2)).unwrap();
+        assert_eq!(out.data_bytes(), 24);
+        let file = out
+            .finish(&input, &BTreeMap::new(), &d.join("x.safetensors"))
+            .unwrap();
+        let path = file.path.clone();
+        commit(vec![file], false, &|| false).unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(
+            st.tensor("codes").unwrap().data(),
+            (0..24u8).collect::<Vec<_>>()
+        );
     }
 
     #[test]
