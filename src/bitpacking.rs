@@ -521,7 +521,7 @@ mod tests {
                     }
                     let mut codes = bytes(&data);
                     let at = codes.len() * 5 / 7;
-                    codes[at] = (1u16 << nbits) as u8 | codes[at];
+                    codes[at] |= (1u16 << nbits) as u8;
                     let bad = Tensor::from_slice(&codes).view(shape);
                     for result in [
                         pack_uintx(&bad, nbits, d as i64),

@@ -638,7 +638,7 @@ impl ShardWriter {
             Mode::Direct(d) => {
                 let data_start = d.data_start;
                 let slot = d.slot(name, dtype, &shape)?;
-                let row_bytes = if rows == 0 { 0 } else { slot.len / rows };
+                let row_bytes = slot.len.checked_div(rows).unwrap_or(0);
                 let at = data_start + (slot.offset + first_row * row_bytes) as u64;
                 slot.written = if first_row == 0 { 0 } else { slot.written };
                 if slot.written != first_row * row_bytes {
