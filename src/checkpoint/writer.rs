@@ -2,10 +2,13 @@
 //! nothing behind.
 //!
 //! A safetensors header (with every tensor's offsets) precedes the data, but
-//! tensors are computed one at a time. So computed tensors are appended to a
-//! spill file as they come, copied tensors stay in the input's memory map,
-//! and [`ShardWriter::finish`] writes header and data into a temporary file
-//! in the target directory. [`commit`] renames the temporaries over their
+//! tensors are computed one at a time. When every tensor's dtype and shape
+//! and the metadata are known first (a [`ShardPlan`]), the header is written
+//! at once and each tensor's bytes go straight to their offset in a
+//! temporary file in the target directory ([`ShardWriter::planned`]).
+//! Otherwise computed tensors are appended to a spill file as they come,
+//! copied tensors are read from the input at the end, and
+//! [`ShardWriter::finish`] writes header and data into the temporary. [`commit`] renames the temporaries over their
 //! final names only when every output of the run is complete: rename within
 //! one directory is atomic, so a reader sees the old file or the whole new
 //! one, never a partial one. Dropped temporaries delete themselves, and a
