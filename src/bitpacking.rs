@@ -143,17 +143,28 @@ pub fn pack_uintx(data: &Tensor, nbits: u32, dim: i64) -> Result<Vec<Tensor>> {
         });
     }
     let max_code = (1i64 << nbits) - 1;
+    if let Some(shards) = pack_cpu(data, &planes, d) {
+        let (shards, ored) = shards.op(OP)?;
+        if i64::from(ored) > max_code {
+            return Err(too_large_error(OP, nbits, max_code));
+        }
+        return Ok(shards);
+    }
+    pack_torch(data, nbits, &planes, d)
+}
+
+/// [`pack_uintx`] on libtorch ops, range check included: torchao's
+/// `bitpacking.pack` op for op, on any device and layout.
+fn pack_torch(data: &Tensor, nbits: u32, planes: &[Plane], d: usize) -> Result<Vec<Tensor>> {
+    const OP: &str = "pack_uintx";
+    let max_code = (1i64 << nbits) - 1;
     let too_large = scalar_ops::gt(data, max_code)
         .and_then(|t| t.f_any())
         .and_then(|t| t.f_int64_value(&[]));
     if too_large.op(OP)? != 0 {
-        return Err(Error::invalid(
-            OP,
-            "data",
-            format!("a tensor with codes above {max_code}"),
-            format!("uint{nbits} codes must lie in [0, {max_code}]"),
-        ));
+        return Err(too_large_error(OP, nbits, max_code));
     }
+    let size = data.size();
     let d = d as i64;
     let len = size[d as usize];
     let pack_plane = |plane: Plane| -> std::result::Result<Tensor, tch::TchError> {
@@ -173,9 +184,133 @@ pub fn pack_uintx(data: &Tensor, nbits: u32, dim: i64) -> Result<Vec<Tensor>> {
         Ok(packed)
     };
     planes
-        .into_iter()
-        .map(|plane| pack_plane(plane).op(OP))
+        .iter()
+        .map(|&plane| pack_plane(plane).op(OP))
         .collect()
+}
+
+/// The refusal of codes above `max_code`.
+fn too_large_error(op: &'static str, nbits: u32, max_code: i64) -> Error {
+    Error::invalid(
+        op,
+        "data",
+        format!("a tensor with codes above {max_code}"),
+        format!("uint{nbits} codes must lie in [0, {max_code}]"),
+    )
+}
+
+/// [`pack_uintx`]'s shards computed in one pass of plain Rust over the
+/// codes' bytes, for a contiguous CPU uint8 `data` (`None` otherwise: the
+/// libtorch op sequence handles every other tensor), with the OR of every
+/// code, for the range check: all codes are at most `2^nbits - 1` exactly
+/// when their OR is, as that bound is `nbits` one bits.
+///
+/// `data` seen as `[outer, L, inner]` around the packed dim `d`: for each
+/// outer index, slice `i` of a plane is the `L * w / 8 * inner` bytes that
+/// start at `i * L * w / 8 * inner` of its row, and the shard's row is the
+/// elementwise OR of the slices' bits, each shifted to its place. So every
+/// step is elementwise over contiguous bytes, whatever `d`.
+fn pack_cpu(
+    data: &Tensor,
+    planes: &[Plane],
+    d: usize,
+) -> Option<std::result::Result<(Vec<Tensor>, u8), tch::TchError>> {
+    if data.device() != Device::Cpu || !data.is_contiguous() {
+        return None;
+    }
+    let size = data.size();
+    let dims: Vec<usize> = size.iter().map(|&s| s as usize).collect();
+    let outer: usize = dims[..d].iter().product();
+    let len = dims[d];
+    let inner: usize = dims[d + 1..].iter().product();
+    let numel = outer * len * inner;
+    let bytes: &[u8] = if numel == 0 {
+        &[]
+    } else {
+        // SAFETY: `data` is a contiguous CPU uint8 tensor (checked by the
+        // caller and above) of `numel` elements, so `data_ptr` (which
+        // includes the storage offset) points at `numel` initialized bytes,
+        // which live as long as the borrow of `data`; nothing writes them
+        // while this function reads them.
+        unsafe { std::slice::from_raw_parts(data.data_ptr().cast::<u8>(), numel) }
+    };
+    let mut shards = Vec::with_capacity(planes.len());
+    for &plane in planes {
+        let mut shape = size.clone();
+        shape[d] = (len / plane.per_byte() as usize) as i64;
+        match Tensor::f_empty(shape.as_slice(), (Kind::Uint8, Device::Cpu)) {
+            Ok(t) => shards.push(t),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    let mut ored = 0u8;
+    if numel > 0 {
+        let mut outs: Vec<&mut [u8]> = shards
+            .iter()
+            .zip(planes)
+            .map(|(shard, plane)| {
+                let n = outer * (len / plane.per_byte() as usize) * inner;
+                // SAFETY: `shard` is a fresh contiguous uint8 CPU tensor of
+                // `n` elements that nothing else refers to, alive until the
+                // end of this function, after the last use of the slice.
+                unsafe { std::slice::from_raw_parts_mut(shard.data_ptr().cast::<u8>(), n) }
+            })
+            .collect();
+        // A row at a time through every plane, so that the planes after the
+        // first read it from cache.
+        for (o, row) in bytes.chunks_exact(len * inner).enumerate() {
+            for (k, (out, &plane)) in outs.iter_mut().zip(planes).enumerate() {
+                let slice = out.len() / outer;
+                // The first plane reads every code: it also takes their OR.
+                ored |= pack_row(row, &mut out[o * slice..(o + 1) * slice], plane, k == 0);
+            }
+        }
+    }
+    Some(Ok((shards, ored)))
+}
+
+/// One row of one plane: `out[j]` gets bits `shift .. shift + width` of
+/// `row[j + i * out.len()]` at bits `width * i`, for every slice `i`; with
+/// `or_codes`, returns the OR of every byte of `row` (else 0).
+///
+/// Eight bytes at a time as a `u64`: shifting the word right by `shift`
+/// moves each byte's plane to its low bits, and the bits that come down
+/// from the next byte land at `8 - shift` or above, at or above `width`,
+/// so the per-byte mask removes them; shifting left by `width * i` keeps
+/// the `width` bits within their byte, as `width * (i + 1) <= 8`.
+fn pack_row(row: &[u8], out: &mut [u8], plane: Plane, or_codes: bool) -> u8 {
+    const LANES: usize = 8;
+    let m = out.len();
+    let (width, shift) = (plane.width as u32, plane.shift as u32);
+    let mask = plane.mask() as u8;
+    let mask_word = u64::from_ne_bytes([mask; LANES]);
+    let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().expect("8 bytes"));
+    let mut ored = 0u64;
+    let whole = m / LANES * LANES;
+    for (i, slice) in row.chunks_exact(m).enumerate() {
+        let at = width * i as u32;
+        let (out_words, slice_words) = (&mut out[..whole], &slice[..whole]);
+        for (o, s) in out_words
+            .chunks_exact_mut(LANES)
+            .zip(slice_words.chunks_exact(LANES))
+        {
+            let x = word(s);
+            if or_codes {
+                ored |= x;
+            }
+            let bits = ((x >> shift) & mask_word) << at;
+            let v = if i == 0 { bits } else { word(o) | bits };
+            o.copy_from_slice(&v.to_ne_bytes());
+        }
+        for (o, &x) in out[whole..].iter_mut().zip(&slice[whole..]) {
+            if or_codes {
+                ored |= u64::from(x);
+            }
+            let bits = ((x >> shift) & mask) << at;
+            *o = if i == 0 { bits } else { *o | bits };
+        }
+    }
+    ored.to_ne_bytes().iter().fold(0, |a, &b| a | b)
 }
 
 /// Unpacks the shards of [`pack_uintx`] back to one uint8 code per element,
@@ -348,6 +483,65 @@ mod tests {
                     unpack_uintx(&shards, nbits, dim).unwrap().equal(&data),
                     "nbits {nbits} dim {dim}"
                 );
+            }
+        }
+    }
+
+    /// The one-pass CPU packing gives libtorch's op sequence's bytes, for
+    /// seeded random codes of every width, along every dim, on shapes whose
+    /// rows are not a multiple of the 8-byte words (so the tails run), and
+    /// on a view with a storage offset; a code above the range is refused
+    /// by both, wherever it lies.
+    #[test]
+    fn one_pass_packing_matches_the_op_sequence() {
+        tch::manual_seed(14);
+        let shapes: [&[i64]; 7] = [
+            &[8],
+            &[40],
+            &[3, 24],
+            &[5, 8, 3],
+            &[7, 136],
+            &[2, 3, 64, 5],
+            &[33, 4104],
+        ];
+        for nbits in 1..=7u32 {
+            let planes = planes("t", nbits).unwrap();
+            for shape in shapes {
+                let data = Tensor::randint(1 << nbits, shape, (Kind::Uint8, Device::Cpu));
+                for d in 0..shape.len() {
+                    if shape[d] % 8 != 0 {
+                        continue;
+                    }
+                    let fast = pack_uintx(&data, nbits, d as i64).unwrap();
+                    let slow = pack_torch(&data, nbits, &planes, d).unwrap();
+                    assert_eq!(fast.len(), slow.len());
+                    for (f, s) in fast.iter().zip(&slow) {
+                        assert_eq!(f.size(), s.size(), "nbits {nbits} {shape:?} dim {d}");
+                        assert_eq!(bytes(f), bytes(s), "nbits {nbits} {shape:?} dim {d}");
+                    }
+                    let mut codes = bytes(&data);
+                    let at = codes.len() * 5 / 7;
+                    codes[at] |= (1u16 << nbits) as u8;
+                    let bad = Tensor::from_slice(&codes).view(shape);
+                    for result in [
+                        pack_uintx(&bad, nbits, d as i64),
+                        pack_torch(&bad, nbits, &planes, d),
+                    ] {
+                        assert!(matches!(
+                            result,
+                            Err(Error::InvalidArgument { arg: "data", .. })
+                        ));
+                    }
+                }
+            }
+            // Rows 1.. of a tensor: a contiguous view that starts past the
+            // storage's first byte.
+            let base = Tensor::randint(1 << nbits, [4, 72], (Kind::Uint8, Device::Cpu));
+            let view = base.narrow(0, 1, 3);
+            let fast = pack_uintx(&view, nbits, -1).unwrap();
+            let slow = pack_torch(&view, nbits, &planes, 1).unwrap();
+            for (f, s) in fast.iter().zip(&slow) {
+                assert_eq!(bytes(f), bytes(s), "nbits {nbits} offset view");
             }
         }
     }

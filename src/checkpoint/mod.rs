@@ -11,7 +11,8 @@
 //! - [`mod@format`]: the file layout (`W.qdata`, `W.scale`, `W.zero_point`) and
 //!   the metadata records that make a quantized tensor readable by torchao;
 //! - [`plan`]: where a run writes, checked before any work;
-//! - [`writer`]: output shards through spill files and temporaries, renamed
+//! - [`writer`]: output shards written in place from a plan of their
+//!   header, or through spill files, as temporaries renamed
 //!   into place all together by [`Outputs::commit`];
 //! - [`mod@quantize`]: the loop that quantizes a checkpoint
 //!   ([`quantize_checkpoint`], and [`quantize_file`] for the whole job in
@@ -48,7 +49,7 @@ pub use format::{Codes, FileInfo, Record};
 pub use plan::OutputPlan;
 pub use quantize::{quantize_checkpoint, quantize_file, Outcome, QuantizeObserver, Summary};
 pub use reader::{read_quantized, Checkpoint, Entry, Shard};
-pub use writer::{Outputs, PendingFile, ShardWriter};
+pub use writer::{Outputs, PendingFile, PlannedTensor, ShardPlan, ShardWriter};
 
 use crate::error::{CheckpointErrorKind, Error, Result};
 

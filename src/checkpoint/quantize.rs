@@ -11,8 +11,10 @@ use tch::{Device, Tensor};
 
 use super::format::{self, FileInfo, Record, TORCHAO_VERSION};
 use super::plan::OutputPlan;
-use super::reader::{Checkpoint, Entry};
-use super::writer::{append_bytes, interrupted_error, stored_dtype, Outputs, ShardWriter};
+use super::reader::{Checkpoint, Entry, Shard};
+use super::writer::{
+    interrupted_error, stored_dtype, Outputs, PlannedTensor, ShardPlan, ShardWriter,
+};
 use super::{bail, error, Context as _};
 use crate::error::{CheckpointErrorKind, Result};
 use crate::model::{Decision, Selection, SkipReason};
@@ -103,9 +105,26 @@ pub fn quantize_checkpoint<'p>(
     job: &QuantizeJob,
     observer: &mut dyn QuantizeObserver,
 ) -> Result<Outputs<'p>> {
+    quantize_shards(input, plan, job, observer, true)
+}
+
+/// [`quantize_checkpoint`]; with `plan_first`, the output files that can
+/// be planned ([`plan_shard`]) are written in place, the others through
+/// spill files.
+fn quantize_shards<'p>(
+    input: &Checkpoint,
+    plan: &'p OutputPlan,
+    job: &QuantizeJob,
+    observer: &mut dyn QuantizeObserver,
+    plan_first: bool,
+) -> Result<Outputs<'p>> {
     job.recipe.validate()?;
     input.ensure_not_quantized()?;
-    let mut outputs = Outputs::write_shards(input, plan, |_, shard, out| {
+    let layout = |_: usize, shard: &Shard| match plan_first {
+        true => plan_shard(input, shard, job),
+        false => Ok(None),
+    };
+    let mut outputs = Outputs::write_planned_shards(input, plan, layout, |_, shard, out| {
         let mut records = BTreeMap::new();
         for entry in shard.entries() {
             if observer.interrupted() {
@@ -139,16 +158,7 @@ pub fn quantize_checkpoint<'p>(
                 }
             }
         }
-        let info = FileInfo {
-            version: env!("CARGO_PKG_VERSION").into(),
-            torchao_version: TORCHAO_VERSION.into(),
-            scheme: job.scheme.clone(),
-            tensors: records,
-        };
-        // The input shard's own metadata (e.g. `format: pt`) plus ours.
-        let mut metadata = format::foreign_metadata(&shard.metadata);
-        metadata.extend(info.to_metadata());
-        Ok(metadata)
+        Ok(shard_metadata(shard, job, records))
     })?;
     let mut extra = serde_json::Map::new();
     extra.insert(format::KEY_VERSION.into(), json!(env!("CARGO_PKG_VERSION")));
@@ -156,6 +166,112 @@ pub fn quantize_checkpoint<'p>(
     extra.insert(format::KEY_SCHEME.into(), job.scheme.clone());
     outputs.write_index(input, extra)?;
     Ok(outputs)
+}
+
+/// The metadata of the output of `shard`: the input shard's own (e.g.
+/// `format: pt`) plus ours, with the records of its quantized tensors.
+fn shard_metadata(
+    shard: &Shard,
+    job: &QuantizeJob,
+    records: BTreeMap<String, Record>,
+) -> BTreeMap<String, String> {
+    let info = FileInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        torchao_version: TORCHAO_VERSION.into(),
+        scheme: job.scheme.clone(),
+        tensors: records,
+    };
+    let mut metadata = format::foreign_metadata(&shard.metadata);
+    metadata.extend(info.to_metadata());
+    metadata
+}
+
+/// The layout of the output of `shard` before any of its data is computed,
+/// so that each output byte is written once: copied tensors keep their
+/// dtype and shape, and each tensor to quantize is probed ([`probe`]).
+/// `None` when some tensor cannot be probed: the writer then spills.
+fn plan_shard(input: &Checkpoint, shard: &Shard, job: &QuantizeJob) -> Result<Option<ShardPlan>> {
+    let mut tensors = Vec::new();
+    let mut records = BTreeMap::new();
+    for entry in shard.entries() {
+        match job.decisions.get(&entry.name) {
+            // The quantizing loop reports it, in its turn.
+            None => return Ok(None),
+            Some(Decision::Skip(_)) => tensors.push(PlannedTensor {
+                name: entry.name.clone(),
+                dtype: entry.dtype,
+                shape: entry.shape.clone(),
+            }),
+            Some(Decision::Quantize { block_size }) => {
+                let Some((record, outputs)) = probe(input, entry, block_size, job) else {
+                    return Ok(None);
+                };
+                tensors.extend(outputs);
+                records.insert(entry.name.clone(), record);
+            }
+        }
+    }
+    Ok(Some(ShardPlan {
+        tensors,
+        metadata: shard_metadata(shard, job, records),
+    }))
+}
+
+/// A tensor's record and stored tensors, from quantizing its first row
+/// alone: for a tensor of rank 2 or more whose blocks are one row high,
+/// every stored tensor then has one row where the whole tensor's has one
+/// per row (each block lies in a row, and the recipes' shapes follow the
+/// blocks), and the same dtype, and the record is the whole tensor's but
+/// for its shape. `None` for other tensors, and when the probe fails or
+/// does not come out so (the tensor's own turn then reports any error).
+/// The writer checks every stored tensor against the probe's, and the
+/// records against the metadata written first.
+fn probe(
+    input: &Checkpoint,
+    entry: &Entry,
+    block_size: &[i64],
+    job: &QuantizeJob,
+) -> Option<(Record, Vec<PlannedTensor>)> {
+    let rows = *entry.shape.first()?;
+    if entry.shape.len() < 2 || block_size.first() != Some(&1) || rows == 0 {
+        return None;
+    }
+    let w = input.load_rows(entry, 0..1, job.device).ok()?;
+    let q = AffineQuantizedTensor::quantize(&w, job.recipe).ok()?;
+    let mut record = Record::of(&q);
+    if record.block_size != block_size {
+        return None;
+    }
+    record.shape = super::reader::shape_i64(&entry.name, &entry.shape).ok()?;
+    let names = format::output_names(&entry.name, &record);
+    let stored: Vec<&Tensor> = stored_tensors(&q).collect();
+    if names.len() != stored.len() {
+        return None;
+    }
+    let mut outputs = Vec::with_capacity(names.len());
+    for (name, t) in names.into_iter().zip(stored) {
+        let size = t.size();
+        if size.first() != Some(&1) {
+            return None;
+        }
+        let mut shape: Vec<usize> = size.iter().map(|&d| d as usize).collect();
+        shape[0] = rows;
+        outputs.push(PlannedTensor {
+            dtype: stored_dtype(&name, t.kind()).ok()?,
+            name,
+            shape,
+        });
+    }
+    Some((record, outputs))
+}
+
+/// The tensors a quantized tensor is stored as, in [`format::output_names`]
+/// order: codes (one or more shards), scale, zero point.
+fn stored_tensors(q: &AffineQuantizedTensor) -> impl Iterator<Item = &Tensor> {
+    q.qdata()
+        .iter()
+        .chain(Some(q.scale()))
+        .chain(q.zero_point())
 }
 
 /// The recipe on one weight; a failure names the tensor.
@@ -188,8 +304,8 @@ fn quantize_entry(
     out: &mut ShardWriter,
 ) -> Result<(Record, Vec<String>, usize)> {
     if let Some(rows) = rows_per_piece(entry, block_size, job.device) {
-        if let Some(pieces) = quantize_pieces(input, entry, rows, job, observer)? {
-            return pieces.store(&entry.name, out);
+        if let Some(stored) = quantize_pieces(input, entry, rows, job, observer, out)? {
+            return Ok(stored);
         }
     }
     let w = input.load(entry, job.device)?;
@@ -212,50 +328,29 @@ fn rows_per_piece(entry: &Entry, block_size: &[i64], device: Device) -> Option<u
     (per_piece < rows).then_some(per_piece)
 }
 
-/// The stored tensors of a weight quantized in pieces, assembled.
-struct Pieces {
-    record: Record,
-    /// For each stored tensor in [`format::output_names`] order: dtype,
-    /// shape and bytes.
-    parts: Vec<(safetensors::Dtype, Vec<usize>, Vec<u8>)>,
-}
-
-impl Pieces {
-    fn store(self, name: &str, out: &mut ShardWriter) -> Result<(Record, Vec<String>, usize)> {
-        let names = format::output_names(name, &self.record);
-        let mut bytes = 0;
-        for (output, (dtype, shape, data)) in names.iter().zip(&self.parts) {
-            bytes += out.add_bytes(output, *dtype, shape, data)?;
-        }
-        Ok((self.record, names, bytes))
-    }
-}
-
-/// Quantizes a tensor `rows` rows at a time; `None` when a piece holds a
-/// non-finite value or gets a non-finite scale or zero point (whose NaN
-/// bits depend on the shape they are computed in: the caller quantizes
-/// the tensor whole), or does not split by rows as expected.
+/// Quantizes a tensor `rows` rows at a time, adding each piece's rows of
+/// its stored tensors to `out` as they come; returns its record, their
+/// names and their bytes. `None` when a piece holds a non-finite value or
+/// gets a non-finite scale or zero point (whose NaN bits depend on the
+/// shape they are computed in: the caller quantizes the tensor whole,
+/// which replaces the rows added), or does not split by rows as expected.
 fn quantize_pieces(
     input: &Checkpoint,
     entry: &Entry,
     rows: usize,
     job: &QuantizeJob,
     observer: &mut dyn QuantizeObserver,
-) -> Result<Option<Pieces>> {
+    out: &mut ShardWriter,
+) -> Result<Option<(Record, Vec<String>, usize)>> {
     let name = &entry.name;
     let total = entry.shape[0];
-    let mut record: Option<Record> = None;
-    let mut parts: Vec<(safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut first: Option<(Record, Vec<String>)> = None;
+    let mut bytes = 0;
     for start in (0..total).step_by(rows) {
         let range = start..(start + rows).min(total);
         let w = input.load_rows(entry, range.clone(), job.device)?;
         let q = quantize_one(name, &w, job.recipe)?;
-        let stored: Vec<&Tensor> = q
-            .qdata()
-            .iter()
-            .chain(Some(q.scale()))
-            .chain(q.zero_point())
-            .collect();
+        let stored: Vec<&Tensor> = stored_tensors(&q).collect();
         let splits = stored
             .iter()
             .all(|t| t.size().first() == Some(&(range.len() as i64)));
@@ -264,29 +359,24 @@ fn quantize_pieces(
         // also vouch for the piece's values, without a pass over them.
         let finite = all_finite(name, q.scale())?
             && q.zero_point().map_or(Ok(true), |zp| all_finite(name, zp))?;
-        if !splits || !finite || (!parts.is_empty() && parts.len() != stored.len()) {
+        let (_, names) = first.get_or_insert_with(|| {
+            let record = Record::of(&q);
+            let names = format::output_names(name, &record);
+            (record, names)
+        });
+        if !splits || !finite || names.len() != stored.len() {
             return Ok(None);
         }
-        observer.quantized(entry, range, &w, &q)?;
-        if parts.is_empty() {
-            for t in &stored {
-                let mut shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-                shape[0] = 0;
-                parts.push((stored_dtype(name, t.kind())?, shape, Vec::new()));
-            }
+        observer.quantized(entry, range.clone(), &w, &q)?;
+        for (output, t) in names.iter().zip(stored) {
+            bytes += out.add_rows(output, total, range.start, t)?;
         }
-        for ((_, shape, bytes), t) in parts.iter_mut().zip(&stored) {
-            shape[0] += t.size()[0] as usize;
-            append_bytes(t, bytes)
-                .context(CheckpointErrorKind::Io, || format!("reading back {name}"))?;
-        }
-        record.get_or_insert_with(|| Record::of(&q));
     }
-    let Some(mut record) = record else {
+    let Some((mut record, names)) = first else {
         return Ok(None);
     };
     record.shape = super::reader::shape_i64(name, &entry.shape)?;
-    Ok(Some(Pieces { record, parts }))
+    Ok(Some((record, names, bytes)))
 }
 
 /// Whether every value of `t` is finite (integer tensors always are).
@@ -307,13 +397,8 @@ fn store(
 ) -> Result<(Record, Vec<String>, usize)> {
     let record = Record::of(q);
     let names = format::output_names(name, &record);
-    let tensors = q
-        .qdata()
-        .iter()
-        .chain(Some(q.scale()))
-        .chain(q.zero_point());
     let mut bytes = 0;
-    for (output, tensor) in names.iter().zip(tensors) {
+    for (output, tensor) in names.iter().zip(stored_tensors(q)) {
         bytes += out.add_tensor(output, tensor)?;
     }
     Ok((record, names, bytes))
@@ -369,6 +454,7 @@ pub fn quantize_file(
 
 #[cfg(test)]
 mod tests {
+    use super::super::writer::append_bytes;
     use super::*;
     use tch::Kind;
 
@@ -390,6 +476,94 @@ mod tests {
         file.extend(header);
         file.extend(data);
         std::fs::write(path, file).unwrap();
+    }
+
+    /// Output files written in place from their plan have the bytes of
+    /// those written through spill files, for every recipe of the CLI, with
+    /// copied tensors (a norm, integers), a weight smaller than a piece and
+    /// one quantized again whole after its pieces (an infinity in its last
+    /// piece); a per-tensor recipe gets no plan.
+    #[test]
+    fn planned_outputs_are_the_spilled_outputs_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.safetensors");
+        tch::manual_seed(11);
+        let big = Tensor::randn([2100, 2048], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16);
+        let mut values =
+            Vec::<f32>::try_from(Tensor::randn([4100, 1024], (Kind::Float, Device::Cpu)).view(-1))
+                .unwrap();
+        values[4099 * 1024 + 5] = f32::INFINITY;
+        let inf = Tensor::from_slice(&values).view([4100, 1024]);
+        let small = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
+        let norm = Tensor::randn([256], (Kind::Float, Device::Cpu));
+        let ids = Tensor::arange(40, (Kind::Int64, Device::Cpu));
+        write(
+            &input,
+            &[
+                ("big.weight", &big),
+                ("inf.weight", &inf),
+                ("small.weight", &small),
+                ("norm.weight", &norm),
+                ("ids", &ids),
+            ],
+        );
+        let checkpoint = Checkpoint::open(&input).unwrap();
+        let per_tensor = Recipe::Custom(crate::CustomRecipe {
+            granularity: crate::Granularity::PerTensor,
+            ..Recipe::Int8WeightOnly { group_size: None }.arguments()
+        });
+        for recipe in [
+            Recipe::Int4WeightOnly { group_size: 128 },
+            Recipe::Int8WeightOnly { group_size: None },
+            Recipe::Int8WeightOnly {
+                group_size: Some(64),
+            },
+            Recipe::UIntXWeightOnly {
+                bits: 3,
+                group_size: 64,
+            },
+            Recipe::UIntXWeightOnly {
+                bits: 8,
+                group_size: 128,
+            },
+            Recipe::Float8WeightOnly,
+            per_tensor,
+        ] {
+            let decisions = checkpoint.decide(&Selection::default(), &recipe).unwrap();
+            let job = QuantizeJob {
+                recipe: &recipe,
+                decisions: &decisions,
+                scheme: format::scheme_json(&recipe),
+                device: Device::Cpu,
+            };
+            let planned = plan_shard(&checkpoint, &checkpoint.shards[0], &job).unwrap();
+            assert_eq!(
+                planned.is_some(),
+                recipe != per_tensor,
+                "{}: a plan",
+                recipe.name()
+            );
+            let mut files = Vec::new();
+            for plan_first in [true, false] {
+                let output = dir.path().join(format!("{plan_first}.safetensors"));
+                let _ = std::fs::remove_file(&output);
+                let plan = OutputPlan::new(&checkpoint, &output, None, false).unwrap();
+                quantize_shards(&checkpoint, &plan, &job, &mut (), plan_first)
+                    .unwrap()
+                    .commit()
+                    .unwrap();
+                files.push(std::fs::read(&output).unwrap());
+            }
+            assert!(files[0] == files[1], "{}: the files differ", recipe.name());
+            let header = safetensors::SafeTensors::read_metadata(&files[0])
+                .unwrap()
+                .1;
+            assert!(
+                header.tensors().contains_key("big.weight.scale"),
+                "{}: nothing quantized",
+                recipe.name()
+            );
+        }
     }
 
     /// Same dtype, shape and bits (NaN included).
