@@ -1,6 +1,7 @@
 //! Views of tensor memory: the input and the qparams read as slices of
-//! their stored dtype, and freshly allocated outputs as slices of
-//! `MaybeUninit` that the kernels write exactly once. The fused path's
+//! their stored dtype, and outputs (freshly allocated, or the caller's,
+//! sharing no byte with what the pass reads) as slices of `MaybeUninit`
+//! that the kernels write exactly once. The fused path's
 //! memory access is `unsafe` only here, where the checks it rests on are.
 
 use std::mem::MaybeUninit;
