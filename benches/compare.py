@@ -5,7 +5,7 @@ tch-quant's reference and fused paths, on the same inputs, in one run.
     .venv/bin/python benches/compare.py [--threads 2] [--min-seconds 0.3]
                                         [--rounds 3] [--no-compile] [--layouts]
                                         [--layouts-only]
-                                        [--json OUT]
+                                        [--ops OP,..] [--json OUT]
 
 The script draws the inputs (torch.manual_seed(0), randn), writes their raw
 bytes to a temporary directory, times torchao in this process and the crate
@@ -23,14 +23,21 @@ symmetric), per-channel (int8 symmetric), group 128 (uint4 asymmetric) and
 group 32 (int8 asymmetric); for each, choose_qparams_affine alone, choose and
 quantize through the one-pass API (`choose+quantize`) and through the two
 calls users write (`choose,quantize`; torchao's time is its two calls),
-quantize_affine with given qparams, and dequantize_affine of the codes back
-to the input's dtype.
+quantize_affine with given qparams, dequantize_affine of the codes back
+to the input's dtype (a fresh output per call), and dequantize_affine_into
+(`dequantize_into`: into one output allocated once; torchao's time is its
+dequantize_affine). --ops restricts the ops timed.
 
 The yardstick (`fused/yard`) is one bandwidth-bound read of the input: the
 amax of its bytes viewed as int32 (float32) or int16 (bfloat16), `read`,
 measured in the crate's process; libtorch's float `x.amax()` is shown beside
 it (`amax`; for bfloat16 it is compute-bound). For dequantize the yardstick
-is one read of the codes plus one write of the output. `cpu/wall` is the
+is one read of the codes plus one write of the output into a tensor
+allocated once (`zero_()`); `fused/fresh` holds the dequantize rows against
+a read of the codes plus `empty_like(x).zero_()`, a write into a fresh
+tensor each time, which is what a fresh output costs on the machine (a
+large one is freshly mapped memory that the kernel zeroes page by page
+when it is first written). `cpu/wall` is the
 CPU-seconds the crate's process used per wall second during the fused
 calls (2.00 = both threads busy). `goal` checks the 4096x4096 rows against
 issue 14's goals (GOALS below).
@@ -162,7 +169,9 @@ GOALS = {
     "choose+quantize": (1.3, 1.5, 20.0),
     "choose,quantize": (1.3, 1.5, 20.0),
     "dequantize": (1.3, 1.3, 10.0),
+    "dequantize_into": (1.3, 1.3, 10.0),
 }
+OPS = ("choose", "choose+quantize", "choose,quantize", "quantize", "dequantize", "dequantize_into")
 
 
 def cpu_name():
@@ -246,8 +255,17 @@ def main():
         action="store_true",
         help="time LAYOUTS only (implies --layouts; no 1x4096 or 4096x4096 rows)",
     )
+    ap.add_argument(
+        "--ops",
+        type=lambda v: v.split(","),
+        default=list(OPS),
+        help=f"comma-separated ops to time (default all: {','.join(OPS)})",
+    )
     args = ap.parse_args()
     args.layouts = args.layouts or args.layouts_only
+    unknown = [op for op in args.ops if op not in OPS]
+    if unknown:
+        ap.error(f"unknown ops {unknown}; the ops are {','.join(OPS)}")
 
     torch.set_num_threads(args.threads)
     torch._dynamo.config.cache_size_limit = 256
@@ -319,7 +337,14 @@ def main():
             case["input_key"] = case["name"] if case["layout"] else case["name"].rsplit("/", 1)[0]
         config = tmp / "cases.json"
         config.write_text(
-            json.dumps({"threads": args.threads, "min_seconds": args.min_seconds, "cases": cases})
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "min_seconds": args.min_seconds,
+                    "ops": args.ops,
+                    "cases": cases,
+                }
+            )
         )
 
         exe = ROOT / "target" / "release" / "examples" / "bench_compare"
@@ -353,11 +378,20 @@ def main():
                         "quantize": checksum([quantize(x)]),
                         "dequantize": checksum([dequantize(x)]),
                     }
+                    expected[name]["dequantize_into"] = expected[name]["dequantize"]
                 timings = [
                     ("quantize", "eager", lambda: quantize(x)),
                     ("dequantize", "eager", lambda: dequantize(x)),
                 ]
+                wanted = set(args.ops)
+                if "dequantize_into" in wanted:
+                    wanted.add("dequantize")
+                if "choose,quantize" in wanted:
+                    wanted.add("choose+quantize")
+                timings = [t for t in timings if t[0] in wanted]
                 for op, fn in (("choose", choose), ("choose+quantize", chain)):
+                    if op not in wanted:
+                        continue
                     timings.append((op, "eager", lambda fn=fn: fn(x)))
                     if not args.no_compile and not case["layout"]:
                         if (name, op) not in compiled_fns:
@@ -374,14 +408,22 @@ def main():
         for case in cases:
             name = case["name"]
             read = crate[(name, "read", "libtorch")]["seconds"]
+            dq = any(op.startswith("dequantize") for op in args.ops)
+            codes_read = crate[(name, "codes_read", "libtorch")]["seconds"] if dq else None
             dq_yardstick = (
-                crate[(name, "codes_read", "libtorch")]["seconds"]
-                + crate[(name, "output_write", "libtorch")]["seconds"]
+                codes_read + crate[(name, "output_write", "libtorch")]["seconds"] if dq else None
             )
-            for op in ("choose", "choose+quantize", "choose,quantize", "quantize", "dequantize"):
+            dq_fresh = (
+                codes_read + crate[(name, "output_fresh_write", "libtorch")]["seconds"]
+                if dq
+                else None
+            )
+            for op in [op for op in OPS if op in args.ops]:
                 ref = crate[(name, op, "reference")]
                 fused = crate[(name, op, "fused")]
-                eager_op = "choose+quantize" if op == "choose,quantize" else op
+                eager_op = {"choose,quantize": "choose+quantize", "dequantize_into": "dequantize"}.get(
+                    op, op
+                )
                 results.append(
                     {
                         "case": name,
@@ -392,7 +434,8 @@ def main():
                         "op": op,
                         "read": read,
                         "amax": crate[(name, "amax", "libtorch")]["seconds"],
-                        "yardstick": dq_yardstick if op == "dequantize" else read,
+                        "yardstick": dq_yardstick if op.startswith("dequantize") else read,
+                        "fresh_yardstick": dq_fresh if op == "dequantize" else None,
                         "eager": torchao_times[(name, eager_op, "eager")],
                         "compiled": torchao_times.get((name, eager_op, "compiled")),
                         "reference": ref["seconds"],
@@ -406,7 +449,7 @@ def main():
     header = (
         f"| {'case':<30} | {'op':<15} | {'read':>9} | {'amax':>9} | {'torchao eager':>13} "
         f"| {'torch.compile':>13} | {'crate ref':>10} | {'crate fused':>11} | {'fused/yard':>10} "
-        f"| {'eager/fused':>11} | {'cpu/wall':>8} | {'goal':>4} | same |"
+        f"| {'fused/fresh':>11} | {'eager/fused':>11} | {'cpu/wall':>8} | {'goal':>4} | same |"
     )
     print()
     print(header)
@@ -419,7 +462,8 @@ def main():
             f"| {r['case']:<30} | {r['op']:<15} | {fmt_time(r['read']):>9} | {fmt_time(r['amax']):>9} "
             f"| {fmt_time(r['eager']):>13} | {fmt_time(r['compiled']):>13} "
             f"| {fmt_time(r['reference']):>10} | {fmt_time(r['fused']):>11} "
-            f"| {fmt_ratio(r['fused'], r['yardstick']):>10} | {fmt_ratio(r['eager'], r['fused']):>11} "
+            f"| {fmt_ratio(r['fused'], r['yardstick']):>10} "
+            f"| {fmt_ratio(r['fused'], r['fresh_yardstick']):>11} | {fmt_ratio(r['eager'], r['fused']):>11} "
             f"| {r['cpu_per_wall']:>8.2f} | {r['goal']:>4} | {'yes' if r['same'] else 'NO':<4} |"
         )
     print(

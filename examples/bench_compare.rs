@@ -11,11 +11,14 @@
 //! Ops per case, each on the reference path (`force_reference`) and the
 //! fused one: `choose`, `choose+quantize` (the one-pass API),
 //! `choose,quantize` (the two calls users write), `quantize` (given the
-//! qparams) and `dequantize` (the codes back to the input's dtype). The
+//! qparams), `dequantize` (the codes back to the input's dtype, into a fresh
+//! tensor) and `dequantize_into` (the same into one output tensor allocated
+//! once); an optional `"ops": [..]` list in the file restricts them. The
 //! yardsticks: `read` (the amax of the input viewed as an integer of its
 //! width: one bandwidth-bound read of its bytes), `amax` (libtorch's float
 //! amax), and for dequantize `codes_read` + `output_write` (the amax of the
-//! codes, and `zero_()` of an output-sized tensor).
+//! codes, and `zero_()` of an output-sized tensor allocated once) and
+//! `output_fresh_write` (`empty_like` + `zero_()` each time).
 //!
 //! Each measurement is the median wall time of repeated calls (at least 5,
 //! and at least `min_seconds` in all, after two warm-up calls), with the
@@ -28,8 +31,9 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 use tch_quant::{
-    choose_qparams_affine, choose_qparams_and_quantize_affine, dequantize_affine, quantize_affine,
-    MappingType, QParamsOptions, QuantDtype, QuantizeOptions,
+    choose_qparams_affine, choose_qparams_and_quantize_affine, dequantize_affine,
+    dequantize_affine_into, quantize_affine, MappingType, QParamsOptions, QuantDtype,
+    QuantizeOptions,
 };
 
 #[path = "common/bench_cases.rs"]
@@ -122,6 +126,13 @@ fn main() -> Result<()> {
     let config: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
     let threads = config["threads"].as_i64().unwrap_or(2);
     let min_seconds = config["min_seconds"].as_f64().unwrap_or(0.3);
+    // The ops to time (all when absent); the yardsticks are always timed.
+    let ops: Option<Vec<String>> = config["ops"].as_array().map(|a| {
+        a.iter()
+            .filter_map(|o| o.as_str().map(String::from))
+            .collect()
+    });
+    let wants = |op: &str| ops.as_ref().is_none_or(|o| o.iter().any(|w| w == op));
     tch::set_num_threads(threads as i32);
     let _guard = tch::no_grad_guard();
     for case in config["cases"].as_array().context("cases")? {
@@ -156,42 +167,53 @@ fn main() -> Result<()> {
             let qoptions = QuantizeOptions::from(&options);
             let qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
             let zp = qp.zero_point.as_ref().context("zero point")?;
-            let h = checksum(&[&qp.scale, zp])?;
-            let t = time(min_seconds, || {
-                let _qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
-                Ok(())
-            })?;
-            emit("choose", path, t, h);
+            if wants("choose") {
+                let h = checksum(&[&qp.scale, zp])?;
+                let t = time(min_seconds, || {
+                    let _qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
+                    Ok(())
+                })?;
+                emit("choose", path, t, h);
+            }
 
             let (qp, codes) =
                 choose_qparams_and_quantize_affine(&input, mapping, &block, dtype, &options)?;
             let zp = qp.zero_point.as_ref().context("zero point")?;
-            let h = checksum(&[&qp.scale, zp, &codes])?;
-            let t = time(min_seconds, || {
-                let _out =
-                    choose_qparams_and_quantize_affine(&input, mapping, &block, dtype, &options)?;
-                Ok(())
-            })?;
-            emit("choose+quantize", path, t, h.clone());
+            if wants("choose+quantize") {
+                let h = checksum(&[&qp.scale, zp, &codes])?;
+                let t = time(min_seconds, || {
+                    let _out = choose_qparams_and_quantize_affine(
+                        &input, mapping, &block, dtype, &options,
+                    )?;
+                    Ok(())
+                })?;
+                emit("choose+quantize", path, t, h);
+            }
 
-            // The two calls users write, one after the other.
-            let t = time(min_seconds, || {
-                let qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
-                let zp = qp.zero_point.as_ref().context("zero point")?;
-                let _codes =
-                    quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
-                Ok(())
-            })?;
-            emit("choose,quantize", path, t, h);
+            if wants("choose,quantize") {
+                // The two calls users write, one after the other.
+                let h = checksum(&[&qp.scale, zp, &codes])?;
+                let t = time(min_seconds, || {
+                    let qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
+                    let zp = qp.zero_point.as_ref().context("zero point")?;
+                    let _codes =
+                        quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
+                    Ok(())
+                })?;
+                emit("choose,quantize", path, t, h);
+            }
 
-            let quantized = quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
-            let h = checksum(&[&quantized])?;
-            let t = time(min_seconds, || {
-                let _codes =
+            if wants("quantize") {
+                let quantized =
                     quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
-                Ok(())
-            })?;
-            emit("quantize", path, t, h);
+                let h = checksum(&[&quantized])?;
+                let t = time(min_seconds, || {
+                    let _codes =
+                        quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
+                    Ok(())
+                })?;
+                emit("quantize", path, t, h);
+            }
 
             let dequantize = || {
                 dequantize_affine(
@@ -204,15 +226,39 @@ fn main() -> Result<()> {
                     input.kind(),
                 )
             };
-            let h = checksum(&[&dequantize()?])?;
-            let t = time(min_seconds, || {
-                let _out = dequantize()?;
-                Ok(())
-            })?;
-            emit("dequantize", path, t, h);
-            if path == "fused" {
-                // Dequantize's yardstick: one read of the codes' bytes and one
-                // write of the output's.
+            if wants("dequantize") {
+                let h = checksum(&[&dequantize()?])?;
+                let t = time(min_seconds, || {
+                    let _out = dequantize()?;
+                    Ok(())
+                })?;
+                emit("dequantize", path, t, h);
+            }
+            if wants("dequantize_into") {
+                // Into one output allocated once, as a server reuses its
+                // buffers.
+                let mut out = input.f_empty_like()?;
+                let mut into = || {
+                    dequantize_affine_into(
+                        &codes,
+                        &block,
+                        &qp.scale,
+                        Some(zp),
+                        dtype,
+                        &qoptions,
+                        &mut out,
+                    )
+                };
+                into()?;
+                let t = time(min_seconds, || Ok(into()?))?;
+                let h = checksum(&[&out])?;
+                emit("dequantize_into", path, t, h);
+            }
+            if path == "fused" && (wants("dequantize") || wants("dequantize_into")) {
+                // Dequantize's yardsticks: one read of the codes' bytes, and
+                // one write of the output's into a tensor allocated once
+                // (`output_write`) or into a fresh one each time
+                // (`output_fresh_write`: what a fresh output costs here).
                 let read = time(min_seconds, || {
                     let _max = codes.f_amax([] as [i64; 0], false)?;
                     Ok(())
@@ -224,6 +270,11 @@ fn main() -> Result<()> {
                     Ok(())
                 })?;
                 emit("output_write", "libtorch", write, String::new());
+                let fresh = time(min_seconds, || {
+                    let _out = input.f_empty_like()?.f_zero_()?;
+                    Ok(())
+                })?;
+                emit("output_fresh_write", "libtorch", fresh, String::new());
             }
         }
     }

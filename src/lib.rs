@@ -36,7 +36,7 @@
 //! | a whole model | [`Selection`], [`quantize_tensors`], [`quantize_var_store`] | `model.rs` |
 //! | checkpoints (feature `checkpoint`) | `checkpoint::{Checkpoint, quantize_file, read_quantized, ...}` | `checkpoint/` |
 //! | scale and zero point | [`choose_qparams_affine`], [`choose_qparams_affine_with_min_max`] | `qparams.rs` |
-//! | codes and back | [`quantize_affine`], [`dequantize_affine`], [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
+//! | codes and back | [`quantize_affine`], [`dequantize_affine`] ([`dequantize_affine_into`] into a caller's tensor), [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
 //! | both in one pass | [`choose_qparams_and_quantize_affine`] | `chain.rs` |
 //! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
 //! | fp6, fp5, ... | [`FloatxDtype`], [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
@@ -103,8 +103,8 @@ pub use model::{
 };
 pub use qparams::{choose_qparams_affine, choose_qparams_affine_with_min_max, QParamsOptions};
 pub use quantize::{
-    dequantize_affine, fake_quantize_affine, fake_quantize_affine_cachemask, quantize_affine,
-    QuantizeOptions,
+    dequantize_affine, dequantize_affine_into, fake_quantize_affine,
+    fake_quantize_affine_cachemask, quantize_affine, QuantizeOptions,
 };
 pub use quantized::{AffineQuantizedTensor, QuantizedParts, StorageLayout, PACK_DIM};
 pub use recipe::{CustomRecipe, Recipe, Unfit, INT4_GROUP_SIZES};

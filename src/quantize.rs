@@ -4,7 +4,9 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::block::BlockLayout;
-use crate::dtype::{check_output_float, check_scalar_fits, is_input_float, kind_name};
+use crate::dtype::{
+    check_output_float, check_scalar_fits, is_input_float, kind_name, INPUT_FLOATS,
+};
 use crate::error::{Error, Result, TorchContext};
 use crate::formula::mid_point;
 use crate::mapping::ZeroPointDomain;
@@ -195,15 +197,7 @@ pub fn dequantize_affine(
     output_dtype: Kind,
 ) -> Result<Tensor> {
     const OP: &str = Op::Dequantize.name();
-    check_tensors(OP, input, scale, zero_point)?;
-    if input.kind() != input_dtype.storage_kind() {
-        return Err(Error::UnsupportedKind {
-            op: OP,
-            arg: "input",
-            expected: storage_name(input_dtype),
-            got: input.kind(),
-        });
-    }
+    check_codes(OP, input, scale, zero_point, input_dtype)?;
     check_output_float(OP, output_dtype)?;
     check_float8_domain(OP, input_dtype, options.zero_point_domain)?;
     let prep = Prepared::new(
@@ -224,6 +218,216 @@ pub fn dequantize_affine(
     prep.dequantize(input, output_dtype)
 }
 
+/// [`dequantize_affine`] into `out`, a tensor the caller allocated (once,
+/// say, and reused for every call, as an inference server does), in
+/// `out`'s dtype: the same values, bit for bit, without allocating.
+///
+/// On the fused CPU path (see [`dequantize_affine`]) the values are written
+/// straight into `out`; elsewhere (CUDA, `force_reference`, calls the
+/// fused path leaves to libtorch) they are computed as [`dequantize_affine`]
+/// computes them and copied into `out`. A fresh output costs a write of
+/// every page before the values are written (the operating system hands out
+/// zeroed pages), which a reused one does not.
+///
+/// # Errors
+/// Everything [`dequantize_affine`] refuses, with `out`'s dtype as the
+/// output dtype, and an `out` that is not a strided tensor
+/// ([`Error::UnsupportedLayout`]), whose dtype is not float32, float16 or
+/// bfloat16 ([`Error::UnsupportedKind`]), whose shape is not the codes'
+/// ([`Error::ShapeMismatch`]), or ([`Error::InvalidArgument`]) that is on
+/// another device than the codes, not contiguous, requires grad, or shares
+/// memory with the codes, the scale or the zero point.
+///
+/// # Examples
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// use tch_quant::{dequantize_affine_into, QuantDtype, QuantizeOptions};
+/// let q = Tensor::from_slice(&[0u8, 8, 15]).view([1, 3]);
+/// let scale = Tensor::from_slice(&[0.5f32]);
+/// let zp = Tensor::from_slice(&[8i32]);
+/// let mut out = Tensor::empty([1, 3], (Kind::Float, Device::Cpu));
+/// dequantize_affine_into(&q, &[1, 3], &scale, Some(&zp), QuantDtype::UInt4,
+///                        &QuantizeOptions::default(), &mut out)?;
+/// assert_eq!(Vec::<f32>::try_from(out.view(-1)).unwrap(), vec![-4.0, 0.0, 3.5]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn dequantize_affine_into(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    out: &mut Tensor,
+) -> Result<()> {
+    const OP: &str = Op::DequantizeInto.name();
+    check_strided(OP, "out", out)?;
+    check_codes(OP, input, scale, zero_point, input_dtype)?;
+    check_float8_domain(OP, input_dtype, options.zero_point_domain)?;
+    let prep = Prepared::new(
+        Op::DequantizeInto,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        input_dtype,
+        options,
+    )?;
+    check_out(
+        OP,
+        out,
+        &input.size(),
+        input.device(),
+        &[input],
+        scale,
+        zero_point,
+    )?;
+    if !options.force_reference {
+        let codes = crate::fused::CodesArg::Plain(input);
+        if prep.fused_dequantize_into(codes, out)? {
+            return Ok(());
+        }
+    }
+    let x = prep.dequantize(input, out.kind())?;
+    out.f_copy_(&x).op(OP)?;
+    Ok(())
+}
+
+/// Refuses codes and qparams that are not strided, and codes whose dtype is
+/// not `dtype`'s storage dtype.
+fn check_codes(
+    op: &'static str,
+    input: &Tensor,
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    dtype: QuantDtype,
+) -> Result<()> {
+    check_tensors(op, input, scale, zero_point)?;
+    if input.kind() != dtype.storage_kind() {
+        return Err(Error::UnsupportedKind {
+            op,
+            arg: "input",
+            expected: storage_name(dtype),
+            got: input.kind(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an output tensor that [`dequantize_affine_into`] cannot write
+/// the values of codes of `shape` on `device` into (see its errors); `out`
+/// is strided (checked by the caller).
+pub(crate) fn check_out(
+    op: &'static str,
+    out: &Tensor,
+    shape: &[i64],
+    device: Device,
+    codes: &[&Tensor],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+) -> Result<()> {
+    if !is_input_float(out.kind()) {
+        return Err(Error::UnsupportedKind {
+            op,
+            arg: "out",
+            expected: INPUT_FLOATS,
+            got: out.kind(),
+        });
+    }
+    if out.size() != shape {
+        return Err(Error::ShapeMismatch {
+            op,
+            arg: "out",
+            got: out.size(),
+            reason: format!("expected the codes' shape {shape:?}"),
+        });
+    }
+    if out.device() != device {
+        return Err(Error::invalid(
+            op,
+            "out",
+            format!("{:?}", out.device()),
+            format!("must be on the codes' device, {device:?}"),
+        ));
+    }
+    if !out.is_contiguous() {
+        return Err(Error::invalid(
+            op,
+            "out",
+            format!("a tensor of strides {:?}", out.stride()),
+            "must be contiguous",
+        ));
+    }
+    if out.requires_grad() {
+        return Err(Error::invalid(
+            op,
+            "out",
+            "a tensor that requires grad",
+            "cannot be written in place",
+        ));
+    }
+    let span = crate::fused::byte_span(out);
+    let named = codes
+        .iter()
+        .map(|&t| ("the codes", t))
+        .chain([("`scale`", scale)])
+        .chain(zero_point.map(|z| ("`zero_point`", z)));
+    for (name, t) in named {
+        let other = crate::fused::byte_span(t);
+        if t.device() == out.device() && span.start < other.end && other.start < span.end {
+            return Err(Error::invalid(
+                op,
+                "out",
+                format!("a tensor at {:#x}..{:#x}", span.start, span.end),
+                format!("shares memory with {name}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The arguments of a packed dequantize the fused path may cover, or
+/// `None` where the caller unpacks and dequantizes (which reports any
+/// error).
+#[allow(clippy::too_many_arguments)]
+fn packed_call(
+    call: Op,
+    shards: &[Tensor],
+    bits: u32,
+    shape: &[i64],
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    output_dtype: Kind,
+) -> Option<(Prepared, Vec<(u32, u32)>)> {
+    let op = call.name();
+    let (Some(planes), Some(first)) = (crate::bitpacking::plane_layout(bits), shards.first())
+    else {
+        return None;
+    };
+    let valid = !options.force_reference
+        && !input_dtype.is_float8()
+        && check_tensors(op, first, scale, zero_point).is_ok()
+        && check_output_float(op, output_dtype).is_ok();
+    if !valid {
+        return None;
+    }
+    let prep = Prepared::for_shape(
+        call,
+        shape,
+        first.device(),
+        block_size,
+        scale,
+        zero_point,
+        input_dtype,
+        options,
+    )
+    .ok()?;
+    Some((prep, planes))
+}
+
 /// [`dequantize_affine`] of sub-byte codes packed along the last dim
 /// (`pack_uintx(codes, bits, -1)` shards, codes of `shape`) in one pass on
 /// the fused path, bit-identical to unpacking them first; `Ok(None)` where
@@ -241,27 +445,17 @@ pub(crate) fn dequantize_packed(
     options: &QuantizeOptions,
     output_dtype: Kind,
 ) -> Result<Option<Tensor>> {
-    const OP: &str = Op::Dequantize.name();
-    let (Some(planes), Some(first)) = (crate::bitpacking::plane_layout(bits), shards.first())
-    else {
-        return Ok(None);
-    };
-    let valid = !options.force_reference
-        && !input_dtype.is_float8()
-        && check_tensors(OP, first, scale, zero_point).is_ok()
-        && check_output_float(OP, output_dtype).is_ok();
-    if !valid {
-        return Ok(None);
-    }
-    let Ok(prep) = Prepared::for_shape(
+    let Some((prep, planes)) = packed_call(
         Op::Dequantize,
+        shards,
+        bits,
         shape,
-        first.device(),
         block_size,
         scale,
         zero_point,
         input_dtype,
         options,
+        output_dtype,
     ) else {
         return Ok(None);
     };
@@ -270,6 +464,41 @@ pub(crate) fn dequantize_packed(
         planes: &planes,
     };
     prep.fused_dequantize(codes, output_dtype)
+}
+
+/// [`dequantize_packed`] into `out`, which the caller has checked with
+/// [`check_out`]; `Ok(false)` where the caller unpacks and dequantizes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dequantize_packed_into(
+    shards: &[Tensor],
+    bits: u32,
+    shape: &[i64],
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    out: &mut Tensor,
+) -> Result<bool> {
+    let Some((prep, planes)) = packed_call(
+        Op::DequantizeInto,
+        shards,
+        bits,
+        shape,
+        block_size,
+        scale,
+        zero_point,
+        input_dtype,
+        options,
+        out.kind(),
+    ) else {
+        return Ok(false);
+    };
+    let codes = crate::fused::CodesArg::Packed {
+        shards,
+        planes: &planes,
+    };
+    prep.fused_dequantize_into(codes, out)
 }
 
 /// Quantizes and dequantizes back to `input`'s dtype without the cast to a
@@ -444,6 +673,7 @@ fn storage_name(dtype: QuantDtype) -> &'static str {
 enum Op {
     Quantize,
     Dequantize,
+    DequantizeInto,
     FakeQuantize,
     FakeQuantizeCachemask,
 }
@@ -454,6 +684,7 @@ impl Op {
         match self {
             Op::Quantize => "quantize_affine",
             Op::Dequantize => "dequantize_affine",
+            Op::DequantizeInto => "dequantize_affine_into",
             Op::FakeQuantize => "fake_quantize_affine",
             Op::FakeQuantizeCachemask => "fake_quantize_affine_cachemask",
         }
@@ -462,7 +693,7 @@ impl Op {
     /// Whether `input` holds floats to quantize (rather than codes, whose
     /// dtype `dequantize_affine` checks against the code dtype itself).
     fn takes_floats(self) -> bool {
-        self != Op::Dequantize
+        !matches!(self, Op::Dequantize | Op::DequantizeInto)
     }
 }
 
@@ -620,6 +851,25 @@ impl Prepared {
             output: output_dtype,
         };
         crate::fused::dequantize(self.op, codes, &self.original_shape, &self.layout, &args)
+    }
+
+    /// [`fused_dequantize`](Self::fused_dequantize) into `out` (checked by
+    /// [`check_out`]); `false` where the fused path does not cover it.
+    fn fused_dequantize_into(
+        &self,
+        codes: crate::fused::CodesArg,
+        out: &mut Tensor,
+    ) -> Result<bool> {
+        let args = crate::fused::DequantizeArgs {
+            scale: &self.scale,
+            zero_point: self.zero_point.as_ref(),
+            quant_min: self.quant_min,
+            quant_max: self.quant_max,
+            domain: self.domain,
+            output: out.kind(),
+        };
+        let (shape, layout) = (&self.original_shape, &self.layout);
+        crate::fused::dequantize_into(self.op, codes, shape, layout, &args, out)
     }
 
     /// torchao's `_dequantize_affine_no_dtype_check`.

@@ -12,8 +12,8 @@ use crate::formula::QParams;
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::qparams::{choose_qparams_affine, QParamsOptions};
 use crate::quantize::{
-    check_float8_domain, check_qparam_shape, check_zero_point_domain, dequantize_affine,
-    dequantize_packed, QuantizeOptions,
+    check_float8_domain, check_out, check_qparam_shape, check_zero_point_domain, dequantize_affine,
+    dequantize_affine_into, dequantize_packed, dequantize_packed_into, QuantizeOptions,
 };
 use crate::recipe::Recipe;
 use crate::strided::{check_strided, check_strided_opt};
@@ -361,6 +361,76 @@ impl AffineQuantizedTensor {
             self.target_dtype,
             &options,
             output_dtype,
+        )
+    }
+
+    /// [`dequantize_as`](Self::dequantize_as) into `out`, a tensor of this
+    /// tensor's [`shape`](Self::shape) that the caller allocated (and may
+    /// reuse for every call), in `out`'s dtype (float32, float16 or
+    /// bfloat16); see [`dequantize_affine_into`].
+    ///
+    /// # Errors
+    /// An `out` that [`dequantize_affine_into`] refuses (dtype, shape,
+    /// device, contiguity, grad, shared memory), named `out`.
+    ///
+    /// # Examples
+    /// ```
+    /// use tch::{Device, Kind, Tensor};
+    /// use tch_quant::{AffineQuantizedTensor, Recipe};
+    /// let w = Tensor::randn([64, 256], (Kind::BFloat16, Device::Cpu));
+    /// let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32 })?;
+    /// let mut out = Tensor::empty([64, 256], (Kind::BFloat16, Device::Cpu));
+    /// q.dequantize_into(&mut out)?;
+    /// assert!(out.equal(&q.dequantize()?));
+    /// # Ok::<(), tch_quant::Error>(())
+    /// ```
+    pub fn dequantize_into(&self, out: &mut Tensor) -> Result<()> {
+        const OP: &str = "AffineQuantizedTensor::dequantize_into";
+        check_strided(OP, "out", out)?;
+        let codes: Vec<&Tensor> = self.qdata.iter().collect();
+        check_out(
+            OP,
+            out,
+            &self.shape,
+            self.device(),
+            &codes,
+            &self.scale,
+            self.zero_point.as_ref(),
+        )?;
+        let options = QuantizeOptions {
+            quant_min: Some(self.quant_min),
+            quant_max: Some(self.quant_max),
+            zero_point_domain: self.zero_point_domain,
+            force_reference: false,
+        };
+        if let StorageLayout::Packed { bits, dim } = self.layout {
+            let last = dim == -1 || dim == self.shape.len() as i64 - 1;
+            if last {
+                let done = dequantize_packed_into(
+                    &self.qdata,
+                    bits,
+                    &self.shape,
+                    &self.block_size,
+                    &self.scale,
+                    self.zero_point.as_ref(),
+                    self.target_dtype,
+                    &options,
+                    out,
+                )?;
+                if done {
+                    return Ok(());
+                }
+            }
+        }
+        let codes = self.codes()?;
+        dequantize_affine_into(
+            &codes,
+            &self.block_size,
+            &self.scale,
+            self.zero_point.as_ref(),
+            self.target_dtype,
+            &options,
+            out,
         )
     }
 

@@ -978,7 +978,9 @@ fn an_infinite_block_gives_the_reference_nan_bits() -> Result<()> {
 // `TCH_QUANT_FUSED_SEED`'s, as above.
 // ===========================================================================
 
-use tch_quant::{dequantize_affine, AffineQuantizedTensor, QuantizedParts, StorageLayout};
+use tch_quant::{
+    dequantize_affine, dequantize_affine_into, AffineQuantizedTensor, QuantizedParts, StorageLayout,
+};
 
 /// One dequantize call, on either path.
 #[derive(Debug)]
@@ -1007,6 +1009,26 @@ impl DequantizeCall {
             self.output,
         )?;
         Ok(vec![Some(x)])
+    }
+
+    /// The call through `dequantize_affine_into`, into a contiguous output
+    /// first filled with NaN (so that an element left unwritten shows).
+    fn run_into(&self, codes: &Tensor, reference: bool) -> Answer {
+        let options = QuantizeOptions {
+            force_reference: reference,
+            ..self.options
+        };
+        let mut out = Tensor::full(codes.size(), f64::NAN, (self.output, codes.device()));
+        dequantize_affine_into(
+            codes,
+            &self.block,
+            &self.scale,
+            self.zero_point.as_ref(),
+            self.dtype,
+            &options,
+            &mut out,
+        )?;
+        Ok(vec![Some(out)])
     }
 }
 
@@ -1359,12 +1381,13 @@ fn fused_dequantize_is_bit_identical_on_random_cases() -> Result<()> {
     let count = dequantize_case_count();
     println!("fused dequantize identity: seed {seed} (TCH_QUANT_FUSED_SEED), {count} cases");
     let mut rng = Rng(seed ^ 0xDE0);
-    let mut tally = DequantizeTally::default();
+    let (mut tally, mut into) = (DequantizeTally::default(), DequantizeTally::default());
     for drawn in 0..count {
         // One case in 500 is large enough to be split over threads.
         let big = drawn % 500 == 7;
         let (codes, call) = random_dequantize_case(&mut rng, big)?;
         tally.note_kinds(codes.kind(), call.zero_point.as_ref());
+        into.note_kinds(codes.kind(), call.zero_point.as_ref());
         let fused = call.run(&codes, false);
         let reference = call.run(&codes, true);
         let what = format!(
@@ -1373,13 +1396,86 @@ fn fused_dequantize_is_bit_identical_on_random_cases() -> Result<()> {
             codes.kind(),
             codes.size()
         );
-        tally.record(what, &fused, &reference)?;
+        tally.record(what.clone(), &fused, &reference)?;
+        into.record(what, &call.run_into(&codes, false), &reference)?;
     }
     tally.print("fused dequantize identity, random");
+    into.print("fused dequantize identity, random, into an output");
     assert!(
-        tally.inner.diffs.is_empty(),
-        "{} random dequantize cases differ (seed {seed})",
-        tally.inner.diffs.len()
+        tally.inner.diffs.is_empty() && into.inner.diffs.is_empty(),
+        "{} random dequantize cases differ, {} into an output (seed {seed})",
+        tally.inner.diffs.len(),
+        into.inner.diffs.len()
+    );
+    Ok(())
+}
+
+/// Codes of a short-run layout (see [`short_run_layout`]) and a call.
+fn random_short_run_dequantize(rng: &mut Rng, big: bool) -> Result<(Tensor, DequantizeCall)> {
+    let (shape, block) = short_run_layout(rng, big);
+    let dtype = rng.pick(&[
+        QuantDtype::Int8,
+        QuantDtype::UInt8,
+        QuantDtype::UInt4,
+        QuantDtype::Int4,
+        QuantDtype::Int16,
+        QuantDtype::Int32,
+    ]);
+    let mut edges = Edges::default();
+    let (quant_min, quant_max) = random_range(rng, dtype, &mut edges);
+    let bounds = dtype.bounds();
+    let quant = (quant_min.unwrap_or(bounds.0), quant_max.unwrap_or(bounds.1));
+    let n: i64 = shape.iter().product();
+    let codes = random_ints(rng, n as usize, dtype.storage_kind(), quant)?.f_reshape(&shape)?;
+    let (scale, zero_point, domain) = random_dequantize_qparams(rng, &shape, &block, dtype, quant)?;
+    let call = DequantizeCall {
+        block,
+        scale,
+        zero_point,
+        dtype,
+        options: QuantizeOptions {
+            quant_min,
+            quant_max,
+            zero_point_domain: domain,
+            force_reference: false,
+        },
+        output: rng.pick(&FLOATS),
+    };
+    Ok((codes, call))
+}
+
+/// The short-run kernels of the dequantize (tall, narrow codes per column,
+/// tiny blocks, 4-D blocks), allocating and into an output.
+#[test]
+fn fused_dequantize_is_bit_identical_on_short_run_layouts() -> Result<()> {
+    let seed = seed();
+    let count = (dequantize_case_count() / 8).max(1000);
+    println!("fused dequantize identity, short runs: seed {seed}, {count} cases");
+    let mut rng = Rng(seed ^ 0x5407);
+    let (mut tally, mut into) = (DequantizeTally::default(), DequantizeTally::default());
+    for drawn in 0..count {
+        let big = drawn % 100 == 3;
+        let (codes, call) = random_short_run_dequantize(&mut rng, big)?;
+        tally.note_kinds(codes.kind(), call.zero_point.as_ref());
+        into.note_kinds(codes.kind(), call.zero_point.as_ref());
+        let fused = call.run(&codes, false);
+        let reference = call.run(&codes, true);
+        let what = format!(
+            "{} case {drawn} (seed {seed}), codes {:?} {:?}, {call:?}",
+            dequantize_key(&codes, &call),
+            codes.kind(),
+            codes.size()
+        );
+        tally.record(what.clone(), &fused, &reference)?;
+        into.record(what, &call.run_into(&codes, false), &reference)?;
+    }
+    tally.print("fused dequantize identity, short runs");
+    into.print("fused dequantize identity, short runs, into an output");
+    assert!(
+        tally.inner.diffs.is_empty() && into.inner.diffs.is_empty(),
+        "{} short-run dequantize cases differ, {} into an output (seed {seed})",
+        tally.inner.diffs.len(),
+        into.inner.diffs.len()
     );
     Ok(())
 }
@@ -1561,6 +1657,7 @@ fn fused_packed_dequantize_is_bit_identical_to_unpacking_first() -> Result<()> {
     println!("fused packed dequantize identity: seed {seed} (TCH_QUANT_FUSED_SEED), {count} cases");
     let mut rng = Rng(seed ^ 0xBACC);
     let mut tally = DequantizeTally::default();
+    let mut into_tally = DequantizeTally::default();
     let mut drawn = 0usize;
     while tally.inner.total() < count {
         drawn += 1;
@@ -1574,6 +1671,7 @@ fn fused_packed_dequantize_is_bit_identical_to_unpacking_first() -> Result<()> {
         let output = rng.pick(&FLOATS);
         let codes = q.codes()?;
         tally.note_kinds(codes.kind(), q.zero_point());
+        into_tally.note_kinds(codes.kind(), q.zero_point());
         let (quant_min, quant_max) = q.quant_range();
         let reference = dequantize_affine(
             &codes,
@@ -1591,6 +1689,8 @@ fn fused_packed_dequantize_is_bit_identical_to_unpacking_first() -> Result<()> {
         )
         .map(|x| vec![Some(x)]);
         let fused = q.dequantize_as(output).map(|x| vec![Some(x)]);
+        let mut out = Tensor::full(q.shape(), f64::NAN, (output, Device::Cpu));
+        let into = q.dequantize_into(&mut out).map(|()| vec![Some(out)]);
         let what = format!(
             "packed/uint{bits}/{}/{:?}->{output:?} case {drawn} (seed {seed}), shape {:?}, \
              block {:?}, {:?}, scale {:?}, zero point {:?}",
@@ -1602,13 +1702,16 @@ fn fused_packed_dequantize_is_bit_identical_to_unpacking_first() -> Result<()> {
             q.scale(),
             q.zero_point()
         );
-        tally.record(what, &fused, &reference)?;
+        tally.record(what.clone(), &fused, &reference)?;
+        into_tally.record(what, &into, &reference)?;
     }
     tally.print("fused packed dequantize identity, random");
+    into_tally.print("fused packed dequantize identity, random, into an output");
     assert!(
-        tally.inner.diffs.is_empty(),
-        "{} packed dequantize cases differ (seed {seed})",
-        tally.inner.diffs.len()
+        tally.inner.diffs.is_empty() && into_tally.inner.diffs.is_empty(),
+        "{} packed dequantize cases differ, {} into an output (seed {seed})",
+        tally.inner.diffs.len(),
+        into_tally.inner.diffs.len()
     );
     Ok(())
 }
@@ -1624,6 +1727,7 @@ fn every_simd_level_dequantizes_bit_identically() -> Result<()> {
         for test in [
             "fused_dequantize_is_bit_identical_on_random_cases",
             "fused_packed_dequantize_is_bit_identical_to_unpacking_first",
+            "fused_dequantize_is_bit_identical_on_short_run_layouts",
         ] {
             let out = std::process::Command::new(&exe)
                 .args([test, "--exact", "--nocapture"])

@@ -33,7 +33,7 @@ use half::{bf16, f16};
 use tch::Kind;
 
 use super::float::{f16_bits_exact, Prec};
-use super::layout::Batch;
+use super::layout::{Batch, Folded};
 use crate::mapping::ZeroPointDomain;
 
 /// A code dtype as `dequantize_affine` reads it: converted to int32 exactly.
@@ -235,20 +235,171 @@ fn kept<C: Code, O: OutElem, F: Formula>(codes: &[C], k: Blocks, out: &mut [Mayb
     }
 }
 
+/// Elements per call of [`kept`] when short runs are dequantized with
+/// their blocks' constants replicated per element: 1 KiB of each constant,
+/// in L1.
+const WIDE: usize = 256;
+
+/// Per-element constants for [`kept`], `WIDE` at a time.
+struct Wide {
+    scale: [f32; WIDE],
+    zp_int: [i32; WIDE],
+    zp: [f32; WIDE],
+}
+
+impl Wide {
+    fn new() -> Self {
+        Wide {
+            scale: [0.0; WIDE],
+            zp_int: [0; WIDE],
+            zp: [0.0; WIDE],
+        }
+    }
+
+    /// The first `n` constants as blocks, one per element.
+    #[inline(always)]
+    fn blocks(&self, n: usize, mid: f32) -> Blocks<'_> {
+        Blocks {
+            scale: &self.scale[..n],
+            zp_int: &self.zp_int[..n],
+            zp: &self.zp[..n],
+            mid,
+        }
+    }
+
+    /// Each of the first blocks of `k` over `len` consecutive elements,
+    /// for the first `n` elements (`n` a multiple of `len`).
+    #[inline(always)]
+    fn replicate(&mut self, len: usize, k: Blocks, n: usize) {
+        let runs = n / len;
+        replicate_runs(len, &k.scale[..runs], &mut self.scale[..n]);
+        replicate_runs(len, &k.zp_int[..runs], &mut self.zp_int[..n]);
+        replicate_runs(len, &k.zp[..runs], &mut self.zp[..n]);
+    }
+
+    /// The first `len` blocks of `k` repeated over the first `n` elements
+    /// (`n` a multiple of `len`).
+    #[inline(always)]
+    fn repeat(&mut self, len: usize, k: Blocks, n: usize) {
+        for at in (0..n).step_by(len) {
+            self.scale[at..at + len].copy_from_slice(&k.scale[..len]);
+            self.zp_int[at..at + len].copy_from_slice(&k.zp_int[..len]);
+            self.zp[at..at + len].copy_from_slice(&k.zp[..len]);
+        }
+    }
+}
+
+/// `dst[j] = src[j / L]`, `L` a constant so that the stores vectorize
+/// instead of dividing per element.
+#[inline(always)]
+fn replicate<T: Copy, const L: usize>(src: &[T], dst: &mut [T]) {
+    for (d, &v) in dst.chunks_exact_mut(L).zip(src) {
+        d.fill(v);
+    }
+}
+
+/// [`replicate`] for a run length known at run time (2 to 7).
+#[inline(always)]
+fn replicate_runs<T: Copy>(len: usize, src: &[T], dst: &mut [T]) {
+    match len {
+        2 => replicate::<T, 2>(src, dst),
+        3 => replicate::<T, 3>(src, dst),
+        4 => replicate::<T, 4>(src, dst),
+        5 => replicate::<T, 5>(src, dst),
+        6 => replicate::<T, 6>(src, dst),
+        _ => replicate::<T, 7>(src, dst),
+    }
+}
+
+/// Runs at most this long, consecutive in memory, are dequantized with
+/// replicated constants ([`Wide`]).
+const TINY_RUN: usize = 7;
+
+/// Kept runs at most this long, consecutive in memory, are dequantized
+/// `WIDE / len` runs at a time.
+const NARROW_RUN: usize = WIDE / 4;
+
+/// [`dequantize_reduced`]'s body for one batch.
+#[inline(always)]
+fn reduced_batch<C: Code, O: OutElem, F: Formula>(
+    codes: &[C],
+    batch: Batch,
+    k: Blocks<'_>,
+    range: (i64, i64),
+    out: &mut [MaybeUninit<O>],
+) {
+    if batch.stride == batch.len && (2..=TINY_RUN).contains(&batch.len) {
+        // Consecutive runs shorter than a vector: each block's constants
+        // replicated over its elements, `WIDE / len` blocks at a time, then
+        // dequantized as kept elements (vectorized across blocks).
+        let (len, m) = (batch.len, WIDE / batch.len);
+        let span = batch.span();
+        let mut wide = Wide::new();
+        let chunks = codes[..span]
+            .chunks(m * len)
+            .zip(out[..span].chunks_mut(m * len));
+        for (g, (c, o)) in chunks.enumerate() {
+            let n = c.len();
+            wide.replicate(len, k.from(g * m), n);
+            kept::<C, O, F>(c, wide.blocks(n, k.mid), o);
+        }
+        return;
+    }
+    for i in 0..batch.reps {
+        let at = i * batch.stride..i * batch.stride + batch.len;
+        run::<C, O, F>(&codes[at.clone()], k.from(i), range, &mut out[at]);
+    }
+}
+
 kernel! {
-    /// Values of a batch of reduced runs: run `i` (codes `codes[i *
-    /// batch.stride..]`, values to `out` at the same offsets) with block `i`
-    /// of `k`.
+    /// Values of a folded batch of reduced runs: for every copy `o` of
+    /// `folded.batch`, run `i` (codes `codes[o * folded.outer_stride + i *
+    /// stride..]`, values to `out` at the same offsets) with block `i` of
+    /// `k`.
     pub(crate) fn dequantize_reduced<C: Code, O: OutElem, F: Formula>(
         codes: &[C],
-        batch: Batch,
+        folded: Folded,
         k: Blocks<'_>,
         out: &mut [MaybeUninit<O>],
     ) {
-        for i in 0..batch.reps {
-            let at = i * batch.stride..i * batch.stride + batch.len;
-            run::<C, O, F>(&codes[at.clone()], k.from(i), C::RANGE, &mut out[at]);
+        let batch = folded.batch;
+        for o in 0..folded.outer {
+            let at = o * folded.outer_stride;
+            let span = at..at + batch.span();
+            reduced_batch::<C, O, F>(&codes[span.clone()], batch, k, C::RANGE, &mut out[span]);
         }
+    }
+}
+
+/// [`dequantize_kept`]'s body for one batch.
+#[inline(always)]
+fn kept_batch<C: Code, O: OutElem, F: Formula>(
+    codes: &[C],
+    batch: Batch,
+    k: Blocks<'_>,
+    out: &mut [MaybeUninit<O>],
+) {
+    let mut first = 0;
+    if batch.stride == batch.len && batch.len <= NARROW_RUN {
+        // Consecutive narrow runs (tall, narrow codes per column): the
+        // constants repeated over `m` runs side by side dequantize `m * len`
+        // elements per call.
+        let (len, m) = (batch.len, WIDE / batch.len);
+        let (w, groups) = (m * len, batch.reps / m);
+        let mut wide = Wide::new();
+        wide.repeat(len, k, w);
+        let whole = groups * w;
+        let chunks = codes[..whole]
+            .chunks_exact(w)
+            .zip(out[..whole].chunks_exact_mut(w));
+        for (c, o) in chunks {
+            kept::<C, O, F>(c, wide.blocks(w, k.mid), o);
+        }
+        first = groups * m;
+    }
+    for i in first..batch.reps {
+        let at = i * batch.stride..i * batch.stride + batch.len;
+        kept::<C, O, F>(&codes[at.clone()], k, &mut out[at]);
     }
 }
 
@@ -261,10 +412,7 @@ kernel! {
         k: Blocks<'_>,
         out: &mut [MaybeUninit<O>],
     ) {
-        for i in 0..batch.reps {
-            let at = i * batch.stride..i * batch.stride + batch.len;
-            kept::<C, O, F>(&codes[at.clone()], k, &mut out[at]);
-        }
+        kept_batch::<C, O, F>(codes, batch, k, out);
     }
 }
 
@@ -378,6 +526,24 @@ kernel! {
         out: &mut [MaybeUninit<O>],
     ) {
         let range = (0, packed.max_code());
+        if batch.stride == batch.len && batch.len <= TINY_RUN {
+            // Consecutive tiny runs: whole runs unpacked a chunk at a time,
+            // then dequantized as plain codes.
+            let len = batch.len;
+            let (span, per) = (batch.span(), CHUNK / len * len);
+            for c in (0..span).step_by(per) {
+                let n = per.min(span - c);
+                let codes = &mut scratch[..n];
+                packed.unpack(batch.elem + c, codes);
+                let sub = Batch {
+                    reps: n / len,
+                    ..batch
+                };
+                let o = &mut out[c..c + n];
+                reduced_batch::<u8, O, F>(codes, sub, k.from(c / len), range, o);
+            }
+            return;
+        }
         for i in 0..batch.reps {
             let first = i * batch.stride;
             let run_out = &mut out[first..first + batch.len];
@@ -407,6 +573,23 @@ kernel! {
         scratch: &mut [u8],
         out: &mut [MaybeUninit<O>],
     ) {
+        if batch.stride == batch.len && batch.len <= NARROW_RUN {
+            // Consecutive narrow runs: whole runs unpacked a chunk at a
+            // time, then dequantized as plain codes.
+            let len = batch.len;
+            let (span, per) = (batch.span(), CHUNK / len * len);
+            for c in (0..span).step_by(per) {
+                let n = per.min(span - c);
+                let codes = &mut scratch[..n];
+                packed.unpack(batch.elem + c, codes);
+                let sub = Batch {
+                    reps: n / len,
+                    ..batch
+                };
+                kept_batch::<u8, O, F>(codes, sub, k, &mut out[c..c + n]);
+            }
+            return;
+        }
         for i in 0..batch.reps {
             let first = i * batch.stride;
             for c in (0..batch.len).step_by(CHUNK) {

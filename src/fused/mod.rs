@@ -73,6 +73,7 @@ mod threads;
 mod view;
 
 pub(crate) use drive::{
-    choose_and_quantize, choose_qparams, dequantize, quantize, Chained, CodesArg, DequantizeArgs,
-    QuantizeArgs,
+    choose_and_quantize, choose_qparams, dequantize, dequantize_into, quantize, Chained, CodesArg,
+    DequantizeArgs, QuantizeArgs,
 };
+pub(crate) use view::byte_span;

@@ -1,6 +1,7 @@
 //! Views of tensor memory: the input and the qparams read as slices of
-//! their stored dtype, and freshly allocated outputs as slices of
-//! `MaybeUninit` that the kernels write exactly once. The fused path's
+//! their stored dtype, and outputs (freshly allocated, or the caller's,
+//! sharing no byte with what the pass reads) as slices of `MaybeUninit`
+//! that the kernels write exactly once. The fused path's
 //! memory access is `unsafe` only here, where the checks it rests on are.
 
 use std::mem::MaybeUninit;
@@ -134,32 +135,134 @@ pub(crate) fn empty(op: &'static str, shape: &[i64], kind: Kind) -> Result<Tenso
 
 /// The memory of a tensor that [`empty`] just allocated.
 pub(crate) fn out_view(t: &mut Tensor) -> Option<Out<'_>> {
-    fn view<T>(t: &mut Tensor) -> Option<&mut [MaybeUninit<T>]> {
+    // SAFETY: `t` was just allocated by `empty`: a contiguous CPU tensor
+    // whose storage no other handle shares and that nothing reads.
+    unsafe { writable(t) }
+}
+
+/// `t`'s elements as a slice of `MaybeUninit` of its dtype.
+///
+/// # Safety
+/// `t` must be a dense, contiguous CPU tensor, and no other reference to
+/// its bytes may be used while the returned view lives (the view borrows
+/// `t` mutably, which covers this handle but not others to its storage).
+unsafe fn writable(t: &mut Tensor) -> Option<Out<'_>> {
+    /// # Safety
+    /// As [`writable`], with `T` matching `t`'s dtype.
+    unsafe fn view<T>(t: &mut Tensor) -> Option<&mut [MaybeUninit<T>]> {
         let n = t.numel();
         let ptr = t.data_ptr() as *mut MaybeUninit<T>;
         if n == 0 || ptr.is_null() || ptr.align_offset(std::mem::align_of::<T>()) != 0 {
             return None;
         }
-        // SAFETY: `t` was just allocated by `empty` with `T`'s dtype (matched
-        // by the caller): a contiguous CPU tensor of `n > 0` elements whose
-        // storage no other handle shares, so `data_ptr` points at `n`
-        // consecutive, possibly uninitialized `T`s (hence `MaybeUninit`),
-        // non-null and aligned (checked above). The slice borrows `t`
-        // mutably, so it is the only access to that memory while it lives.
+        // SAFETY: `t` is a contiguous CPU tensor of `n > 0` elements of
+        // `T`'s dtype (the callers' contract), so `data_ptr` points at `n`
+        // consecutive `T`s of its storage, possibly uninitialized (hence
+        // `MaybeUninit`), non-null and aligned (checked above); no other
+        // reference to them is used while the slice lives (the contract).
         Some(unsafe { std::slice::from_raw_parts_mut(ptr, n) })
     }
-    Some(match t.kind() {
-        Kind::Float => Out::F32(view(t)?),
-        Kind::Double => Out::F64(view(t)?),
-        Kind::BFloat16 => Out::Bf16(view(t)?),
-        Kind::Half => Out::F16(view(t)?),
-        Kind::Uint8 => Out::U8(view(t)?),
-        Kind::Int8 => Out::I8(view(t)?),
-        Kind::Int16 => Out::I16(view(t)?),
-        Kind::Int => Out::I32(view(t)?),
-        Kind::Int64 => Out::I64(view(t)?),
-        _ => return None,
-    })
+    // SAFETY (every arm): `view`'s `T` is the dtype matched.
+    unsafe {
+        Some(match t.kind() {
+            Kind::Float => Out::F32(view(t)?),
+            Kind::Double => Out::F64(view(t)?),
+            Kind::BFloat16 => Out::Bf16(view(t)?),
+            Kind::Half => Out::F16(view(t)?),
+            Kind::Uint8 => Out::U8(view(t)?),
+            Kind::Int8 => Out::I8(view(t)?),
+            Kind::Int16 => Out::I16(view(t)?),
+            Kind::Int => Out::I32(view(t)?),
+            Kind::Int64 => Out::I64(view(t)?),
+            _ => return None,
+        })
+    }
+}
+
+/// The bytes a strided CPU tensor's elements occupy, from its first
+/// element's to the end of its last (empty for an empty tensor).
+pub(crate) fn byte_span(t: &Tensor) -> std::ops::Range<usize> {
+    let start = t.data_ptr() as usize;
+    if t.numel() == 0 {
+        return start..start;
+    }
+    let last: i64 = t
+        .size()
+        .iter()
+        .zip(t.stride())
+        .map(|(&n, s)| (n - 1) * s.max(0))
+        .sum();
+    let elem = t.kind().elt_size_in_bytes();
+    start..start + (last as usize + 1) * elem
+}
+
+/// The memory of `t`, a tensor the caller will overwrite, when it is a
+/// dense, contiguous CPU tensor whose bytes overlap none of `reads` (the
+/// tensors the pass views for reading while it writes `t`).
+pub(crate) fn into_view<'a>(t: &'a mut Tensor, reads: &[&Tensor]) -> Option<Out<'a>> {
+    if !is_dense_cpu(t) || !t.is_contiguous() {
+        return None;
+    }
+    let span = byte_span(t);
+    let overlaps = |r: &&Tensor| {
+        let other = byte_span(r);
+        span.start < other.end && other.start < span.end
+    };
+    if reads.iter().any(overlaps) {
+        return None;
+    }
+    // SAFETY: dense, contiguous and CPU (checked above), and sharing no
+    // byte with anything the pass reads, so the pass's slices never alias
+    // the view. Other handles to the same storage may exist; like
+    // libtorch's `out=` ops (and `slice_of`'s reads), this assumes no other
+    // thread uses them during the call.
+    unsafe { writable(t) }
+}
+
+/// Outputs larger than this are advised: glibc's largest mmap threshold
+/// (32 MiB on 64-bit), above which every allocation is freshly mapped
+/// memory. Smaller ones may be reused heap memory, already faulted in, which
+/// a bfloat16 4096x4096 output (32 MiB) measured 2-4x slower advised.
+const ADVISE_ABOVE_BYTES: usize = 32 << 20;
+
+/// Asks the kernel to back the page-aligned part of `t`'s memory, a tensor
+/// [`empty`] just allocated, with transparent huge pages when it is first
+/// written: an output above [`ADVISE_ABOVE_BYTES`] is freshly mapped
+/// memory, and faulting it in one 2 MiB page at a time instead of 512
+/// pages of 4 KiB saves most of the faults' cost. A hint only: the bytes
+/// and their values are unchanged, and a kernel without THP ignores it.
+pub(crate) fn advise_fresh(t: &Tensor) {
+    #[cfg(target_os = "linux")]
+    {
+        let span = byte_span(t);
+        if span.len() <= ADVISE_ABOVE_BYTES || !is_dense_cpu(t) {
+            return;
+        }
+        // SAFETY: `sysconf` has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let Ok(page) = usize::try_from(page) else {
+            return;
+        };
+        if !page.is_power_of_two() {
+            return;
+        }
+        let start = (span.start + page - 1) & !(page - 1);
+        let end = span.end & !(page - 1);
+        if end <= start {
+            return;
+        }
+        // SAFETY: `start..end` is page-aligned and lies inside `t`'s own
+        // storage (its bytes, rounded inwards to whole pages), which `t`
+        // keeps mapped. `MADV_HUGEPAGE` only marks those pages as eligible
+        // for huge pages: it neither frees nor changes memory, so nothing
+        // that holds or reads it is affected. A failure (an old kernel, THP
+        // disabled) leaves the memory as it was, and is ignored.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = t;
 }
 
 impl<'a> Out<'a> {

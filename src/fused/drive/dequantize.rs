@@ -14,11 +14,12 @@ use crate::fused::dequantize::{
     CHUNK,
 };
 use crate::fused::gate;
-use crate::fused::layout::{Batch, Walk};
+use crate::fused::layout::{Batch, Folded, Walk};
 use crate::fused::quantize::round_slice;
 use crate::fused::threads::{for_each_tile, jobs, parallel, threads_for};
 use crate::fused::view::{
-    bytes_view, codes_view, empty, is_dense_cpu, out_view, values_view, Codes, Out, Values,
+    advise_fresh, bytes_view, codes_view, empty, into_view, is_dense_cpu, out_view, values_view,
+    Codes, Out, Values,
 };
 use crate::mapping::ZeroPointDomain;
 
@@ -45,8 +46,9 @@ pub(crate) struct DequantizeArgs<'a> {
     pub output: Kind,
 }
 
-/// Fused `dequantize_affine` of codes of `shape`; `Ok(None)` where the
-/// reference path runs (see [`nan_free`] for the NaN cases it leaves).
+/// Fused `dequantize_affine` of codes of `shape` into a fresh tensor;
+/// `Ok(None)` where the reference path runs (see [`nan_free`] for the NaN
+/// cases it leaves).
 pub(crate) fn dequantize(
     op: &'static str,
     codes: CodesArg,
@@ -54,6 +56,51 @@ pub(crate) fn dequantize(
     layout: &BlockLayout,
     args: &DequantizeArgs,
 ) -> Result<Option<Tensor>> {
+    let done = covered(op, codes, shape, layout, args, |pass, source, _| {
+        let mut out = empty(op, shape, args.output)?;
+        advise_fresh(&out);
+        let Some(view) = out_view(&mut out) else {
+            return Ok(None);
+        };
+        Ok(dispatch_dequantize(pass, source, view).then_some(out))
+    })?;
+    Ok(done.flatten())
+}
+
+/// [`dequantize()`] into `out`, a tensor of `shape` and dtype `args.output`
+/// that the caller has checked; `Ok(false)` where the reference path runs
+/// (`out` may then hold some values already). `out` must share no memory
+/// with the codes or qparams, or the call is not covered.
+pub(crate) fn dequantize_into(
+    op: &'static str,
+    codes: CodesArg,
+    shape: &[i64],
+    layout: &BlockLayout,
+    args: &DequantizeArgs,
+    out: &mut Tensor,
+) -> Result<bool> {
+    if out.size() != shape || out.kind() != args.output {
+        return Ok(false);
+    }
+    let done = covered(op, codes, shape, layout, args, |pass, source, reads| {
+        let Some(view) = into_view(out, reads) else {
+            return Ok(false);
+        };
+        Ok(dispatch_dequantize(pass, source, view))
+    })?;
+    Ok(done == Some(true))
+}
+
+/// Runs `run` with the pass and the codes of a call the fused path covers,
+/// and the tensors the pass reads; `Ok(None)` when it does not cover it.
+fn covered<R>(
+    op: &'static str,
+    codes: CodesArg,
+    shape: &[i64],
+    layout: &BlockLayout,
+    args: &DequantizeArgs,
+    run: impl FnOnce(&Pass, &Source, &[&Tensor]) -> Result<R>,
+) -> Result<Option<R>> {
     let params = [Some(args.scale), args.zero_point];
     if params.iter().flatten().any(|t| !is_dense_cpu(t)) {
         return Ok(None);
@@ -71,13 +118,13 @@ pub(crate) fn dequantize(
     let Some(walk) = gate::walk(layout) else {
         return Ok(None);
     };
-    let source = match codes {
+    let (source, mut reads): (Source, Vec<&Tensor>) = match codes {
         CodesArg::Plain(t) => match codes_view(t) {
-            Some(c) if t.size() == shape => Source::Plain(c),
+            Some(c) if t.size() == shape => (Source::Plain(c), vec![t]),
             _ => return Ok(None),
         },
         CodesArg::Packed { shards, planes } => match packed_view(shards, planes, shape) {
-            Some(p) => Source::Packed(p),
+            Some(p) => (Source::Packed(p), shards.iter().collect()),
             None => return Ok(None),
         },
     };
@@ -86,7 +133,7 @@ pub(crate) fn dequantize(
         Some(z) => Some(z.f_contiguous().op(op)?),
         None => None,
     };
-    let Some(scale) = values_view(&scale) else {
+    let Some(scale_view) = values_view(&scale) else {
         return Ok(None);
     };
     let zp = match zero_point.as_ref() {
@@ -96,18 +143,15 @@ pub(crate) fn dequantize(
         },
         None => None,
     };
-    let mut out = empty(op, shape, args.output)?;
-    let Some(view) = out_view(&mut out) else {
-        return Ok(None);
-    };
+    reads.push(&scale);
+    reads.extend(zero_point.as_ref());
     let pass = Pass {
         walk: &walk,
         kinds: &kinds,
-        scale: &scale,
+        scale: &scale_view,
         zp: zp.as_ref(),
     };
-    let done = dispatch_dequantize(&pass, &source, view);
-    Ok(done.then_some(out))
+    run(&pass, &source, &reads).map(Some)
 }
 
 /// The codes as the kernels read them.
@@ -193,12 +237,14 @@ fn plain_pass<C: Code, O: OutElem, F: Formula>(
     out: &mut [MaybeUninit<O>],
 ) -> bool {
     let reduced = pass.walk.run().reduced;
-    run_pass(pass, C::RANGE, out, |batch, k, out, _| {
-        let codes = &codes[batch.elem..];
+    run_pass(pass, C::RANGE, out, |folded, k, out, _| {
+        let codes = &codes[folded.batch.elem..];
         if reduced {
-            dequantize_reduced::<C, O, F>(codes, batch, k, out);
+            dequantize_reduced::<C, O, F>(codes, folded, k, out);
         } else {
-            dequantize_kept::<C, O, F>(codes, batch, k, out);
+            unfold(folded, |batch, at| {
+                dequantize_kept::<C, O, F>(&codes[at..], batch, k, &mut out[at..]);
+            });
         }
     })
 }
@@ -213,18 +259,39 @@ fn packed_pass<O: OutElem, F: Formula>(
         pass,
         (0, packed.max_code()),
         out,
-        |batch, k, out, scratch| {
-            if reduced {
-                dequantize_reduced_packed::<O, F>(packed, batch, k, scratch, out);
-            } else {
-                dequantize_kept_packed::<O, F>(packed, batch, k, scratch, out);
-            }
+        |folded, k, out, scratch| {
+            unfold(folded, |batch, at| {
+                let out = &mut out[at..];
+                if reduced {
+                    dequantize_reduced_packed::<O, F>(packed, batch, k, scratch, out);
+                } else {
+                    dequantize_kept_packed::<O, F>(packed, batch, k, scratch, out);
+                }
+            });
         },
     )
 }
 
+/// `f(batch, at)` for each copy of the folded batch, `at` elements after
+/// the first copy's first element.
+#[inline(always)]
+fn unfold(folded: Folded, mut f: impl FnMut(Batch, usize)) {
+    for o in 0..folded.outer {
+        let at = o * folded.outer_stride;
+        let elem = folded.batch.elem + at;
+        f(
+            Batch {
+                elem,
+                ..folded.batch
+            },
+            at,
+        );
+    }
+}
+
 /// Every element's value into `out`, with jobs along the walk's outermost
-/// dim and tiles along its first kept dim (`kernel` gets each batch, its
+/// dim and tiles along its first kept dim (`kernel` gets each folded batch
+/// (see [`Walk::for_each_folded`]), its
 /// blocks' constants, the outputs from the batch's first element on and a
 /// scratch of [`CHUNK`] codes): each tile's qparams are read and
 /// checked ([`nan_free`]) before `kernel` runs on its batches. `false`, with
@@ -233,7 +300,7 @@ fn run_pass<O: OutElem>(
     pass: &Pass,
     codes: (i64, i64),
     out: &mut [MaybeUninit<O>],
-    kernel: impl Fn(Batch, Blocks, &mut [MaybeUninit<O>], &mut [u8]) + Sync,
+    kernel: impl Fn(Folded, Blocks, &mut [MaybeUninit<O>], &mut [u8]) + Sync,
 ) -> bool {
     let walk = pass.walk;
     let d0 = walk.dims[0];
@@ -268,9 +335,10 @@ fn run_pass<O: OutElem>(
                     nan.store(true, Ordering::Relaxed);
                     return false;
                 }
-                walk.for_each_batch(ranges, &mut |batch| {
-                    let k = blocks.from(batch.block - block0);
-                    kernel(batch, k, &mut out[batch.elem - elem0..], &mut scratch);
+                walk.for_each_folded(ranges, &mut |folded| {
+                    let k = blocks.from(folded.batch.block - block0);
+                    let out = &mut out[folded.batch.elem - elem0..];
+                    kernel(folded, k, out, &mut scratch);
                 });
                 true
             },

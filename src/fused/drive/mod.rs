@@ -57,7 +57,7 @@ mod tile;
 
 pub(crate) use chain::{choose_and_quantize, Chained};
 pub(crate) use choose::choose_qparams;
-pub(crate) use dequantize::{dequantize, CodesArg, DequantizeArgs};
+pub(crate) use dequantize::{dequantize, dequantize_into, CodesArg, DequantizeArgs};
 pub(crate) use quantize::{quantize, QuantizeArgs};
 
 use super::layout::Walk;
