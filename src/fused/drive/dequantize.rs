@@ -101,6 +101,7 @@ fn covered<R>(
     args: &DequantizeArgs,
     run: impl FnOnce(&Pass, &Source, &[&Tensor]) -> Result<R>,
 ) -> Result<Option<R>> {
+    crate::threading::check_settings(op)?;
     let params = [Some(args.scale), args.zero_point];
     if params.iter().flatten().any(|t| !is_dense_cpu(t)) {
         return Ok(None);
