@@ -4,6 +4,8 @@
 //! that every other level runs.
 
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+use std::sync::OnceLock;
 
 use half::bf16;
 
@@ -150,9 +152,175 @@ pub(crate) fn bf16_runs32(
     (below | above) != 0
 }
 
+/// Whether the CPU runs [`bf16_codes8`] (AVX-512 BF16 and VBMI besides
+/// the F and BW of [`simd::level`](super::simd::level)'s AVX-512).
+pub(crate) fn bf16_codes_available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        super::simd::level() == super::simd::Level::Avx512
+            && is_x86_feature_detected!("avx512bf16")
+            && is_x86_feature_detected!("avx512vbmi")
+    })
+}
+
+/// The constants of [`bf16_codes8`]'s formula for one block.
+#[derive(Clone, Copy)]
+pub(crate) struct Codes8 {
+    /// The multiplier (the reciprocal of the scale).
+    pub a: f32,
+    /// Clamp bounds of the rounded product, or `None` when the caller has
+    /// shown that no product leaves them (no clamp).
+    pub bounds: Option<(f32, f32)>,
+    /// What `(v + MAGIC).to_bits()` loses to become the code.
+    pub bias: i32,
+}
+
+/// The `VPERMT2B` indices of [`bf16_codes8`]: output byte `e = 4j + r`
+/// (`j < 8`) is the low byte of lane `j` (`r` even) or `8 + j` (`r` odd)
+/// of the codes of the even (`r < 2`, bytes 0..64) or odd (`r >= 2`, bytes
+/// 64..128) lanes; the upper 32 bytes are not stored.
+const GATHER: [u8; 64] = {
+    let mut g = [0u8; 64];
+    let mut e = 0;
+    while e < 64 {
+        let (j, r) = (e / 4 % 8, e % 4);
+        g[e] = (r * 32 + 4 * j) as u8;
+        e += 1;
+    }
+    g
+};
+
+/// 1.5 * 2^23, as in `quantize.rs`.
+const MAGIC: f32 = 12_582_912.0;
+
+/// Codes of the Int-domain fast path of `quantize.rs` for bfloat16 input
+/// and a bfloat16 product, 8-bit codes: with `p = x * a` (exact in `f32`),
+/// `v = round_bf16(p)`, clamped to `bounds`, the code is the low byte of
+/// `(v + MAGIC).to_bits() - bias`. Writes `out[..n]` for the longest prefix
+/// of whole 32-element chunks whose products hold no NaN and returns `n`:
+/// the caller's portable loop does the rest.
+///
+/// Per 32 elements: the even and odd elements are widened in place (a
+/// shift and a mask of the 32-bit lanes), multiplied, and rounded to
+/// bfloat16 together by `VCVTNE2PS2BF16` (round to nearest even, like
+/// libtorch's conversion; it reads subnormal products as zero, where the
+/// exact rounding gives a value below 2^-126 whose code is the same: both
+/// round to the integer 0 and take the offset's code; NaN chunks are left
+/// to the caller), widened back the same way, clamped, offset by `MAGIC`,
+/// and the codes' low bytes gathered into element order by one `VPERMT2B`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512bf16")]
+pub(crate) fn bf16_codes8<C: Copy>(x: &[bf16], out: &mut [MaybeUninit<C>], k: Codes8) -> usize {
+    assert_eq!(std::mem::size_of::<C>(), 1);
+    let n = x.len().min(out.len()) / 32 * 32;
+    let a = _mm512_set1_ps(k.a);
+    let high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+    let magic = _mm512_set1_ps(MAGIC);
+    let bias = _mm256_set1_epi8(k.bias as i8);
+    // SAFETY: `GATHER` holds 64 bytes, the 64 loaded.
+    let gather = unsafe { _mm512_loadu_si512(GATHER.as_ptr().cast()) };
+    let (lo, hi) = k.bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    let mut at = 0;
+    while at < n {
+        // SAFETY: `at + 32 <= n <= x.len()`: 64 bytes of `x` loaded.
+        let xv = unsafe { _mm512_loadu_si512(x[at..at + 32].as_ptr().cast()) };
+        let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(xv));
+        let odd = _mm512_castsi512_ps(_mm512_and_si512(xv, high));
+        let (pe, po) = (_mm512_mul_ps(even, a), _mm512_mul_ps(odd, a));
+        let nan =
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(pe, pe) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(po, po);
+        if nan != 0 {
+            break;
+        }
+        // SAFETY: both are 64-byte vectors; `__m512bh` holds 32 bfloat16.
+        let w: __m512i = unsafe { std::mem::transmute(_mm512_cvtne2ps_pbh(po, pe)) };
+        let mut ve = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
+        let mut vo = _mm512_castsi512_ps(_mm512_and_si512(w, high));
+        if k.bounds.is_some() {
+            ve = _mm512_min_ps(_mm512_max_ps(ve, lo), hi);
+            vo = _mm512_min_ps(_mm512_max_ps(vo, lo), hi);
+        }
+        let me = _mm512_castps_si512(_mm512_add_ps(ve, magic));
+        let mo = _mm512_castps_si512(_mm512_add_ps(vo, magic));
+        let bytes = _mm512_permutex2var_epi8(me, gather, mo);
+        let codes = _mm256_sub_epi8(_mm512_castsi512_si256(bytes), bias);
+        // SAFETY: `at + 32 <= n <= out.len()`, one byte per code: the 32
+        // bytes stored.
+        unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
+        at += 32;
+    }
+    at
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::float::round_bf16;
     use super::*;
+
+    #[test]
+    fn bf16_codes_match_the_portable_formula() {
+        if !bf16_codes_available() {
+            return;
+        }
+        // Every bfloat16 pattern but NaN, against multipliers that make
+        // ties, subnormal and overflowing products; with and without the
+        // clamp, and offsets of both signs.
+        let x: Vec<bf16> = (0..=u16::MAX)
+            .map(bf16::from_bits)
+            .filter(|v| !v.is_nan())
+            .collect();
+        let n = x.len() / 32 * 32;
+        for a in [
+            1.0f32,
+            0.5,
+            3.0,
+            127.0 / 2.5,
+            1e-30,
+            1e30,
+            7.5e-39,
+            0.0078125,
+        ] {
+            let a = round_bf16(a);
+            for (offset, lo, hi) in [
+                (0.0f32, -128.0f32, 127.0),
+                (-7.0, 0.0, 15.0),
+                (100.0, -1.0, 255.0),
+            ] {
+                let bias = (MAGIC.to_bits() as i32).wrapping_sub(offset as i32);
+                let (lo, hi) = (lo - offset, hi - offset);
+                for bounds in [Some((lo, hi)), None] {
+                    let mut out = vec![MaybeUninit::<u8>::uninit(); x.len()];
+                    let k = Codes8 { a, bounds, bias };
+                    // SAFETY: checked available above.
+                    let done = unsafe { bf16_codes8(&x, &mut out, k) };
+                    assert_eq!(done, n);
+                    for (i, (v, o)) in x.iter().zip(&out).take(n).enumerate() {
+                        let mut y = round_bf16(v.to_f32() * a);
+                        if let Some((l, h)) = bounds {
+                            y = y.clamp(l, h);
+                        } else if !(lo..=hi).contains(&y) {
+                            continue;
+                        }
+                        let want = ((y + MAGIC).to_bits() as i32).wrapping_sub(bias) as u8;
+                        // SAFETY: the kernel wrote `out[..done]`.
+                        let got = unsafe { o.assume_init() };
+                        assert_eq!(got, want, "x {:#x} a {a:e} element {i}", v.to_bits());
+                    }
+                }
+            }
+        }
+        // A NaN product stops the kernel at its chunk.
+        let mut y = x[..96].to_vec();
+        y[40] = bf16::NAN;
+        let mut out = vec![MaybeUninit::<u8>::uninit(); 96];
+        let k = Codes8 {
+            a: 1.0,
+            bounds: Some((-128.0, 127.0)),
+            bias: MAGIC.to_bits() as i32,
+        };
+        // SAFETY: as above.
+        assert_eq!(unsafe { bf16_codes8(&y, &mut out, k) }, 32);
+    }
 
     #[test]
     fn butterfly_reduces_each_run() {

@@ -18,6 +18,8 @@ use tch::Kind;
 /// converted to the dtype (round to nearest even, overflow to infinity) and
 /// back to `f32`, exactly.
 pub(crate) trait Prec: Copy + Send + Sync + 'static {
+    /// Whether this is bfloat16 (kernels written for its rounding).
+    const IS_BF16: bool = false;
     /// Every integer of magnitude up to this is exact in the dtype.
     const EXACT_INTS: f32;
     fn round(x: f32) -> f32;
@@ -50,6 +52,7 @@ impl Prec for F32 {
 }
 
 impl Prec for Bf16 {
+    const IS_BF16: bool = true;
     const EXACT_INTS: f32 = 256.0;
     #[inline(always)]
     fn round(x: f32) -> f32 {
