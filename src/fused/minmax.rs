@@ -309,7 +309,7 @@ kernel! {
         // bfloat16 runs of whole registers of `i16` are reduced as their
         // bits (see `ordered`): 32 consecutive runs at a time on AVX-512,
         // the rest one by one.
-        let bf16_lanes = E::BF16 && batch.len % LANES16 == 0 && batch.len > 0;
+        let bf16_lanes = E::BF16 && batch.len.is_multiple_of(LANES16) && batch.len > 0;
         #[cfg(target_arch = "x86_64")]
         if let Some(xb) = E::as_bf16(x) {
             if bf16_lanes && batch.stride == batch.len && simd::level() == simd::Level::Avx512 {
