@@ -254,7 +254,7 @@ pub(crate) fn quantize_run<E: Elem, F: Formula, C: Code>(
         while done < n {
             // The AVX-512 kernel stops at a chunk holding a NaN product and
             // at the tail, which the portable formula does.
-            let end = if bf16_kernel::<E, F, C>() {
+            let end = if n >= BF16_KERNEL_MIN_LEN && bf16_kernel::<E, F, C>() {
                 done += bf16_codes(&x[done..n], &mut out[done..n], a, k, true);
                 (done + 32).min(n)
             } else {
@@ -321,6 +321,10 @@ fn quantize_run_in_range<E: Elem, F: Formula, C: Code>(
         ));
     }
 }
+
+/// Runs shorter than this (blocks of 32) keep the portable loop: the
+/// kernel's constants cost about what it saves on one chunk.
+const BF16_KERNEL_MIN_LEN: usize = 64;
 
 /// Whether [`bf16_codes`] covers these dtypes on this CPU: bfloat16 input,
 /// a bfloat16 product (`Formula::BF16_PRODUCT`) and 8-bit codes, whose NaN
