@@ -2045,3 +2045,127 @@ fn fused_path_is_bit_identical_on_layout_paths() -> Result<()> {
     }
     Ok(())
 }
+
+/// A shape and block size for the long-run kernels of `minmax.rs` and
+/// `avx512.rs`: groups of whole registers (32 bfloat16 to an AVX-512
+/// register) in batches of 32 consecutive runs and more, with leftover
+/// runs; rows; the whole tensor.
+fn long_run_layout(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
+    let g = rng.pick(&[32, 64, 96, 128, 160, 256]);
+    let cols = g * rng.pick(&[1, 2, 3, 4, 8, 16]);
+    let rows = if big {
+        rng.pick(&[512, 1024, 2048])
+    } else {
+        1 + rng.below(80) as i64
+    };
+    match rng.below(4) {
+        0 | 1 => (vec![rows, cols], vec![1, g]),
+        2 => (vec![rows, cols], vec![1, cols]),
+        _ => {
+            let n = if big {
+                rows * cols
+            } else {
+                1 + rng.below(5000) as i64
+            };
+            (vec![n], vec![n])
+        }
+    }
+}
+
+#[test]
+fn fused_path_is_bit_identical_on_long_run_kernels() -> Result<()> {
+    // A child run at a capped level gets the parent's seed as is.
+    let seed = match std::env::var_os("TCH_QUANT_SIMD") {
+        Some(_) => seed(),
+        None => seed() ^ 0x10_96_4e,
+    };
+    let count = (case_count() / 8).max(1000);
+    println!("fused identity, long runs: seed {seed}, {count} cases");
+    let mut rng = Rng(seed);
+    let mut tally = Tally::default();
+    let mut drawn = 0usize;
+    while tally.total() < count {
+        drawn += 1;
+        let big = drawn % 100 == 3;
+        let kind = rng.pick(&FLOATS);
+        let (shape, block) = long_run_layout(&mut rng, big);
+        let mut edges = Edges::default();
+        let input = random_input(&mut rng, &shape, kind, &mut edges)?;
+        let (mapping, dtype, options) = random_choose(&mut rng, kind, &mut edges);
+        let call = match rng.below(3) {
+            0 => Call::Choose {
+                mapping,
+                block,
+                dtype,
+                options,
+            },
+            1 => {
+                let Some((scale, zero_point)) =
+                    random_qparams(&mut rng, &input, &block, mapping, dtype, &options)?
+                else {
+                    continue;
+                };
+                Call::Quantize {
+                    block,
+                    scale,
+                    zero_point,
+                    dtype,
+                    options: QuantizeOptions {
+                        quant_min: options.quant_min,
+                        quant_max: options.quant_max,
+                        zero_point_domain: options.zero_point_domain,
+                        force_reference: false,
+                    },
+                }
+            }
+            _ => Call::Chain {
+                mapping,
+                block,
+                dtype,
+                options,
+            },
+        };
+        let fused = call.run(&input, false);
+        let reference = call.run(&input, true);
+        tally.record_edges(&input, &call, edges, &reference);
+        let key = format!("{}/{:?}", call.name(), input.kind());
+        let before = tally.diffs.len();
+        tally.record(key, &fused, &reference)?;
+        if tally.diffs.len() > before {
+            let last = tally.diffs.pop().unwrap_or_default();
+            tally.diffs.push(format!(
+                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
+                input.kind(),
+                input.size()
+            ));
+        }
+    }
+    tally.print("fused identity, long runs");
+    assert!(
+        tally.diffs.is_empty(),
+        "{} long-run cases differ (seed {seed})",
+        tally.diffs.len()
+    );
+    if std::env::var_os("TCH_QUANT_SIMD").is_none() {
+        for level in ["baseline", "avx2"] {
+            let out = std::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "fused_path_is_bit_identical_on_long_run_kernels",
+                    "--exact",
+                    "--nocapture",
+                ])
+                .env("TCH_QUANT_SIMD", level)
+                .env("TCH_QUANT_FUSED_SEED", seed.to_string())
+                .output()?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for line in stdout.lines().filter(|l| l.starts_with("fused identity")) {
+                println!("[{level}] {line}");
+            }
+            if !out.status.success() {
+                println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+                bail!("the fused path differs on long runs at SIMD level {level}");
+            }
+        }
+    }
+    Ok(())
+}

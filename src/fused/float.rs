@@ -18,6 +18,8 @@ use tch::Kind;
 /// converted to the dtype (round to nearest even, overflow to infinity) and
 /// back to `f32`, exactly.
 pub(crate) trait Prec: Copy + Send + Sync + 'static {
+    /// Whether this is bfloat16 (kernels written for its rounding).
+    const IS_BF16: bool = false;
     /// Every integer of magnitude up to this is exact in the dtype.
     const EXACT_INTS: f32;
     fn round(x: f32) -> f32;
@@ -50,6 +52,7 @@ impl Prec for F32 {
 }
 
 impl Prec for Bf16 {
+    const IS_BF16: bool = true;
     const EXACT_INTS: f32 = 256.0;
     #[inline(always)]
     fn round(x: f32) -> f32 {
@@ -76,7 +79,21 @@ impl Prec for F16 {
 
 /// A float dtype an input tensor can have, as stored.
 pub(crate) trait Elem: Copy + Send + Sync + 'static {
+    /// Whether this is bfloat16, whose kernels may work on the bits
+    /// ([`bf16_bits`](Elem::bf16_bits)) instead of widened values.
+    const BF16: bool = false;
     fn to_f32(self) -> f32;
+    /// The bfloat16 bits of the element; 0 for the other dtypes, whose
+    /// kernels never ask.
+    #[inline(always)]
+    fn bf16_bits(self) -> u16 {
+        0
+    }
+    /// `x` itself when this is bfloat16, for kernels written for it.
+    #[inline(always)]
+    fn as_bf16(_x: &[Self]) -> Option<&[bf16]> {
+        None
+    }
 }
 
 impl Elem for f32 {
@@ -87,9 +104,18 @@ impl Elem for f32 {
 }
 
 impl Elem for bf16 {
+    const BF16: bool = true;
     #[inline(always)]
     fn to_f32(self) -> f32 {
         f32::from_bits((self.to_bits() as u32) << 16)
+    }
+    #[inline(always)]
+    fn bf16_bits(self) -> u16 {
+        self.to_bits()
+    }
+    #[inline(always)]
+    fn as_bf16(x: &[Self]) -> Option<&[bf16]> {
+        Some(x)
     }
 }
 

@@ -7,8 +7,14 @@
 //! mix of `-0.0` and `0.0` reports is not libtorch's (its order of
 //! reduction decides); the qparams never depend on it (see `qparams.rs`).
 
+#[cfg(target_arch = "x86_64")]
+use half::bf16;
+
+#[cfg(target_arch = "x86_64")]
+use super::avx512;
 use super::float::Elem;
 use super::layout::{Batch, Folded};
+use super::simd;
 
 /// Independent accumulators per run: two AVX-512 (four AVX2) registers, so
 /// that several dependency chains overlap.
@@ -21,6 +27,9 @@ type NanLanes = [u32; LANES];
 /// none); sets `nan` lanes for NaN values.
 #[inline(always)]
 pub(crate) fn run_min_max<E: Elem>(x: &[E], nan: &mut NanLanes) -> (f32, f32) {
+    if E::BF16 {
+        return bf16_run_min_max(x, nan);
+    }
     let Some(first) = x.first().map(|e| e.to_f32()) else {
         return (f32::INFINITY, f32::NEG_INFINITY);
     };
@@ -44,6 +53,87 @@ pub(crate) fn run_min_max<E: Elem>(x: &[E], nan: &mut NanLanes) -> (f32, f32) {
         fold_lanes(&mut lo, &mut hi, nan, &v);
     }
     (min_of(&lo), max_of(&hi))
+}
+
+/// bfloat16 bits as an `i16` in the order of the values they encode:
+/// non-negative values keep their bits, negative ones have their magnitude
+/// bits flipped, so that a larger magnitude comes out smaller. Signed
+/// integer min/max on these (32 lanes to an AVX-512 register, and no
+/// widening to `f32`) then give the values' min/max. `-0.0` maps to -1,
+/// just below `+0.0` at 0, so a run holding both has min `-0.0` and max
+/// `+0.0` (the float compares of [`fold_lanes`] keep whichever they meet
+/// first; no qparams depend on it, see `qparams.rs`). The map is its own
+/// inverse.
+#[inline(always)]
+fn ordered(bits: u16) -> i16 {
+    let s = bits as i16;
+    s ^ ((s >> 15) & 0x7FFF)
+}
+
+/// `ordered` of `+inf` and of `-inf`: every NaN maps above the first
+/// (positive NaNs) or below the second (negative NaNs).
+const ORDERED_INF: i16 = 0x7F80;
+const ORDERED_NEG_INF: i16 = 0xFF80u16 as i16 ^ 0x7FFF;
+
+/// The value whose [`ordered`] bits are `t`, as `f32` (exact).
+#[inline(always)]
+fn ordered_value(t: i16) -> f32 {
+    f32::from_bits((ordered(t as u16) as u16 as u32) << 16)
+}
+
+/// Lanes of the bfloat16 run kernel: one AVX-512 register of `i16`. The
+/// min/max chains are one instruction per register, so one accumulator of
+/// each keeps up with the loads.
+const LANES16: usize = 32;
+
+/// [`run_min_max`] for bfloat16, on [`ordered`] bits.
+#[inline(always)]
+fn bf16_run_min_max<E: Elem>(x: &[E], nan: &mut NanLanes) -> (f32, f32) {
+    let Some(first) = x.first().map(|e| ordered(e.bf16_bits())) else {
+        return (f32::INFINITY, f32::NEG_INFINITY);
+    };
+    let (mut lo, mut hi) = ([first; LANES16], [first; LANES16]);
+    let mut chunks = x.chunks_exact(LANES16);
+    for c in &mut chunks {
+        for j in 0..LANES16 {
+            let t = ordered(c[j].bf16_bits());
+            lo[j] = lo[j].min(t);
+            hi[j] = hi[j].max(t);
+        }
+    }
+    for (j, e) in chunks.remainder().iter().enumerate() {
+        let t = ordered(e.bf16_bits());
+        lo[j] = lo[j].min(t);
+        hi[j] = hi[j].max(t);
+    }
+    let (l, h) = ordered_min_max(&lo, &hi);
+    nan[0] |= (h > ORDERED_INF || l < ORDERED_NEG_INF) as u32;
+    (ordered_value(l), ordered_value(h))
+}
+
+/// `(min(lo), max(hi))`, with the max taken as the min of the complements
+/// (`!t` reverses the order of `i16`) so that both halve in one register:
+/// [`LANES16`] lanes of min and of complemented max folded to 16 each, then
+/// four halvings of both halves at once.
+#[inline(always)]
+fn ordered_min_max(lo: &[i16; LANES16], hi: &[i16; LANES16]) -> (i16, i16) {
+    let mut v: [i16; 32] = [0; 32];
+    for j in 0..16 {
+        v[j] = lo[j].min(lo[j + 16]);
+        v[j + 16] = !hi[j].max(hi[j + 16]);
+    }
+    let mut w = 16;
+    while w > 1 {
+        let h = w / 2;
+        let mut n = v;
+        for j in 0..h {
+            n[j] = v[j].min(v[j + h]);
+            n[j + 16] = v[j + 16].min(v[j + 16 + h]);
+        }
+        v = n;
+        w = h;
+    }
+    (v[0], !v[16])
 }
 
 #[inline(always)]
@@ -216,7 +306,17 @@ kernel! {
                 return seen != 0;
             }
         }
-        if batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len {
+        // bfloat16 runs of whole registers of `i16` are reduced as their
+        // bits (see `ordered`): 32 consecutive runs at a time on AVX-512,
+        // the rest one by one.
+        let bf16_lanes = E::BF16 && batch.len.is_multiple_of(LANES16) && batch.len > 0;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(xb) = E::as_bf16(x) {
+            if bf16_lanes && batch.stride == batch.len && simd::level() == simd::Level::Avx512 {
+                first = bf16_runs(xb, batch.len, batch.reps, assign, lo, hi, &mut nan);
+            }
+        }
+        if batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len && !bf16_lanes {
             // Consecutive short runs: eight at a time.
             let whole = batch.reps / 8 * 8;
             let groups = x[..whole * batch.len].chunks_exact(8 * batch.len);
@@ -245,6 +345,42 @@ kernel! {
         }
         nan.iter().any(|&n| n != 0)
     }
+}
+
+/// The first `reps / 32 * 32` of `reps` consecutive bfloat16 runs of `len`
+/// elements (a multiple of 32) into `lo`, `hi` (folded in unless
+/// `assign`), 32 runs at a time by [`avx512::bf16_runs32`]; sets `nan` when
+/// they hold a NaN. Returns how many runs it did. Only for AVX-512 CPUs.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn bf16_runs(
+    x: &[bf16],
+    len: usize,
+    reps: usize,
+    assign: bool,
+    lo: &mut [f32],
+    hi: &mut [f32],
+    nan: &mut NanLanes,
+) -> usize {
+    let whole = reps / avx512::RUNS * avx512::RUNS;
+    let groups = x[..whole * len].chunks_exact(avx512::RUNS * len);
+    let outs = lo[..whole]
+        .chunks_exact_mut(avx512::RUNS)
+        .zip(hi[..whole].chunks_exact_mut(avx512::RUNS));
+    for (runs, (l, h)) in groups.zip(outs) {
+        let (mut rl, mut rh) = ([0.0f32; avx512::RUNS], [0.0f32; avx512::RUNS]);
+        // SAFETY: the caller checked that the CPU runs AVX-512 (F and BW
+        // among them), which is all `bf16_runs32` requires.
+        nan[0] |= unsafe { avx512::bf16_runs32(runs, len, &mut rl, &mut rh) } as u32;
+        if assign {
+            l.copy_from_slice(&rl);
+            h.copy_from_slice(&rh);
+        } else {
+            min_into(l, &rl);
+            max_into(h, &rh);
+        }
+    }
+    whole
 }
 
 /// Min and max of each of the consecutive runs of `L` elements of `x` into
@@ -549,6 +685,78 @@ mod tests {
             run_min_max(&[f32::INFINITY], &mut [0; LANES]),
             (f32::INFINITY, f32::INFINITY)
         );
+    }
+
+    #[test]
+    fn bf16_bits_reduce_like_values() {
+        // Every non-NaN pattern is ordered as its value.
+        let values: Vec<u16> = (0..=u16::MAX)
+            .filter(|&b| !bf16::from_bits(b).is_nan())
+            .collect();
+        let mut sorted = values.clone();
+        sorted.sort_by_key(|&b| ordered(b));
+        for w in sorted.windows(2) {
+            let (a, b) = (
+                bf16::from_bits(w[0]).to_f32(),
+                bf16::from_bits(w[1]).to_f32(),
+            );
+            assert!(a < b || (a == 0.0 && b == 0.0), "{:#x} {:#x}", w[0], w[1]);
+        }
+        for &b in &values {
+            assert_eq!(
+                ordered_value(ordered(b)).to_bits(),
+                bf16::from_bits(b).to_f32().to_bits()
+            );
+        }
+        // Runs of every length up to 100 from a seeded stream with zeros of
+        // both signs, subnormals, infinities and huge values: the same
+        // min/max values as the float compares; any NaN is seen.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let special = [
+            0x0000u16, 0x8000, 0x0001, 0x8001, 0x7F80, 0xFF80, 0x7F7F, 0xFF7F,
+        ];
+        for len in 1..100 {
+            for _ in 0..20 {
+                let x: Vec<bf16> = (0..len)
+                    .map(|_| {
+                        let r = next();
+                        let bits = if r % 4 == 0 {
+                            special[(r >> 8) as usize % 8]
+                        } else {
+                            (r >> 16) as u16
+                        };
+                        let b = bf16::from_bits(bits);
+                        if b.is_nan() {
+                            bf16::from_bits(bits & 0x7F00)
+                        } else {
+                            b
+                        }
+                    })
+                    .collect();
+                let mut nan = [0; LANES];
+                let (lo, hi) = bf16_run_min_max(&x, &mut nan);
+                assert!(nan.iter().all(|&n| n == 0));
+                let want_lo = x.iter().map(|v| v.to_f32()).fold(f32::INFINITY, f32::min);
+                let want_hi = x
+                    .iter()
+                    .map(|v| v.to_f32())
+                    .fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!((lo, hi), (want_lo, want_hi), "{x:?}");
+                for nan_bits in [0x7FC0u16, 0xFFC0, 0x7F81, 0xFFFF] {
+                    let mut y = x.clone();
+                    y[(next() % len as u64) as usize] = bf16::from_bits(nan_bits);
+                    let mut nan = [0; LANES];
+                    bf16_run_min_max(&y, &mut nan);
+                    assert!(nan.iter().any(|&n| n != 0), "{nan_bits:#x} in {len}");
+                }
+            }
+        }
     }
 
     #[test]

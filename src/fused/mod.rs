@@ -59,6 +59,8 @@
 #[macro_use]
 mod simd;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod convert;
 mod dequantize;
 mod drive;

@@ -20,6 +20,8 @@ use std::mem::MaybeUninit;
 
 use tch::Kind;
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512;
 use super::float::{clamp, promote, round_bf16, round_f16, round_half_even, Elem, Prec};
 use super::layout::Batch;
 use crate::mapping::ZeroPointDomain;
@@ -119,6 +121,10 @@ fn small_int(y: f32) -> i32 {
 ///
 /// [`fast_ok`]: Formula::fast_ok
 pub(crate) trait Formula: Copy + Send + Sync + 'static {
+    /// Whether [`unrounded`](Formula::unrounded) is `round_bf16(x * a)`
+    /// (Int and None domains with a bfloat16 product), which
+    /// `avx512::bf16_codes8` computes.
+    const BF16_PRODUCT: bool = false;
     /// The clamped code as a float.
     fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32;
     /// The value that is rounded to nearest even, and a value that is NaN
@@ -144,6 +150,7 @@ pub(crate) struct FloatFormula<P>(P);
 const FAST_LIMIT: f32 = 1_048_576.0;
 
 impl<P: Prec, P2: Prec> Formula for IntFormula<P, P2> {
+    const BF16_PRODUCT: bool = P::IS_BF16;
     #[inline(always)]
     fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32 {
         let y = round_half_even(P::round(x * a));
@@ -242,8 +249,21 @@ pub(crate) fn quantize_run<E: Elem, F: Formula, C: Code>(
 ) {
     if fast {
         let k = Fast::new::<F>(b, (lo, hi));
-        for (o, &e) in out.iter_mut().zip(x) {
-            *o = MaybeUninit::new(k.code(F::unrounded(e.to_f32(), a, b)));
+        let mut done = 0;
+        let n = x.len().min(out.len());
+        while done < n {
+            // The AVX-512 kernel stops at a chunk holding a NaN product and
+            // at the tail, which the portable formula does.
+            let end = if n >= BF16_KERNEL_MIN_LEN && bf16_kernel::<E, F, C>() {
+                done += bf16_codes(&x[done..n], &mut out[done..n], a, k, true);
+                (done + 32).min(n)
+            } else {
+                n
+            };
+            for (o, &e) in out[done..end].iter_mut().zip(&x[done..end]) {
+                *o = MaybeUninit::new(k.code(F::unrounded(e.to_f32(), a, b)));
+            }
+            done = end;
         }
     } else {
         for (o, &e) in out.iter_mut().zip(x) {
@@ -288,12 +308,67 @@ fn quantize_run_in_range<E: Elem, F: Formula, C: Code>(
     (a, b): (f32, f32),
     k: Fast,
 ) {
-    for (o, &e) in out.iter_mut().zip(x) {
+    let done = if bf16_kernel::<E, F, C>() {
+        bf16_codes(x, out, a, k, false)
+    } else {
+        0
+    };
+    // In range, no product is NaN: the kernel leaves only the tail.
+    for (o, &e) in out[done..].iter_mut().zip(&x[done..]) {
         let v = F::unrounded(e.to_f32(), a, b).0;
         *o = MaybeUninit::new(C::from_int(
             ((v + MAGIC).to_bits() as i32).wrapping_sub(k.bias),
         ));
     }
+}
+
+/// Runs shorter than this (blocks of 32) keep the portable loop: the
+/// kernel's constants cost about what it saves on one chunk.
+const BF16_KERNEL_MIN_LEN: usize = 64;
+
+/// Whether [`bf16_codes`] covers these dtypes on this CPU: bfloat16 input,
+/// a bfloat16 product (`Formula::BF16_PRODUCT`) and 8-bit codes, whose NaN
+/// code is 0.
+#[inline(always)]
+fn bf16_kernel<E: Elem, F: Formula, C: Code>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        E::BF16
+            && F::BF16_PRODUCT
+            && C::NAN_INT == 0
+            && std::mem::size_of::<C>() == 1
+            && avx512::bf16_codes_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The fast path's codes of a prefix of `x` by `avx512::bf16_codes8`
+/// (clamped when `clamp`); how many it wrote. Only where [`bf16_kernel`]
+/// holds.
+#[inline(always)]
+fn bf16_codes<E: Elem, C: Code>(
+    x: &[E],
+    out: &mut [MaybeUninit<C>],
+    a: f32,
+    k: Fast,
+    clamp: bool,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = E::as_bf16(x) {
+        let c = avx512::Codes8 {
+            a,
+            bounds: clamp.then_some((k.lo, k.hi)),
+            bias: k.bias,
+        };
+        // SAFETY: `bf16_kernel` checked `bf16_codes_available`, all that
+        // the kernel requires.
+        return unsafe { avx512::bf16_codes8(x, out, c) };
+    }
+    let _ = (x, out, a, k, clamp);
+    0
 }
 
 /// `dst[j] = src[j / L]`: each block's constant over the `L` elements of

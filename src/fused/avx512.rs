@@ -1,0 +1,354 @@
+//! AVX-512 kernels written with intrinsics, where LLVM's auto-vectorization
+//! of the plain loops falls well short: called only when
+//! [`simd::level`](super::simd::level) is AVX-512, beside the portable code
+//! that every other level runs.
+
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+use half::bf16;
+
+/// Runs reduced together by [`bf16_runs32`]: one per `i16` lane.
+pub(crate) const RUNS: usize = 32;
+
+/// After the butterfly of [`bf16_runs32`], word `PERM[r]` holds run `r`'s
+/// result (the order falls out of the shuffles; `tests` checks it).
+const PERM: [i16; 32] = [
+    0, 8, 16, 24, 2, 10, 18, 26, 4, 12, 20, 28, 6, 14, 22, 30, 1, 9, 17, 25, 3, 11, 19, 27, 5, 13,
+    21, 29, 7, 15, 23, 31,
+];
+
+/// `ordered` of `minmax.rs`, 32 lanes at once: `b ^ ((b >> 15) & 0x7FFF)`
+/// (its own inverse).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn ordered(b: __m512i) -> __m512i {
+    // 0x78: a ^ (b & c).
+    _mm512_ternarylogic_epi32::<0x78>(b, _mm512_srai_epi16::<15>(b), _mm512_set1_epi16(0x7FFF))
+}
+
+/// One halving step of the butterfly: the lane-wise `min` (or `max`) of
+/// the two shuffles `u`, `v` of a pair of vectors.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn pick<const MIN: bool>(u: __m512i, v: __m512i) -> __m512i {
+    if MIN {
+        _mm512_min_epi16(u, v)
+    } else {
+        _mm512_max_epi16(u, v)
+    }
+}
+
+/// Reduces 32 vectors of 32 partial results (one vector per run) to one
+/// vector holding each run's result, in the order [`PERM`] undoes: five
+/// levels, each pairing the vectors and halving the partials per run
+/// (256-, 128-, 64-, 32- and 16-bit granules), two shuffles and one
+/// min/max per pair instead of a horizontal reduction per run.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn butterfly<const MIN: bool>(v: &[__m512i; RUNS]) -> __m512i {
+    let mut p = [_mm512_setzero_si512(); 16];
+    for (i, p) in p.iter_mut().enumerate() {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        let (u, w) = (
+            _mm512_shuffle_i64x2::<0x44>(a, b),
+            _mm512_shuffle_i64x2::<0xEE>(a, b),
+        );
+        *p = pick::<MIN>(u, w);
+    }
+    let mut q = [_mm512_setzero_si512(); 8];
+    for (i, q) in q.iter_mut().enumerate() {
+        let (a, b) = (p[2 * i], p[2 * i + 1]);
+        let (u, w) = (
+            _mm512_shuffle_i64x2::<0x88>(a, b),
+            _mm512_shuffle_i64x2::<0xDD>(a, b),
+        );
+        *q = pick::<MIN>(u, w);
+    }
+    let mut r = [_mm512_setzero_si512(); 4];
+    for (i, r) in r.iter_mut().enumerate() {
+        let (a, b) = (q[2 * i], q[2 * i + 1]);
+        *r = pick::<MIN>(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    }
+    let mut s = [_mm512_setzero_si512(); 2];
+    for (i, s) in s.iter_mut().enumerate() {
+        let (a, b) = (
+            _mm512_castsi512_ps(r[2 * i]),
+            _mm512_castsi512_ps(r[2 * i + 1]),
+        );
+        let (u, w) = (
+            _mm512_castps_si512(_mm512_shuffle_ps::<0x88>(a, b)),
+            _mm512_castps_si512(_mm512_shuffle_ps::<0xDD>(a, b)),
+        );
+        *s = pick::<MIN>(u, w);
+    }
+    let (a, b) = (s[0], s[1]);
+    let odd = 0xAAAA_AAAA;
+    let u = _mm512_mask_blend_epi16(odd, a, _mm512_slli_epi32::<16>(b));
+    let w = _mm512_mask_blend_epi16(odd, _mm512_srli_epi32::<16>(a), b);
+    let t = pick::<MIN>(u, w);
+    // SAFETY: `PERM` holds 32 `i16`, the 64 bytes loaded.
+    let perm = unsafe { _mm512_loadu_si512(PERM.as_ptr().cast()) };
+    _mm512_permutexvar_epi16(perm, t)
+}
+
+/// Element `at` and the 31 after it, as `ordered` bits.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn load_ordered(x: &[bf16], at: usize) -> __m512i {
+    let c = &x[at..at + 32];
+    // SAFETY: `c` holds 32 bfloat16, the 64 bytes loaded.
+    ordered(unsafe { _mm512_loadu_si512(c.as_ptr().cast()) })
+}
+
+/// The bfloat16 values whose `ordered` bits are `t`, as `f32`, into `out`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn store_values(t: __m512i, out: &mut [f32; RUNS]) {
+    let b = ordered(t);
+    let halves = [_mm512_castsi512_si256(b), _mm512_extracti64x4_epi64::<1>(b)];
+    for (h, o) in halves.into_iter().zip(out.chunks_exact_mut(16)) {
+        let f = _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
+        // SAFETY: `o` holds 16 `f32`, the 64 bytes stored.
+        unsafe { _mm512_storeu_si512(o.as_mut_ptr().cast(), f) };
+    }
+}
+
+/// Min and max of each of 32 consecutive runs of `len` bfloat16 elements
+/// (`len` a positive multiple of 32), into `lo[r]`, `hi[r]`; `true` when a
+/// run holds a NaN (the results are then unspecified). The elements are
+/// reduced as `ordered` integers, 32 to a register, each run's registers
+/// folded into one, and the 32 runs' registers reduced together
+/// ([`butterfly`]).
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) fn bf16_runs32(
+    x: &[bf16],
+    len: usize,
+    lo: &mut [f32; RUNS],
+    hi: &mut [f32; RUNS],
+) -> bool {
+    let x = &x[..RUNS * len];
+    let mut mins = [_mm512_setzero_si512(); RUNS];
+    let mut maxs = [_mm512_setzero_si512(); RUNS];
+    for r in 0..RUNS {
+        let start = r * len;
+        let first = load_ordered(x, start);
+        let (mut mn, mut mx) = (first, first);
+        for at in (start + 32..start + len).step_by(32) {
+            let t = load_ordered(x, at);
+            mn = _mm512_min_epi16(mn, t);
+            mx = _mm512_max_epi16(mx, t);
+        }
+        mins[r] = mn;
+        maxs[r] = mx;
+    }
+    let (mn, mx) = (butterfly::<true>(&mins), butterfly::<false>(&maxs));
+    // Every NaN is ordered below -inf or above +inf.
+    let below = _mm512_cmplt_epi16_mask(mn, _mm512_set1_epi16(0xFF80u16 as i16 ^ 0x7FFF));
+    let above = _mm512_cmpgt_epi16_mask(mx, _mm512_set1_epi16(0x7F80));
+    store_values(mn, lo);
+    store_values(mx, hi);
+    (below | above) != 0
+}
+
+/// Whether the CPU runs [`bf16_codes8`] (AVX-512 BF16 and VBMI besides
+/// the F and BW of [`simd::level`](super::simd::level)'s AVX-512).
+pub(crate) fn bf16_codes_available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        super::simd::level() == super::simd::Level::Avx512
+            && is_x86_feature_detected!("avx512bf16")
+            && is_x86_feature_detected!("avx512vbmi")
+    })
+}
+
+/// The constants of [`bf16_codes8`]'s formula for one block.
+#[derive(Clone, Copy)]
+pub(crate) struct Codes8 {
+    /// The multiplier (the reciprocal of the scale).
+    pub a: f32,
+    /// Clamp bounds of the rounded product, or `None` when the caller has
+    /// shown that no product leaves them (no clamp).
+    pub bounds: Option<(f32, f32)>,
+    /// What `(v + MAGIC).to_bits()` loses to become the code.
+    pub bias: i32,
+}
+
+/// The `VPERMT2B` indices of [`bf16_codes8`]: output byte `e = 4j + r`
+/// (`j < 8`) is the low byte of lane `j` (`r` even) or `8 + j` (`r` odd)
+/// of the codes of the even (`r < 2`, bytes 0..64) or odd (`r >= 2`, bytes
+/// 64..128) lanes; the upper 32 bytes are not stored.
+const GATHER: [u8; 64] = {
+    let mut g = [0u8; 64];
+    let mut e = 0;
+    while e < 64 {
+        let (j, r) = (e / 4 % 8, e % 4);
+        g[e] = (r * 32 + 4 * j) as u8;
+        e += 1;
+    }
+    g
+};
+
+/// 1.5 * 2^23, as in `quantize.rs`.
+const MAGIC: f32 = 12_582_912.0;
+
+/// Codes of the Int-domain fast path of `quantize.rs` for bfloat16 input
+/// and a bfloat16 product, 8-bit codes: with `p = x * a` (exact in `f32`),
+/// `v = round_bf16(p)`, clamped to `bounds`, the code is the low byte of
+/// `(v + MAGIC).to_bits() - bias`. Writes `out[..n]` for the longest prefix
+/// of whole 32-element chunks whose products hold no NaN and returns `n`:
+/// the caller's portable loop does the rest.
+///
+/// Per 32 elements: the even and odd elements are widened in place (a
+/// shift and a mask of the 32-bit lanes), multiplied, and rounded to
+/// bfloat16 together by `VCVTNE2PS2BF16` (round to nearest even, like
+/// libtorch's conversion; it reads subnormal products as zero, where the
+/// exact rounding gives a value below 2^-126 whose code is the same: both
+/// round to the integer 0 and take the offset's code; NaN chunks are left
+/// to the caller), widened back the same way, clamped, offset by `MAGIC`,
+/// and the codes' low bytes gathered into element order by one `VPERMT2B`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512bf16")]
+pub(crate) fn bf16_codes8<C: Copy>(x: &[bf16], out: &mut [MaybeUninit<C>], k: Codes8) -> usize {
+    assert_eq!(std::mem::size_of::<C>(), 1);
+    let n = x.len().min(out.len()) / 32 * 32;
+    let a = _mm512_set1_ps(k.a);
+    let high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+    let magic = _mm512_set1_ps(MAGIC);
+    let bias = _mm256_set1_epi8(k.bias as i8);
+    // SAFETY: `GATHER` holds 64 bytes, the 64 loaded.
+    let gather = unsafe { _mm512_loadu_si512(GATHER.as_ptr().cast()) };
+    let (lo, hi) = k.bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    let mut at = 0;
+    while at < n {
+        // SAFETY: `at + 32 <= n <= x.len()`: 64 bytes of `x` loaded.
+        let xv = unsafe { _mm512_loadu_si512(x[at..at + 32].as_ptr().cast()) };
+        let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(xv));
+        let odd = _mm512_castsi512_ps(_mm512_and_si512(xv, high));
+        let (pe, po) = (_mm512_mul_ps(even, a), _mm512_mul_ps(odd, a));
+        let nan =
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(pe, pe) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(po, po);
+        if nan != 0 {
+            break;
+        }
+        // SAFETY: both are 64-byte vectors; `__m512bh` holds 32 bfloat16.
+        let w: __m512i = unsafe { std::mem::transmute(_mm512_cvtne2ps_pbh(po, pe)) };
+        let mut ve = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
+        let mut vo = _mm512_castsi512_ps(_mm512_and_si512(w, high));
+        if k.bounds.is_some() {
+            ve = _mm512_min_ps(_mm512_max_ps(ve, lo), hi);
+            vo = _mm512_min_ps(_mm512_max_ps(vo, lo), hi);
+        }
+        let me = _mm512_castps_si512(_mm512_add_ps(ve, magic));
+        let mo = _mm512_castps_si512(_mm512_add_ps(vo, magic));
+        let bytes = _mm512_permutex2var_epi8(me, gather, mo);
+        let codes = _mm256_sub_epi8(_mm512_castsi512_si256(bytes), bias);
+        // SAFETY: `at + 32 <= n <= out.len()`, one byte per code: the 32
+        // bytes stored.
+        unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
+        at += 32;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::float::round_bf16;
+    use super::*;
+
+    #[test]
+    fn bf16_codes_match_the_portable_formula() {
+        if !bf16_codes_available() {
+            return;
+        }
+        // Every bfloat16 pattern but NaN, against multipliers that make
+        // ties, subnormal and overflowing products; with and without the
+        // clamp, and offsets of both signs.
+        let x: Vec<bf16> = (0..=u16::MAX)
+            .map(bf16::from_bits)
+            .filter(|v| !v.is_nan())
+            .collect();
+        let n = x.len() / 32 * 32;
+        for a in [
+            1.0f32,
+            0.5,
+            3.0,
+            127.0 / 2.5,
+            1e-30,
+            1e30,
+            7.5e-39,
+            0.0078125,
+        ] {
+            let a = round_bf16(a);
+            for (offset, lo, hi) in [
+                (0.0f32, -128.0f32, 127.0),
+                (-7.0, 0.0, 15.0),
+                (100.0, -1.0, 255.0),
+            ] {
+                let bias = (MAGIC.to_bits() as i32).wrapping_sub(offset as i32);
+                let (lo, hi) = (lo - offset, hi - offset);
+                for bounds in [Some((lo, hi)), None] {
+                    let mut out = vec![MaybeUninit::<u8>::uninit(); x.len()];
+                    let k = Codes8 { a, bounds, bias };
+                    // SAFETY: checked available above.
+                    let done = unsafe { bf16_codes8(&x, &mut out, k) };
+                    assert_eq!(done, n);
+                    for (i, (v, o)) in x.iter().zip(&out).take(n).enumerate() {
+                        let mut y = round_bf16(v.to_f32() * a);
+                        if let Some((l, h)) = bounds {
+                            y = y.clamp(l, h);
+                        } else if !(lo..=hi).contains(&y) {
+                            continue;
+                        }
+                        let want = ((y + MAGIC).to_bits() as i32).wrapping_sub(bias) as u8;
+                        // SAFETY: the kernel wrote `out[..done]`.
+                        let got = unsafe { o.assume_init() };
+                        assert_eq!(got, want, "x {:#x} a {a:e} element {i}", v.to_bits());
+                    }
+                }
+            }
+        }
+        // A NaN product stops the kernel at its chunk.
+        let mut y = x[..96].to_vec();
+        y[40] = bf16::NAN;
+        let mut out = vec![MaybeUninit::<u8>::uninit(); 96];
+        let k = Codes8 {
+            a: 1.0,
+            bounds: Some((-128.0, 127.0)),
+            bias: MAGIC.to_bits() as i32,
+        };
+        // SAFETY: as above.
+        assert_eq!(unsafe { bf16_codes8(&y, &mut out, k) }, 32);
+    }
+
+    #[test]
+    fn butterfly_reduces_each_run() {
+        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")) {
+            return;
+        }
+        for len in [32usize, 64, 128, 96] {
+            let x: Vec<bf16> = (0..RUNS * len)
+                .map(|i| bf16::from_f32(((i * 7919) % 1013) as f32 - 500.0))
+                .collect();
+            let (mut lo, mut hi) = ([0.0f32; RUNS], [0.0f32; RUNS]);
+            // SAFETY: the CPU has AVX-512 F and BW (checked above).
+            let nan = unsafe { bf16_runs32(&x, len, &mut lo, &mut hi) };
+            assert!(!nan);
+            for (r, run) in x.chunks(len).enumerate() {
+                let want_lo = run.iter().map(|v| v.to_f32()).fold(f32::INFINITY, f32::min);
+                let want_hi = run
+                    .iter()
+                    .map(|v| v.to_f32())
+                    .fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!((lo[r], hi[r]), (want_lo, want_hi), "len {len} run {r}");
+            }
+            for (at, nan_bits) in [(5usize, 0x7FC0u16), (len * 31 + 3, 0xFFC1)] {
+                let mut y = x.clone();
+                y[at] = bf16::from_bits(nan_bits);
+                // SAFETY: as above.
+                assert!(unsafe { bf16_runs32(&y, len, &mut lo, &mut hi) });
+            }
+        }
+    }
+}
