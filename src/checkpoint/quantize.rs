@@ -496,7 +496,7 @@ mod tests {
         let inf = Tensor::from_slice(&values).view([4100, 1024]);
         let small = Tensor::randn([64, 256], (Kind::Float, Device::Cpu));
         let norm = Tensor::randn([256], (Kind::Float, Device::Cpu));
-        let ids = Tensor::arange(40, (Kind::Int64, Device::Cpu));
+        let ids = Tensor::from_slice(&(0..40i64).collect::<Vec<_>>());
         write(
             &input,
             &[

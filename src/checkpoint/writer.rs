@@ -1054,7 +1054,7 @@ mod tests {
     /// The tensors of the two tests below, added to `out` whole, in rows
     /// and as a copy.
     fn fill(out: &mut ShardWriter, input: &Checkpoint) {
-        let codes = Tensor::arange(24, (tch::Kind::Int8, tch::Device::Cpu)).view([4, 6]);
+        let codes = Tensor::from_slice(&(0..24i8).collect::<Vec<_>>()).view([4, 6]);
         out.add_rows("codes", 4, 0, &codes.narrow(0, 0, 3)).unwrap();
         out.add_rows("codes", 4, 3, &codes.narrow(0, 3, 1)).unwrap();
         let scale = Tensor::from_slice(&[0.5f32, 2.0]);
@@ -1185,7 +1185,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let input = input_with_w(d);
-        let codes = Tensor::arange(24, (tch::Kind::Int8, tch::Device::Cpu)).view([4, 6]);
+        let codes = Tensor::from_slice(&(0..24i8).collect::<Vec<_>>()).view([4, 6]);
         let mut out = ShardWriter::new(d).unwrap();
         out.add_rows("codes", 4, 0, &codes.narrow(0, 0, 3)).unwrap();
         let err = out
