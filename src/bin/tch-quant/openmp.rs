@@ -22,13 +22,15 @@ use tch_quant::threading::{set_num_threads, set_thread_policy, ThreadPolicy};
 
 /// Sets libtorch to one thread unless `OMP_NUM_THREADS` is set, and the
 /// fused kernels to scoped threads at libtorch's default count unless
-/// `TCH_QUANT_THREADS` is set.
+/// `TCH_QUANT_THREADS` is set (an empty value counts as unset, as it does
+/// for the library).
 pub fn default_threads() {
     let cores = tch::get_num_threads().max(1) as usize;
     if std::env::var_os("OMP_NUM_THREADS").is_none() {
         tch::set_num_threads(1);
     }
-    if std::env::var_os("TCH_QUANT_THREADS").is_none() {
+    let set = std::env::var_os("TCH_QUANT_THREADS");
+    if set.is_none_or(|v| v.to_str().is_some_and(|v| v.trim().is_empty())) {
         set_thread_policy(ThreadPolicy::Spawn);
         set_num_threads(cores);
     }
