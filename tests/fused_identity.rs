@@ -1796,23 +1796,47 @@ fn short_run_layout(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
     }
 }
 
-#[test]
-fn fused_path_is_bit_identical_on_short_run_layouts() -> Result<()> {
+/// A shape and its block size, drawn (`big`: large enough to be split over
+/// threads).
+type LayoutGen = fn(&mut Rng, bool) -> (Vec<i64>, Vec<i64>);
+
+/// What a seeded layout test draws and how it names itself: its test fn
+/// (rerun as a child at the narrower SIMD levels), its label in the printed
+/// counts, the seed's salt, the share of `case_count()` it runs, how often a
+/// big input is drawn, the shape generator, and whether it tallies the edge
+/// values it hit.
+struct LayoutCases {
+    test: &'static str,
+    label: &'static str,
+    noun: &'static str,
+    salt: u64,
+    share: usize,
+    big: (usize, usize),
+    layout: LayoutGen,
+    tally_edges: bool,
+}
+
+/// Choose, quantize and choose+quantize calls on `cases.layout`'s shapes,
+/// fused against the reference path bit for bit, at every SIMD level.
+fn run_layout_cases(cases: LayoutCases) -> Result<()> {
     // A child run at a capped level gets the parent's seed as is.
     let seed = match std::env::var_os("TCH_QUANT_SIMD") {
         Some(_) => seed(),
-        None => seed() ^ 0x005e_ed14,
+        None => seed() ^ cases.salt,
     };
-    let count = (case_count() / 8).max(1000);
-    println!("fused identity, short runs: seed {seed}, {count} cases");
+    let count = (case_count() / cases.share).max(1000);
+    println!(
+        "fused identity, {}: seed {seed}, {count} cases",
+        cases.label
+    );
     let mut rng = Rng(seed);
     let mut tally = Tally::default();
     let mut drawn = 0usize;
     while tally.total() < count {
         drawn += 1;
-        let big = drawn % 100 == 3;
+        let big = drawn % cases.big.0 == cases.big.1;
         let kind = rng.pick(&FLOATS);
-        let (shape, block) = short_run_layout(&mut rng, big);
+        let (shape, block) = (cases.layout)(&mut rng, big);
         let mut edges = Edges::default();
         let input = random_input(&mut rng, &shape, kind, &mut edges)?;
         let (mapping, dtype, options) = random_choose(&mut rng, kind, &mut edges);
@@ -1851,6 +1875,9 @@ fn fused_path_is_bit_identical_on_short_run_layouts() -> Result<()> {
         };
         let fused = call.run(&input, false);
         let reference = call.run(&input, true);
+        if cases.tally_edges {
+            tally.record_edges(&input, &call, edges, &reference);
+        }
         let key = format!("{}/{:?}", call.name(), input.kind());
         let before = tally.diffs.len();
         tally.record(key, &fused, &reference)?;
@@ -1863,22 +1890,19 @@ fn fused_path_is_bit_identical_on_short_run_layouts() -> Result<()> {
             ));
         }
     }
-    tally.print("fused identity, short runs");
+    tally.print(&format!("fused identity, {}", cases.label));
     assert!(
         tally.diffs.is_empty(),
-        "{} short-run cases differ (seed {seed})",
-        tally.diffs.len()
+        "{} {} cases differ (seed {seed})",
+        tally.diffs.len(),
+        cases.noun
     );
     if std::env::var_os("TCH_QUANT_SIMD").is_none() {
         // The same cases at the narrower SIMD levels, as
         // `every_simd_level_is_bit_identical` does for the cases above.
         for level in ["baseline", "avx2"] {
             let out = std::process::Command::new(std::env::current_exe()?)
-                .args([
-                    "fused_path_is_bit_identical_on_short_run_layouts",
-                    "--exact",
-                    "--nocapture",
-                ])
+                .args([cases.test, "--exact", "--nocapture"])
                 .env("TCH_QUANT_SIMD", level)
                 .env("TCH_QUANT_FUSED_SEED", seed.to_string())
                 .output()?;
@@ -1888,11 +1912,28 @@ fn fused_path_is_bit_identical_on_short_run_layouts() -> Result<()> {
             }
             if !out.status.success() {
                 println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-                bail!("the fused path differs on short runs at SIMD level {level}");
+                bail!(
+                    "the fused path differs on {} at SIMD level {level}",
+                    cases.label
+                );
             }
         }
     }
     Ok(())
+}
+
+#[test]
+fn fused_path_is_bit_identical_on_short_run_layouts() -> Result<()> {
+    run_layout_cases(LayoutCases {
+        test: "fused_path_is_bit_identical_on_short_run_layouts",
+        label: "short runs",
+        noun: "short-run",
+        salt: 0x005e_ed14,
+        share: 8,
+        big: (100, 3),
+        layout: short_run_layout,
+        tally_edges: false,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1955,95 +1996,16 @@ fn layout_path(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
 
 #[test]
 fn fused_path_is_bit_identical_on_layout_paths() -> Result<()> {
-    const TEST: &str = "fused_path_is_bit_identical_on_layout_paths";
-    let seed = match std::env::var_os("TCH_QUANT_SIMD") {
-        Some(_) => seed(),
-        None => seed() ^ 0x1a70_0014,
-    };
-    let count = (case_count() / 10).max(1000);
-    println!("fused identity, layout paths: seed {seed}, {count} cases");
-    let mut rng = Rng(seed);
-    let mut tally = Tally::default();
-    let mut drawn = 0usize;
-    while tally.total() < count {
-        drawn += 1;
-        let big = drawn % 150 == 7;
-        let kind = rng.pick(&FLOATS);
-        let (shape, block) = layout_path(&mut rng, big);
-        let mut edges = Edges::default();
-        let input = random_input(&mut rng, &shape, kind, &mut edges)?;
-        let (mapping, dtype, options) = random_choose(&mut rng, kind, &mut edges);
-        let call = match rng.below(3) {
-            0 => Call::Choose {
-                mapping,
-                block,
-                dtype,
-                options,
-            },
-            1 => {
-                let Some((scale, zero_point)) =
-                    random_qparams(&mut rng, &input, &block, mapping, dtype, &options)?
-                else {
-                    continue;
-                };
-                Call::Quantize {
-                    block,
-                    scale,
-                    zero_point,
-                    dtype,
-                    options: QuantizeOptions {
-                        quant_min: options.quant_min,
-                        quant_max: options.quant_max,
-                        zero_point_domain: options.zero_point_domain,
-                        force_reference: false,
-                    },
-                }
-            }
-            _ => Call::Chain {
-                mapping,
-                block,
-                dtype,
-                options,
-            },
-        };
-        let fused = call.run(&input, false);
-        let reference = call.run(&input, true);
-        let key = format!("{}/{:?}", call.name(), input.kind());
-        let before = tally.diffs.len();
-        tally.record(key, &fused, &reference)?;
-        if tally.diffs.len() > before {
-            let last = tally.diffs.pop().unwrap_or_default();
-            tally.diffs.push(format!(
-                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
-                input.kind(),
-                input.size()
-            ));
-        }
-    }
-    tally.print("fused identity, layout paths");
-    assert!(
-        tally.diffs.is_empty(),
-        "{} layout-path cases differ (seed {seed})",
-        tally.diffs.len()
-    );
-    if std::env::var_os("TCH_QUANT_SIMD").is_none() {
-        for level in ["baseline", "avx2"] {
-            let out = std::process::Command::new(std::env::current_exe()?)
-                .args([TEST, "--exact", "--nocapture"])
-                .env("TCH_QUANT_SIMD", level)
-                .env("TCH_QUANT_FUSED_SEED", seed.to_string())
-                .output()?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            for line in stdout.lines().filter(|l| l.starts_with("fused identity")) {
-                println!("[{level}] {line}");
-            }
-            if !out.status.success() {
-                println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-                bail!("the fused path differs on layout paths at SIMD level {level}");
-            }
-        }
-    }
-    Ok(())
+    run_layout_cases(LayoutCases {
+        test: "fused_path_is_bit_identical_on_layout_paths",
+        label: "layout paths",
+        noun: "layout-path",
+        salt: 0x1a70_0014,
+        share: 10,
+        big: (150, 7),
+        layout: layout_path,
+        tally_edges: false,
+    })
 }
 
 /// A shape and block size for the long-run kernels of `minmax.rs` and
@@ -2074,98 +2036,14 @@ fn long_run_layout(rng: &mut Rng, big: bool) -> (Vec<i64>, Vec<i64>) {
 
 #[test]
 fn fused_path_is_bit_identical_on_long_run_kernels() -> Result<()> {
-    // A child run at a capped level gets the parent's seed as is.
-    let seed = match std::env::var_os("TCH_QUANT_SIMD") {
-        Some(_) => seed(),
-        None => seed() ^ 0x10_96_4e,
-    };
-    let count = (case_count() / 8).max(1000);
-    println!("fused identity, long runs: seed {seed}, {count} cases");
-    let mut rng = Rng(seed);
-    let mut tally = Tally::default();
-    let mut drawn = 0usize;
-    while tally.total() < count {
-        drawn += 1;
-        let big = drawn % 100 == 3;
-        let kind = rng.pick(&FLOATS);
-        let (shape, block) = long_run_layout(&mut rng, big);
-        let mut edges = Edges::default();
-        let input = random_input(&mut rng, &shape, kind, &mut edges)?;
-        let (mapping, dtype, options) = random_choose(&mut rng, kind, &mut edges);
-        let call = match rng.below(3) {
-            0 => Call::Choose {
-                mapping,
-                block,
-                dtype,
-                options,
-            },
-            1 => {
-                let Some((scale, zero_point)) =
-                    random_qparams(&mut rng, &input, &block, mapping, dtype, &options)?
-                else {
-                    continue;
-                };
-                Call::Quantize {
-                    block,
-                    scale,
-                    zero_point,
-                    dtype,
-                    options: QuantizeOptions {
-                        quant_min: options.quant_min,
-                        quant_max: options.quant_max,
-                        zero_point_domain: options.zero_point_domain,
-                        force_reference: false,
-                    },
-                }
-            }
-            _ => Call::Chain {
-                mapping,
-                block,
-                dtype,
-                options,
-            },
-        };
-        let fused = call.run(&input, false);
-        let reference = call.run(&input, true);
-        tally.record_edges(&input, &call, edges, &reference);
-        let key = format!("{}/{:?}", call.name(), input.kind());
-        let before = tally.diffs.len();
-        tally.record(key, &fused, &reference)?;
-        if tally.diffs.len() > before {
-            let last = tally.diffs.pop().unwrap_or_default();
-            tally.diffs.push(format!(
-                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
-                input.kind(),
-                input.size()
-            ));
-        }
-    }
-    tally.print("fused identity, long runs");
-    assert!(
-        tally.diffs.is_empty(),
-        "{} long-run cases differ (seed {seed})",
-        tally.diffs.len()
-    );
-    if std::env::var_os("TCH_QUANT_SIMD").is_none() {
-        for level in ["baseline", "avx2"] {
-            let out = std::process::Command::new(std::env::current_exe()?)
-                .args([
-                    "fused_path_is_bit_identical_on_long_run_kernels",
-                    "--exact",
-                    "--nocapture",
-                ])
-                .env("TCH_QUANT_SIMD", level)
-                .env("TCH_QUANT_FUSED_SEED", seed.to_string())
-                .output()?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            for line in stdout.lines().filter(|l| l.starts_with("fused identity")) {
-                println!("[{level}] {line}");
-            }
-            if !out.status.success() {
-                println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-                bail!("the fused path differs on long runs at SIMD level {level}");
-            }
-        }
-    }
-    Ok(())
+    run_layout_cases(LayoutCases {
+        test: "fused_path_is_bit_identical_on_long_run_kernels",
+        label: "long runs",
+        noun: "long-run",
+        salt: 0x10_96_4e,
+        share: 8,
+        big: (100, 3),
+        layout: long_run_layout,
+        tally_edges: true,
+    })
 }
