@@ -1,0 +1,89 @@
+//! What the crate's side-by-side harnesses (`bench_compare`, `bench_linear`)
+//! share: the median of repeated calls, the CPU time they used, and the
+//! checksum of outputs that the Python scripts compute the same way.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use tch::{Kind, Tensor};
+
+/// A checksum of the bytes of every tensor that numpy computes as fast:
+/// `sum(byte[i] * w(i))` with `w(i) = ((i * 0x9E3779B97F4A7C15) >> 32) | 1`,
+/// all mod 2^64, combined over tensors as `h = h * 31 + h_k`.
+pub fn checksum(tensors: &[&Tensor]) -> Result<String> {
+    let mut h: u64 = 0;
+    for t in tensors {
+        let flat = t
+            .f_contiguous()?
+            .f_reshape([-1])?
+            .f_view_dtype(Kind::Uint8)?;
+        let mut hk: u64 = 0;
+        for (i, b) in Vec::<u8>::try_from(flat)?.into_iter().enumerate() {
+            let w = ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) | 1;
+            hk = hk.wrapping_add((b as u64).wrapping_mul(w));
+        }
+        h = h.wrapping_mul(31).wrapping_add(hk);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// One timing: the median seconds per call, the number of calls, and the
+/// CPU-seconds the process used per wall second over them (the threads
+/// busy, on average).
+#[derive(Clone, Copy)]
+pub struct Measured {
+    pub seconds: f64,
+    pub reps: usize,
+    pub cpu_per_wall: f64,
+}
+
+/// Median seconds per call of `f`: at least 5 calls, and at least
+/// `min_seconds` in all, after two warm-up calls.
+pub fn time(min_seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<Measured> {
+    f()?;
+    f()?;
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    let cpu0 = cpu_seconds();
+    while samples.len() < 5
+        || (start.elapsed().as_secs_f64() < min_seconds && samples.len() < 100_000)
+    {
+        let t = Instant::now();
+        f()?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    let cpu_per_wall = (cpu_seconds() - cpu0) / start.elapsed().as_secs_f64();
+    samples.sort_by(f64::total_cmp);
+    Ok(Measured {
+        seconds: samples[samples.len() / 2],
+        reps: samples.len(),
+        cpu_per_wall,
+    })
+}
+
+/// The integer dtype of a float dtype's width: its amax reads the same bytes
+/// as the float amax at memory speed (libtorch's bfloat16 amax is
+/// compute-bound).
+pub fn int_view(kind: Kind) -> Kind {
+    match kind {
+        Kind::Float => Kind::Int,
+        _ => Kind::Int16,
+    }
+}
+
+/// Seconds of CPU time (user + system, every thread) this process has used.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields 14 and 15 (utime, stime), counted after the command name's ')'.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
