@@ -1,10 +1,12 @@
-//! Criterion benches of the primitives; `benches/compare.py` puts them side
-//! by side with torchao.
+//! Criterion benches of the primitives and the quantized linear layers;
+//! `benches/compare.py` and `benches/compare_linear.py` put them side by
+//! side with torchao.
 mod benchmarks;
 
 criterion::criterion_main!(
     benchmarks::choose_qparams::benches,
     benchmarks::quantize::benches,
     benchmarks::fused::benches,
-    benchmarks::layouts::benches
+    benchmarks::layouts::benches,
+    benchmarks::linear::benches
 );

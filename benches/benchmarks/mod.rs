@@ -1,6 +1,7 @@
 pub mod choose_qparams;
 pub mod fused;
 pub mod layouts;
+pub mod linear;
 pub mod quantize;
 
 use tch::{Device, Kind, Tensor};
