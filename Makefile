@@ -5,6 +5,9 @@
 #   make test          set everything up and run every check CI runs
 #   make check-minilm  quantize the demo's MiniLM checkpoint with every scheme
 #                      and have torchao confirm all of them bit for bit
+#   make bench-linear  the quantized linear layers against the dense one and
+#                      against torchao's quantized nn.Linear (4096x4096
+#                      bfloat16, M = 1 and 32), on the same bytes
 #   make bench-checkpoint
 #                      a synthetic 4.4 GB Llama-shaped sharded checkpoint
 #                      quantized by the CLI and by torchao: wall time, GB/s,
@@ -30,7 +33,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo check-minilm bench bench-checkpoint gpu-check fixtures doc \
+.PHONY: all venv build test demo check-minilm bench bench-linear bench-checkpoint gpu-check fixtures doc \
 	clean-venv
 
 all: build
@@ -131,6 +134,14 @@ check-minilm: $(DEMO_STAMP)
 bench: venv
 	cargo bench --all-features --bench bench_main
 	$(PYTHON) benches/compare.py
+
+# Quantized linear layers (issue 10): the criterion group linear/, then
+# benches/compare_linear.py, which times torchao's quantize_(nn.Linear,
+# config), the crate's QuantizedLinear and the dense linear in torch and in
+# tch on the same weight, bias and inputs, and checks the outputs bit for bit.
+bench-linear: venv
+	cargo bench --all-features --bench bench_main -- linear/
+	$(PYTHON) benches/compare_linear.py --threads 2
 
 # Checkpoints at scale (issue 14): scripts/make_llama_checkpoint.py writes the
 # checkpoint once (34 layers, 4.4 GB of bfloat16 in 1 GB shards; kept while
