@@ -30,7 +30,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo check-minilm bench bench-checkpoint gpu-check fixtures doc \
+.PHONY: all venv build test demo check-minilm bench bench-checkpoint gpu-check fixtures linear-fixtures doc \
 	clean-venv
 
 all: build
@@ -176,6 +176,10 @@ gpu-check: $(DEMO_STAMP)
 # Rewrites the committed parity fixtures (torch 2.13.0 + torchao 0.11.0 only).
 fixtures: venv
 	$(PYTHON) tests/parity/generate.py fixtures --out tests/parity/fixtures
+
+# Rewrites the committed quantized-linear fixtures (same versions only).
+linear-fixtures: venv
+	$(PYTHON) tests/linear/oracle.py fixtures --out tests/linear/fixtures
 
 doc: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
