@@ -144,6 +144,15 @@ def draw_scheme(rng: random.Random, device: str):
     return S.Scheme(name)
 
 
+def draw_dtype(rng: random.Random, scheme) -> str:
+    """Any float dtype, but bfloat16 for the CUDA tinygemm layout: torchao's
+    tinygemm dispatch takes bfloat16 only (other dtypes miss it), and the
+    crate refuses the others there."""
+    if scheme.name == "int4_tensor_core_tiled":
+        return "bfloat16"
+    return rng.choice(list(DTYPES))
+
+
 def draw_kn(rng: random.Random, scheme) -> tuple[int, int]:
     """K and N fitting the scheme; one draw in twelve does not fit
     (K not a multiple of the group, N not a multiple of 16 for int4,
@@ -179,6 +188,6 @@ def draw_random_cases(seed: int, count: int, device: str) -> list[LinearCase]:
         # Weights and inputs are drawn fresh per case (the pool's keys are
         # unique here), from one generator seeded by the seed.
         pool.cache.clear()
-        cases.append(make(pool, scheme, rng.choice(list(DTYPES)), rng.choice(MS), k, n,
+        cases.append(make(pool, scheme, draw_dtype(rng, scheme), rng.choice(MS), k, n,
                           rng.random() < 0.5, rng.choice(RANKS), special))
     return cases

@@ -15,7 +15,6 @@ import re
 
 import torch
 
-from . import schemes as S
 from .data import DTYPES, SHORT
 from .evaluate import LinearCase
 
@@ -110,7 +109,7 @@ def minilm_cases(checkpoint: str, seed: int, count: int, device: str) -> list[Li
     """`count` cases: a linear of the checkpoint, a scheme, a dtype, and the
     activation as the whole padded batch [B, T, K], one sentence [T, K] or
     one token [1, K]; weight, bias and activation cast to the dtype."""
-    from .grid import draw_scheme
+    from .grid import draw_dtype, draw_scheme
 
     seen, lengths = linear_inputs(checkpoint)
     names = sorted(seen)
@@ -128,7 +127,7 @@ def minilm_cases(checkpoint: str, seed: int, count: int, device: str) -> list[Li
         name = rng.choice(names)
         w, bvec, x = seen[name]
         scheme = draw_scheme(rng, device)
-        dtype = rng.choice(list(DTYPES))
+        dtype = draw_dtype(rng, scheme)
         form = rng.choice(["batch", "sentence", "token"]) if x.dim() == 3 else rng.choice(["batch", "token"])
         s = rng.randrange(len(lengths))
         if form == "batch":
