@@ -24,7 +24,11 @@ crate, and the dense rows are `F.linear` and `Tensor::linear` on the
 unquantized weight. Each cell is the median over at least --min-seconds of
 calls, and the best such median over --rounds interleaved rounds (both
 sides once per round), as in benches/compare.py. Every crate output is
-checked against torchao's by a checksum of its bytes (`same`).
+checked against torchao's by a checksum of its bytes (`same`). `cpu/wall`
+is the CPU-seconds per wall second each side's process used while a cell
+was measured, torchao's first (2.00 = both threads busy throughout; less
+means that something else on the machine had a CPU, and the cell is
+suspect).
 
 The yardstick (`read`) is one read of what the layer stores for its weight:
 the amax, viewed as int32, of a buffer of `QuantizedLinear::weight_nbytes`
@@ -100,27 +104,34 @@ def same_elements(a, b):
 
 def torchao_round(layer, schemes, inputs, min_seconds, times, expected):
     """One round of the torchao side: quantize each scheme's layer once (timed),
-    then time every forward; record the best medians in `times` and the first
-    outputs' checksums in `expected`."""
+    then time every forward; record the best medians in `times` (with the
+    CPU-seconds this process used per wall second over that measurement) and
+    the first outputs' checksums in `expected`."""
 
-    def keep(key, seconds):
-        times[key] = min(seconds, times.get(key, seconds))
+    def keep(key, fn):
+        cpu, wall = time.process_time(), time.perf_counter()
+        seconds = median_seconds(fn, min_seconds)
+        cpu_per_wall = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        if key not in times or seconds < times[key][0]:
+            times[key] = (seconds, cpu_per_wall)
 
     weight, bias = layer.weight, layer.bias
     for m, x in inputs.items():
         if (DENSE, m) not in expected:
             expected[(DENSE, m)] = checksum([torch.nn.functional.linear(x, weight, bias)])
-        keep((DENSE, m, "forward"), median_seconds(lambda: torch.nn.functional.linear(x, weight, bias), min_seconds))
+        keep((DENSE, m, "forward"), lambda: torch.nn.functional.linear(x, weight, bias))
     for s in schemes:
         name = s["name"]
         q = copy.deepcopy(layer)
         t = time.perf_counter()
         quantize_(q, torchao_config(s["torchao_config"]))
-        keep((name, None, "quantize"), time.perf_counter() - t)
+        t = time.perf_counter() - t
+        if (name, None, "quantize") not in times or t < times[(name, None, "quantize")][0]:
+            times[(name, None, "quantize")] = (t, None)
         for m, x in inputs.items():
             if (name, m) not in expected:
                 expected[(name, m)] = checksum([q(x)])
-            keep((name, m, "forward"), median_seconds(lambda: q(x), min_seconds))
+            keep((name, m, "forward"), lambda: q(x))
         if name == "int8-weight-only":
             impl = q.weight.tensor_impl
             codes, scale = impl.int_data, impl.scale
@@ -136,7 +147,7 @@ def torchao_round(layer, schemes, inputs, min_seconds, times, expected):
                     y = int8pack(x)
                     expected[(INT8PACK, m)] = checksum([y])
                     expected[(INT8PACK, m, "identical")] = same_elements(y, q(x))
-                keep((INT8PACK, m, "forward"), median_seconds(lambda: int8pack(x), min_seconds))
+                keep((INT8PACK, m, "forward"), lambda: int8pack(x))
 
 
 def main():
@@ -221,13 +232,14 @@ def main():
                     "m": m,
                     "weight_nbytes": c["weight_nbytes"],
                     "read": crate[(name, None, "read")]["seconds"],
-                    "torchao": times[(name, m, "forward")],
+                    "torchao": times[(name, m, "forward")][0],
+                    "torchao_cpu_per_wall": times[(name, m, "forward")][1],
                     "crate": c["seconds"],
                     "dense_tch": crate[(DENSE, m, "forward")]["seconds"],
                     "cpu_per_wall": c["cpu_per_wall"],
                     "same": c["checksum"] == expected[(name, m)],
                     "identical_elements": identical,
-                    "quantize_torchao": times.get((name, None, "quantize")),
+                    "quantize_torchao": times.get((name, None, "quantize"), (None,))[0],
                     "quantize_crate": crate.get((name, None, "quantize"), {}).get("seconds"),
                 }
             )
@@ -250,7 +262,7 @@ def main():
     header = (
         f"| {'layer':<28} | {'M':>2} | {'weight':>9} | {'read':>9} | {'torchao':>9} | {'crate':>9} "
         f"| {'torchao/crate':>13} | {'dense tch':>9} | {'crate/dense':>11} | {'crate/read':>10} "
-        f"| {'cpu/wall':>8} | {'same':<4} |"
+        f"| {'cpu/wall':>9} | {'same':<4} |"
     )
     print()
     print(header)
@@ -261,7 +273,7 @@ def main():
             f"| {fmt_time(r['torchao']):>9} | {fmt_time(r['crate']):>9} "
             f"| {fmt_ratio(r['torchao'], r['crate']):>13} | {fmt_time(r['dense_tch']):>9} "
             f"| {fmt_ratio(r['crate'], r['dense_tch']):>11} | {fmt_ratio(r['crate'], r['read']):>10} "
-            f"| {r['cpu_per_wall']:>8.2f} | {same(r):<4} |"
+            f"| {r['torchao_cpu_per_wall']:>4.2f} {r['cpu_per_wall']:>4.2f} | {same(r):<4} |"
         )
     print()
     print(f"| {'scheme':<28} | {'quantize: torchao':>17} | {'crate':>9} | {'torchao/crate':>13} |")
