@@ -48,6 +48,13 @@ libtorch's `_weight_int8pack_mm` on the int8 weight-only codes and scale
 `+= bias`. Its `same` column counts the output elements bit-identical to
 torchao's Int8WeightOnlyConfig layer (a dense mm of the codes cast to the
 activation dtype, times the scale).
+
+`--int8pack-identity` runs only the identity experiment behind that row:
+over seeded shapes (M in 1, 7, 32; K from 32 to 4096; N 64, 256 and 512 or
+4096) and bfloat16, float16 and float32, torchao's int8 weight-only product
+`mm(x, codes.t().to(dtype)) * scale` against `_weight_int8pack_mm(x, codes,
+scale)` and against `_weight_int8pack_mm(x, codes, 1) * scale`, printing
+per dtype and K the identical elements and whole outputs.
 """
 
 import argparse
@@ -150,6 +157,44 @@ def torchao_round(layer, schemes, inputs, min_seconds, times, expected):
                 keep((INT8PACK, m, "forward"), lambda: int8pack(x))
 
 
+def int8pack_identity():
+    """The counts of the `--int8pack-identity` experiment (see the module docs)."""
+    from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, quantize_affine
+
+    print("dtype    K     | _weight_int8pack_mm(x, q, s): elements, outputs | (x, q, 1) * s: elements, outputs")
+    seed = 0
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        width = torch.int32 if dtype == torch.float32 else torch.int16
+        for k in (32, 64, 128, 256, 512, 1024, 2048, 4096):
+            counts = [0, 0, 0, 0, 0, 0]  # same elements a, b; elements; same outputs a, b; outputs
+            for m in (1, 7, 32):
+                for n in (64, 256, 4096 if k >= 1024 else 512):
+                    seed += 1
+                    torch.manual_seed(seed)
+                    w, x = torch.randn(n, k).to(dtype), torch.randn(m, k).to(dtype)
+                    # Int8WeightOnlyConfig's weight: symmetric int8 per row.
+                    block = [1, k]
+                    scale, zp = choose_qparams_affine(
+                        w, MappingType.SYMMETRIC, block, torch.int8,
+                        eps=torch.finfo(torch.float32).eps, zero_point_dtype=torch.int64,
+                    )
+                    codes = quantize_affine(w, block, scale, zp, torch.int8)
+                    ref = torch.mm(x, codes.t().to(dtype)) * scale
+                    a = torch._weight_int8pack_mm(x, codes, scale)
+                    b = torch._weight_int8pack_mm(x, codes, torch.ones_like(scale)) * scale
+                    for i, out in enumerate((a, b)):
+                        same = int((out.view(width) == ref.view(width)).sum())
+                        counts[i] += same
+                        counts[3 + i] += int(same == ref.numel())
+                    counts[2] += ref.numel()
+                    counts[5] += 1
+            print(
+                f"{str(dtype).split('.')[1]:<8} {k:<5} | {counts[0]}/{counts[2]}, {counts[3]}/{counts[5]} "
+                f"| {counts[1]}/{counts[2]}, {counts[4]}/{counts[5]}",
+                flush=True,
+            )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
@@ -162,7 +207,16 @@ def main():
     ap.add_argument("--schemes", type=lambda v: v.split(","), help="comma-separated scheme names (default all)")
     ap.add_argument("--no-bias", action="store_true")
     ap.add_argument("--json", type=Path, help="also write every measurement here")
+    ap.add_argument(
+        "--int8pack-identity",
+        action="store_true",
+        help="only count where _weight_int8pack_mm matches torchao's int8 weight-only product",
+    )
     args = ap.parse_args()
+    if args.int8pack_identity:
+        torch.set_num_threads(args.threads)
+        int8pack_identity()
+        return
 
     torch.set_num_threads(args.threads)
     print(
