@@ -34,6 +34,7 @@
 //! | a torchao recipe | [`Recipe`], [`CustomRecipe`], [`Unfit`] | `recipe.rs` |
 //! | a quantized tensor | [`AffineQuantizedTensor`], [`QuantizedParts`], [`StorageLayout`] | `quantized.rs` |
 //! | a whole model | [`Selection`], [`quantize_tensors`], [`quantize_var_store`] | `model.rs` |
+//! | quantized linear layers that run (`nn::Module`) | [`QuantizedLinear`], [`LinearScheme`], [`quantize_linears`], [`LinearSource`] | `linear/` |
 //! | checkpoints (feature `checkpoint`) | `checkpoint::{Checkpoint, quantize_file, read_quantized, ...}` | `checkpoint/` |
 //! | scale and zero point | [`choose_qparams_affine`], [`choose_qparams_affine_with_min_max`] | `qparams.rs` |
 //! | codes and back | [`quantize_affine`], [`dequantize_affine`] ([`dequantize_affine_into`] into a caller's tensor), [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
@@ -77,6 +78,7 @@ mod floatx;
 mod formula;
 mod fused;
 mod granularity;
+pub mod linear;
 mod mapping;
 mod model;
 mod qparams;
@@ -97,6 +99,10 @@ pub use floatx::{
 };
 pub use formula::QParams;
 pub use granularity::Granularity;
+pub use linear::{
+    quantize_linears, DenseLinears, Int4CpuWeight, Int8Weight, Linear, LinearScheme, LinearSource,
+    QuantizedLinear, QuantizedLinears, TensorCoreTiledWeight,
+};
 pub use mapping::{MappingType, ZeroPointDomain};
 pub use model::{
     quantize_tensors, quantize_var_store, Decision, QuantizedModel, Selection, SkipReason,

@@ -535,6 +535,19 @@ impl AffineQuantizedTensor {
         })
     }
 
+    /// The same quantized tensor sharing this one's tensors (as
+    /// `Tensor::shallow_clone`).
+    pub fn shallow_clone(&self) -> Self {
+        AffineQuantizedTensor {
+            qdata: self.qdata.iter().map(Tensor::shallow_clone).collect(),
+            scale: self.scale.shallow_clone(),
+            zero_point: self.zero_point.as_ref().map(Tensor::shallow_clone),
+            block_size: self.block_size.clone(),
+            shape: self.shape.clone(),
+            ..*self
+        }
+    }
+
     /// The same tensor with codes, scale and zero point on `device`.
     pub fn to_device(&self, device: Device) -> Result<Self> {
         const OP: &str = "AffineQuantizedTensor::to_device";

@@ -159,6 +159,10 @@ pub enum Unfit {
         /// Bits per packed code.
         bits: u32,
     },
+    /// A quantized linear layer's scheme does not take this weight (see
+    /// [`LinearScheme::check`](crate::LinearScheme::check)): its rank,
+    /// device or dtype, or a size torchao leaves dense.
+    Linear(String),
 }
 
 impl fmt::Display for Unfit {
@@ -196,6 +200,7 @@ impl fmt::Display for Unfit {
                 "its last dim ({last}) is not a multiple of 8, which packing {bits}-bit codes \
                  needs"
             ),
+            Unfit::Linear(why) => f.write_str(why),
         }
     }
 }
