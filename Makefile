@@ -101,7 +101,7 @@ demo: $(MINILM_STAMP)
 # and tokens/s; scripts/minilm_reference.py runs the same model in
 # transformers + torchao and requires every hidden state and embedding to be
 # bit-identical. `make test` runs it on the dev build it already has, with no
-# timing (MINILM_SECONDS=0: three batches per scheme). Dumps land in
+# timing (MINILM_SECONDS=0: one timed batch per scheme). Dumps land in
 # target/minilm/.
 MINILM_OUT := target/minilm
 MINILM_PROFILE ?= release

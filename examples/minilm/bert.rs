@@ -16,7 +16,7 @@ use tch::nn;
 use tch::{Kind, Tensor};
 
 use crate::config::BertConfig;
-use crate::linear::{Linear, LinearSource};
+use tch_quant::{Linear, LinearSource};
 
 struct Embeddings {
     word: Tensor,
