@@ -24,6 +24,9 @@ For each scheme in DIR/summary.json:
 - tokens per second (non-padding tokens through encoder and pooling) are
   measured here as the Rust example measures them.
 
+Both sides run with the same libtorch thread count (the Rust one, recorded in
+summary.json): a float32 GEMM's bits depend on it.
+
 Thresholds: none. The Rust encoder runs the op sequence transformers runs
 (traced with TorchDispatchMode) and each quantized layer the op sequence
 torchao runs, on the same libtorch, so every hidden state and the
@@ -165,6 +168,7 @@ def main():
 
     with open(os.path.join(args.dump, "summary.json")) as f:
         summary = json.load(f)
+    torch.set_num_threads(summary["threads"])
     rust_inputs = load_file(os.path.join(args.dump, "inputs.safetensors"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     inputs = dict(tokenizer(summary["sentences"], padding=True, truncation=True,

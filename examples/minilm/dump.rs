@@ -2,8 +2,10 @@
 //! reads back. `inputs.safetensors` holds the token ids and mask; one
 //! `<scheme>.safetensors` per scheme holds `hidden_states.<i>` (the
 //! embeddings' output, then each layer's) and `embeddings` (pooled,
-//! normalized); `summary.json` lists the sentences and, per scheme, its
-//! torchao config, weight bytes and tokens per second.
+//! normalized); `summary.json` lists the sentences, libtorch's thread count
+//! (a float32 GEMM's bits depend on it, so the reference runs with the
+//! same) and, per scheme, its torchao config, weight bytes, tokens per
+//! second and quantization time.
 
 use std::path::Path;
 
@@ -41,6 +43,7 @@ pub fn summary(dir: &Path, sentences: &[&str], schemes: Vec<Value>) -> Result<()
     let path = dir.join("summary.json");
     let text = serde_json::to_string_pretty(&json!({
         "sentences": sentences,
+        "threads": tch::get_num_threads(),
         "schemes": schemes,
     }))?;
     std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
