@@ -227,9 +227,12 @@ fn print_table(runs: &[Run]) -> Result<()> {
     Ok(())
 }
 
-fn write_dump(dir: &Path, batch: &Batch, runs: &[Run]) -> Result<()> {
+/// `unpadded`: the float model's batch of the first sentence alone.
+fn write_dump(dir: &Path, batch: &Batch, runs: &[Run], unpadded: &(Batch, Run)) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     dump::inputs(dir, batch)?;
+    let (single, run) = unpadded;
+    dump::unpadded(dir, single, &run.hidden_states, &run.embeddings)?;
     for run in runs {
         dump::scheme(dir, &run.name, &run.hidden_states, &run.embeddings)?;
     }
@@ -291,7 +294,9 @@ fn main() -> Result<()> {
     }
     print_table(&runs)?;
     if let Some(dump_dir) = &args.dump {
-        write_dump(dump_dir, &batch, &runs)?;
+        let single = tokenize::encode(&tokenizer, &SENTENCES[..1])?;
+        let run = run("float32".into(), "None".into(), 0.0, &dense, &single, 0.0)?;
+        write_dump(dump_dir, &batch, &runs, &(single, run))?;
     }
     Ok(())
 }

@@ -10,6 +10,9 @@ For each scheme in DIR/summary.json:
   the longest, truncation at 256 as sentence-transformers serves the model)
   must give exactly the Rust tokenizer's `input_ids`, `token_type_ids` and
   `attention_mask`; the model then runs on those tensors;
+- the float model is also compared on the first sentence alone
+  (DIR/unpadded.safetensors: no padding, so transformers passes no
+  attention mask, the other path through its sdpa attention);
 - each hidden state (`output_hidden_states=True`: the embeddings' output,
   then each of the 6 layers') and the sentence embeddings (mean pooling over
   the attention mask, then `F.normalize`, the ops sentence-transformers'
@@ -151,6 +154,26 @@ def compare(rust, name, ours):
     return identical, (theirs.double() - ours.double()).abs().max().item()
 
 
+def check_unpadded(model, tokenizer, sentence, dump):
+    """The float model on one sentence, where nothing is padded."""
+    rust = load_file(os.path.join(dump, "unpadded.safetensors"))
+    inputs = dict(tokenizer([sentence], padding=True, truncation=True, max_length=MAX_SEQ_LEN,
+                            return_tensors="pt"))
+    failures = [f"unpadded: {key} differs from transformers' AutoTokenizer"
+                for key, ours in inputs.items() if not torch.equal(rust[key], ours)]
+    hidden, embeddings = embed(model, inputs)
+    outputs = [(f"hidden_states.{i}", h) for i, h in enumerate(hidden)]
+    outputs.append(("embeddings", embeddings))
+    identical = 0
+    for name, ours in outputs:
+        same, diff = compare(rust, name, ours)
+        identical += same
+        if not same:
+            failures.append(f"unpadded float32: {name} differs (max |diff| {diff:.3g})")
+    print(f"float32 on one unpadded sentence: {identical}/{len(outputs)} outputs bit-identical")
+    return failures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dump", help="the example's --dump DIR")
@@ -193,6 +216,7 @@ def main():
             if config is not None:
                 raise SystemExit("minilm_reference: the first scheme must be float32")
             float_embeddings = embeddings
+            failures += check_unpadded(model, tokenizer, summary["sentences"][0], args.dump)
         rust = load_file(os.path.join(args.dump, f"{name}.safetensors"))
         layers = [compare(rust, f"hidden_states.{i}", h) for i, h in enumerate(hidden)]
         emb_identical, emb_diff = compare(rust, "embeddings", embeddings)
