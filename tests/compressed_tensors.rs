@@ -249,7 +249,7 @@ fn tinygemm_int4_and_custom_are_refused_and_leave_nothing() {
             .args(flags.split_whitespace())
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{flags}: {}", text(&out));
+        assert_eq!(out.status.code(), Some(2), "{flags}: {}", text(&out));
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("recipe"),
             "{flags}: {}",

@@ -206,9 +206,9 @@ pub struct QuantizeArgs {
     /// (strategy block [1, group], int8 zero points) loads in
     /// compressed-tensors 0.20 and transformers; group (zero points packed
     /// along dim 0, as compressed-tensors' compressor and vLLM's kernels
-    /// have them) does not load in transformers 5.24.
-    #[arg(long, value_enum, default_value_t = CtAsymmetric::Block)]
-    pub ct_asymmetric: CtAsymmetric,
+    /// have them) does not load in transformers 5.24. Default: block.
+    #[arg(long, value_enum)]
+    pub ct_asymmetric: Option<CtAsymmetric>,
     // Last: its help heading applies to the flags that follow it.
     #[command(flatten)]
     pub custom: CustomArgs,

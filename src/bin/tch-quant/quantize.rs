@@ -21,7 +21,7 @@ use tch_quant::checkpoint::compressed_tensors::{
 
 use crate::cli::{CtAsymmetric, OutputFormat, QuantizeArgs};
 use crate::device;
-use crate::exit::Result;
+use crate::exit::{fail, Category, Failure, Result};
 use crate::interrupt;
 use crate::print;
 use crate::progress::Progress;
@@ -37,14 +37,23 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let input = Checkpoint::open(&args.input)?;
     input.ensure_not_quantized()?;
     let ct = match args.format {
-        OutputFormat::TchQuant => None,
+        OutputFormat::TchQuant => {
+            if args.ct_asymmetric.is_some() {
+                fail!(
+                    Category::Usage,
+                    "--ct-asymmetric only applies to --format compressed-tensors"
+                );
+            }
+            None
+        }
         OutputFormat::CompressedTensors => {
-            let layout = match args.ct_asymmetric {
+            let layout = match args.ct_asymmetric.unwrap_or(CtAsymmetric::Block) {
                 CtAsymmetric::Block => AsymmetricLayout::Block,
                 CtAsymmetric::Group => AsymmetricLayout::Group,
             };
             // Refused recipes fail before the output directory is made.
-            CtScheme::for_recipe(&scheme.recipe, layout)?;
+            CtScheme::for_recipe(&scheme.recipe, layout)
+                .map_err(|e| Failure::new(Category::Usage, e))?;
             let plan = CtPlan::new(
                 &input,
                 &args.out.output,
