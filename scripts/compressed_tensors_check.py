@@ -320,7 +320,7 @@ def make_synthetic(out_dir):
     torch.manual_seed(0)
     config = BertConfig(vocab_size=128, hidden_size=64, num_hidden_layers=2,
                         num_attention_heads=4, intermediate_size=128,
-                        max_position_embeddings=64)
+                        max_position_embeddings=64, initializer_range=0.2)
     model = BertModel(config).to(torch.bfloat16).eval()
     os.makedirs(out_dir, exist_ok=True)
     quiet(lambda: model.save_pretrained(out_dir, max_shard_size="60KB"))

@@ -324,3 +324,36 @@ fn existing_outputs_need_force_and_the_input_directory_is_refused() {
         "{e}"
     );
 }
+
+/// A chosen tensor compressed-tensors cannot name (not a
+/// `<module>.weight`) fails the run before any work, leaving neither files
+/// nor the output directory it created; the error names the tensor.
+#[test]
+fn a_failed_export_leaves_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in.safetensors");
+    let w = tch::Tensor::randn([16, 64], (tch::Kind::Float, tch::Device::Cpu));
+    tch::Tensor::write_safetensors(&[("a.weight", &w), ("proj", &w)], &input).unwrap();
+    let dir = work.path().join("out");
+    let out = Command::new(BIN)
+        .arg("quantize")
+        .arg(&input)
+        .arg("-o")
+        .arg(&dir)
+        .args([
+            "--format",
+            "compressed-tensors",
+            "--scheme",
+            "int8-weight-only",
+        ])
+        .args(["--include", "weight$", "--include", "^proj$"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("proj"),
+        "{}",
+        text(&out)
+    );
+    assert!(!dir.exists(), "the output directory was left");
+}

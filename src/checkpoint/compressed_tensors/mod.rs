@@ -80,20 +80,32 @@ pub fn export_checkpoint<'p>(
         }
         None => serde_json::Map::new(),
     };
+    // Every chosen tensor must be storable before any work starts; the
+    // modules of the 2-D weights left dense are the config's `ignore`.
     let mut ignore = Vec::new();
-    for (name, decision) in job.decisions {
-        if let Decision::Skip(_) = decision {
-            let rank2 = input
-                .shards
-                .iter()
-                .flat_map(|s| s.entries())
-                .find(|e| &e.name == name)
-                .is_some_and(|e| e.shape.len() == 2);
-            if let Some(module) = name.strip_suffix(".weight").filter(|_| rank2) {
-                ignore.push(module.to_string());
+    for entry in input.shards.iter().flat_map(|s| s.entries()) {
+        match job.decisions.get(&entry.name) {
+            Some(Decision::Quantize { .. }) => {
+                tensors::module_of(&entry.name)?;
+                if entry.shape.len() != 2 {
+                    bail!(
+                        Unquantizable,
+                        "tensor {} has shape {:?}; the compressed-tensors export quantizes only \
+                         2-D (Linear) weights; exclude it (--exclude)",
+                        entry.name,
+                        entry.shape
+                    );
+                }
             }
+            Some(Decision::Skip(_)) if entry.shape.len() == 2 => {
+                if let Some(module) = entry.name.strip_suffix(".weight") {
+                    ignore.push(module.to_string());
+                }
+            }
+            _ => {}
         }
     }
+    ignore.sort();
     let mut outputs = Outputs::write_shards(input, &plan.tensors, |_, shard, out| {
         for entry in shard.entries() {
             if observer.interrupted() {
@@ -113,7 +125,6 @@ pub fn export_checkpoint<'p>(
                     observer.finished(entry, Outcome::Copied(reason))?;
                 }
                 Decision::Quantize { .. } => {
-                    tensors::module_of(&entry.name)?;
                     let w = input.load(entry, job.device)?;
                     let q = quantize_one(&entry.name, &w, job.recipe)?;
                     let rows = entry.shape.first().copied().unwrap_or(1);
