@@ -31,7 +31,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo check-minilm bench bench-checkpoint gpu-check fixtures doc \
+.PHONY: all venv build test demo check-minilm bench bench-checkpoint gpu-check fixtures linear-fixtures doc \
 	clean-venv
 
 all: build
@@ -178,7 +178,8 @@ gpu-check: $(DEMO_STAMP)
 	@$(PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make gpu-check: torch.cuda.is_available() is False (no CUDA device or driver); nothing was run')"
 	cargo build --release --all-features --bin tch-quant --example bench_compare_cuda
 	TCH_QUANT_REQUIRE_CUDA=1 TCH_QUANT_REQUIRE_ORACLE=1 cargo test --release --all-features \
-	    --test parity_live --test parity_fixtures --test recipe_parity --test cli -- --nocapture
+	    --test parity_live --test parity_fixtures --test recipe_parity --test cli \
+	    --test linear_parity --test linear_layers -- --nocapture
 	mkdir -p $(GPU_OUT)
 	model="$(DEMO_MODEL)" && \
 	target/release/tch-quant quantize "$$model" -o $(GPU_OUT)/int4-g32.safetensors \
@@ -192,6 +193,10 @@ gpu-check: $(DEMO_STAMP)
 # Rewrites the committed parity fixtures (torch 2.13.0 + torchao 0.11.0 only).
 fixtures: venv
 	$(PYTHON) tests/parity/generate.py fixtures --out tests/parity/fixtures
+
+# Rewrites the committed quantized-linear fixtures (same versions only).
+linear-fixtures: venv
+	$(PYTHON) tests/linear/oracle.py fixtures --out tests/linear/fixtures
 
 doc: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps

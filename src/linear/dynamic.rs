@@ -14,7 +14,7 @@
 //!    `y.to(x_scale.dtype)`, `y * w_scale`, reshaped, cast to `x`'s dtype,
 //!    `y += bias`.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::chain::choose_qparams_and_quantize_affine;
 use crate::error::{Result, TorchContext};
@@ -34,6 +34,41 @@ fn activation_options(kind: Kind) -> QParamsOptions {
         scale_dtype: (kind == Kind::Half).then_some(Kind::Float),
         ..Default::default()
     }
+}
+
+/// The int32 product of int8 `a` `[M, K]` and `b` `[K, N]`, which every
+/// path computes exactly: on the CPU `_int_mm`, as torchao's
+/// `int_scaled_matmul` calls it; on CUDA torchao's `safe_int_mm`, which
+/// calls cuBLAS (`_int_mm`) when `K` and `N` are non-zero multiples of 8 and
+/// multiplies as int32 on the CPU otherwise. Where cuBLAS refuses a shape
+/// (its own limits on `M`), the CPU's exact int32 product stands in for
+/// `safe_int_mm`'s float32 fallback, which is exact only while the sums stay
+/// below 2^24.
+fn int_mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    const OP: &str = "QuantizedLinear::forward";
+    let device = a.device();
+    let on_cpu = || -> Result<Tensor> {
+        let a = a
+            .f_to_device(Device::Cpu)
+            .and_then(|t| t.f_to_kind(Kind::Int))
+            .op(OP)?;
+        let b = b
+            .f_to_device(Device::Cpu)
+            .and_then(|t| t.f_to_kind(Kind::Int))
+            .op(OP)?;
+        a.f_matmul(&b).and_then(|c| c.f_to_device(device)).op(OP)
+    };
+    if device == Device::Cpu {
+        return a.f_internal_int_mm(b).op(OP);
+    }
+    let (k, n) = (a.size()[1], b.size()[1]);
+    if k > 0 && n > 0 && k % 8 == 0 && n % 8 == 0 {
+        let b = b.f_contiguous().op(OP)?;
+        if let Ok(c) = a.f_internal_int_mm(&b) {
+            return Ok(c);
+        }
+    }
+    on_cpu()
 }
 
 /// The forward of one int8 dynamic layer on a checked `x` (`[.., K]`),
@@ -64,10 +99,7 @@ pub(crate) fn int8_dynamic_linear(
         scale_kind
     };
     let w_t = w.codes().f_contiguous().and_then(|t| t.f_tr()).op(OP)?;
-    let c = codes
-        .f_reshape([-1, k])
-        .and_then(|a| a.f_internal_int_mm(&w_t))
-        .op(OP)?;
+    let c = int_mm(&codes.f_reshape([-1, k]).op(OP)?, &w_t)?;
     let (m, n) = (c.size()[0], c.size()[1]);
     let s = x_scale
         .f_reshape([-1, 1])

@@ -1,0 +1,343 @@
+//! Replays the linear oracle's cases (`tests/linear/oracle.py`, the format
+//! of `tests/parity/README.md` with linear cases) through
+//! `QuantizedLinear::new` and `f_forward`, and compares every output, and
+//! every part of the stored weight the crate exposes, with torchao's: same
+//! dtype, same shape, same bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+use tch_quant::{LinearScheme, QuantizedLinear};
+
+/// A float32 GEMM's bits depend on libtorch's intra-op thread count, a
+/// process-wide setting: replays set the oracle's count and hold this lock
+/// so that tests running side by side cannot change it under each other.
+static THREADS: Mutex<()> = Mutex::new(());
+
+/// A loaded oracle file.
+pub struct Oracle {
+    tensors: HashMap<String, Tensor>,
+    pub cases: Vec<Value>,
+    pub torch: String,
+    pub torchao: String,
+    /// The intra-op threads torch computed the expected outputs with.
+    pub threads: i32,
+}
+
+/// Cases of one scheme: how many torchao computed and the crate matched,
+/// how many torchao refused and the crate refused too.
+#[derive(Default)]
+pub struct Tally {
+    pub computed: usize,
+    pub identical: usize,
+    pub refusals: usize,
+    pub refused: usize,
+}
+
+/// Every case's outcome, by scheme name.
+#[derive(Default)]
+pub struct Report {
+    pub by_scheme: BTreeMap<String, Tally>,
+    pub diffs: Vec<String>,
+}
+
+impl Report {
+    pub fn cases(&self) -> usize {
+        self.by_scheme
+            .values()
+            .map(|t| t.computed + t.refusals)
+            .sum()
+    }
+
+    /// `int4_cpu 146/146 bit-identical, 16/16 refused; ...` (identical:
+    /// the output and the stored parts)
+    pub fn summary(&self) -> String {
+        self.by_scheme
+            .iter()
+            .map(|(name, t)| {
+                format!(
+                    "{name} {}/{} bit-identical, {}/{} refused",
+                    t.identical, t.computed, t.refused, t.refusals
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Prints the summary under `title` and the first differences, then
+    /// fails on any difference.
+    pub fn print_and_check(&self, title: &str) {
+        println!("{title}: {}", self.summary());
+        for d in self.diffs.iter().take(40) {
+            println!("  DIFF {d}");
+        }
+        assert!(
+            self.diffs.is_empty(),
+            "{title}: {} of {} cases differ from torchao",
+            self.diffs.len(),
+            self.cases()
+        );
+    }
+}
+
+impl Oracle {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let manifest: Value = serde_json::from_slice(
+            &std::fs::read(dir.join("cases.json")).context("reading cases.json")?,
+        )?;
+        let raw = std::fs::read(dir.join("tensors.safetensors")).context("reading tensors")?;
+        let st = safetensors::SafeTensors::deserialize(&raw)?;
+        let mut tensors = HashMap::new();
+        for (key, meta) in manifest["tensors"].as_object().context("tensors")? {
+            let kind = kind_from_name(meta["dtype"].as_str().context("dtype")?)?;
+            let shape: Vec<i64> = serde_json::from_value(meta["shape"].clone())?;
+            let t = Tensor::from_slice(st.tensor(key)?.data())
+                .f_view_dtype(kind)?
+                .f_reshape(&shape)?;
+            tensors.insert(key.clone(), t);
+        }
+        let text = |k: &str| manifest[k].as_str().unwrap_or("?").to_string();
+        Ok(Oracle {
+            tensors,
+            cases: manifest["cases"].as_array().context("cases")?.clone(),
+            torch: text("torch"),
+            torchao: text("torchao"),
+            threads: manifest["threads"]
+                .as_i64()
+                .context("the header's threads")? as i32,
+        })
+    }
+
+    fn tensor(&self, key: &Value) -> Result<&Tensor> {
+        let key = key.as_str().context("a tensor key")?;
+        self.tensors
+            .get(key)
+            .with_context(|| format!("tensor {key}"))
+    }
+
+    /// Replays every case on `device`, with torch's threads set as the
+    /// oracle's were.
+    pub fn replay_all(&self, device: Device) -> Result<Report> {
+        let _threads = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        let before = tch::get_num_threads();
+        tch::set_num_threads(self.threads);
+        let report = self.replay_cases(device);
+        tch::set_num_threads(before);
+        report
+    }
+
+    fn replay_cases(&self, device: Device) -> Result<Report> {
+        let mut report = Report::default();
+        for case in &self.cases {
+            let id = case["id"].as_str().unwrap_or("?");
+            let name = case["scheme"]["name"].as_str().context("scheme.name")?;
+            let tally = report.by_scheme.entry(name.to_string()).or_default();
+            let ok = case["expected"]["ok"].as_bool().context("expected.ok")?;
+            let diff = self
+                .replay(case, device)
+                .with_context(|| format!("case {id}"))?;
+            match (ok, &diff) {
+                (true, None) => tally.identical += 1,
+                (false, None) => tally.refused += 1,
+                _ => {}
+            }
+            if ok {
+                tally.computed += 1;
+            } else {
+                tally.refusals += 1;
+            }
+            if let Some(d) = diff {
+                report.diffs.push(format!("{id}: {d}"));
+            }
+        }
+        Ok(report)
+    }
+
+    /// `None` when the crate does what torchao did, else what differs.
+    fn replay(&self, case: &Value, device: Device) -> Result<Option<String>> {
+        let scheme = scheme(&case["scheme"])?;
+        let inputs = &case["inputs"];
+        let on = |t: &Tensor| t.f_to_device(device);
+        let weight = on(self.tensor(&inputs["weight"])?)?;
+        let bias = match inputs.get("bias") {
+            Some(k) => Some(on(self.tensor(k)?)?),
+            None => None,
+        };
+        let input = on(self.tensor(&inputs["input"])?)?;
+        let expected = &case["expected"];
+        let ok = expected["ok"].as_bool() == Some(true);
+        let refused = |e: tch_quant::Error| (ok).then(|| format!("crate error: {e}"));
+        let layer = match QuantizedLinear::new(&weight, bias.as_ref(), scheme) {
+            Ok(l) => l,
+            Err(e) => return Ok(refused(e)),
+        };
+        let output = match layer.f_forward(&input) {
+            Ok(y) => y,
+            Err(e) => return Ok(refused(e)),
+        };
+        if !ok {
+            return Ok(Some(format!(
+                "torchao refuses ({}), the crate returned an output",
+                expected["error"]
+            )));
+        }
+        let out = compare(self.tensor(&expected["output"])?, &output)?;
+        let parts = self.compare_parts(&layer, &expected["parts"])?;
+        let differing: Vec<&String> = parts.iter().filter_map(|(_, d)| d.as_ref()).collect();
+        Ok(match (out, differing.is_empty()) {
+            (None, true) => None,
+            (out, _) => Some(format!(
+                "output {}; parts: {}",
+                out.as_deref().unwrap_or("identical"),
+                parts
+                    .iter()
+                    .map(|(name, d)| format!("{name} {}", d.as_deref().unwrap_or("identical")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        })
+    }
+
+    /// The crate's stored weight against torchao's, part by part where the
+    /// crate exposes it (`None`: identical): the packed layouts must be
+    /// torchao's too, and a mismatch in them tells the weight's
+    /// quantization apart from the forward's ops.
+    fn compare_parts(
+        &self,
+        layer: &QuantizedLinear,
+        parts: &Value,
+    ) -> Result<Vec<(&'static str, Option<String>)>> {
+        let mut mine: Vec<(&str, Tensor)> = Vec::new();
+        if let Some(w) = layer.int4_cpu_weight() {
+            mine.push(("packed_weight", w.packed_weight().shallow_clone()));
+            mine.push(("scale_and_zero", w.scale_and_zero().shallow_clone()));
+        }
+        if let Some(w) = layer.tensor_core_tiled_weight() {
+            mine.push(("packed_weight", w.packed_weight().shallow_clone()));
+            mine.push(("scale_and_zero", w.scale_and_zero().shallow_clone()));
+        }
+        if let Some(w) = layer.int8_weight() {
+            mine.push(("int_data", w.codes().shallow_clone()));
+            mine.push(("scale", w.scale().shallow_clone()));
+        }
+        if let Some(q) = layer.quantized_weight() {
+            match layer.scheme() {
+                LinearScheme::Float8WeightOnly => {
+                    mine.push(("float8_data", q.codes()?));
+                    mine.push(("scale", q.scale().shallow_clone()));
+                }
+                _ => mine.push(("dequantized_weight", q.dequantize()?)),
+            }
+        }
+        let mut compared = Vec::new();
+        for (name, t) in &mine {
+            let d = match parts.get(*name) {
+                Some(key) => compare(self.tensor(key)?, t)?,
+                None => Some("recorded by the crate, not by torchao".into()),
+            };
+            compared.push((*name, d));
+        }
+        if compared.is_empty() {
+            compared.push(("(none)", Some("the crate exposes no stored weight".into())));
+        }
+        Ok(compared)
+    }
+}
+
+/// The case's `scheme` object as the crate's scheme.
+pub fn scheme(v: &Value) -> Result<LinearScheme> {
+    let int = |k: &str| v[k].as_i64().with_context(|| format!("scheme.{k}"));
+    Ok(match v["name"].as_str().context("scheme.name")? {
+        "int8_weight_only" => LinearScheme::Int8WeightOnly,
+        "int4_cpu" => LinearScheme::Int4Cpu {
+            group_size: int("group_size")?,
+        },
+        "int4_tensor_core_tiled" => LinearScheme::Int4TensorCoreTiled {
+            group_size: int("group_size")?,
+            inner_k_tiles: int("inner_k_tiles")?,
+        },
+        "float8_weight_only" => LinearScheme::Float8WeightOnly,
+        "int8_dynamic_activation_int8_weight" => LinearScheme::Int8DynamicActivationInt8Weight,
+        "uintx_weight_only" => LinearScheme::UIntXWeightOnly {
+            bits: u32::try_from(int("bits")?)?,
+            group_size: int("group_size")?,
+        },
+        other => bail!("unknown scheme {other}"),
+    })
+}
+
+/// `None` when `got` has the dtype, shape and bytes of `want`, otherwise
+/// the first difference: the element's index and both values.
+pub fn compare(want: &Tensor, got: &Tensor) -> Result<Option<String>> {
+    let got = got.f_to_device(Device::Cpu)?;
+    if got.kind() != want.kind() {
+        return Ok(Some(format!(
+            "dtype {:?}, expected {:?}",
+            got.kind(),
+            want.kind()
+        )));
+    }
+    if got.size() != want.size() {
+        return Ok(Some(format!(
+            "shape {:?}, expected {:?}",
+            got.size(),
+            want.size()
+        )));
+    }
+    let (w, g) = (raw_bytes(want)?, raw_bytes(&got)?);
+    if w == g {
+        return Ok(None);
+    }
+    let width = w.len() / want.numel().max(1);
+    let byte = w.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(0);
+    let i = (byte / width.max(1)) as i64;
+    let value = |t: &Tensor| -> Result<String> {
+        let e = t.f_reshape([-1])?.f_get(i)?;
+        Ok(if is_float(t.kind()) {
+            format!("{}", e.f_to_kind(Kind::Double)?.f_double_value(&[])?)
+        } else {
+            format!("{}", e.f_to_kind(Kind::Int64)?.f_int64_value(&[])?)
+        })
+    };
+    let count = w
+        .chunks(width.max(1))
+        .zip(g.chunks(width.max(1)))
+        .filter(|(a, b)| a != b)
+        .count();
+    Ok(Some(format!(
+        "element {i} (flat; {count} of {} differ): {} != expected {}",
+        want.numel(),
+        value(&got)?,
+        value(want)?
+    )))
+}
+
+fn is_float(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double | Kind::Float8e4m3fn
+    )
+}
+
+fn raw_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    let flat = t.f_contiguous()?.f_reshape([-1])?;
+    Ok(Vec::<u8>::try_from(flat.f_view_dtype(Kind::Uint8)?)?)
+}
+
+fn kind_from_name(name: &str) -> Result<Kind> {
+    Ok(match name {
+        "float32" => Kind::Float,
+        "float16" => Kind::Half,
+        "bfloat16" => Kind::BFloat16,
+        "uint8" => Kind::Uint8,
+        "int8" => Kind::Int8,
+        "int32" => Kind::Int,
+        "int64" => Kind::Int64,
+        "float8_e4m3fn" => Kind::Float8e4m3fn,
+        other => bail!("unknown dtype {other}"),
+    })
+}
