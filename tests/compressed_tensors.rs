@@ -325,6 +325,59 @@ fn existing_outputs_need_force_and_the_input_directory_is_refused() {
     );
 }
 
+/// Model files an earlier export left that this one does not write (an
+/// index and shards of another count, which loaders would read instead)
+/// are refused without `--force`, and removed with it once the new export
+/// is in place; other files stay.
+#[test]
+fn stale_shards_of_an_earlier_export_need_force_and_are_removed() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("in.safetensors");
+    tiny(&input);
+    let dir = work.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let stale = [
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ];
+    for name in stale {
+        std::fs::write(dir.join(name), "old").unwrap();
+    }
+    std::fs::write(dir.join("notes.md"), "mine").unwrap();
+    let recipe = Recipe::Int8WeightOnly { group_size: None };
+    let run = |force| {
+        export_file(
+            &input,
+            &dir,
+            &recipe,
+            &Selection::default(),
+            AsymmetricLayout::Block,
+            force,
+        )
+    };
+    let e = run(false).unwrap_err();
+    assert_eq!(
+        e.checkpoint_kind(),
+        Some(CheckpointErrorKind::OutputRefused),
+        "{e}"
+    );
+    assert!(e.to_string().contains("earlier export"), "{e}");
+    assert!(
+        stale.iter().all(|n| dir.join(n).exists()),
+        "refused runs remove nothing"
+    );
+    run(true).unwrap();
+    for name in stale {
+        assert!(
+            !dir.join(name).exists(),
+            "{name} was left beside the new export"
+        );
+    }
+    assert!(dir.join("model.safetensors").is_file());
+    assert_eq!(std::fs::read(dir.join("notes.md")).unwrap(), b"mine");
+}
+
 /// A chosen tensor compressed-tensors cannot name (not a
 /// `<module>.weight`) fails the run before any work, leaving neither files
 /// nor the output directory it created; the error names the tensor.

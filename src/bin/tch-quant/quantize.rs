@@ -152,6 +152,9 @@ fn run_to(
     // it is made before it, and printing cannot fail the run.
     let summary = report.table();
     outputs.commit_unless(&interrupt::requested)?;
+    if let Some((ct_plan, _)) = ct {
+        ct_plan.remove_stale()?;
+    }
     print::summary(&summary);
     Ok(())
 }

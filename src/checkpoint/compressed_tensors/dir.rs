@@ -38,6 +38,12 @@ pub struct CtPlan {
     /// Whether the run created [`dir`](Self::dir) (removed again, if
     /// empty, when the run fails).
     pub created_dir: bool,
+    /// Model files of an earlier export in [`dir`](Self::dir) that this one
+    /// does not write (shards of another count, an index beside a single
+    /// file): loaders would read them, so they are removed once the new
+    /// files are in place ([`remove_stale`](Self::remove_stale); their
+    /// presence needs `force`).
+    pub stale: Vec<PathBuf>,
 }
 
 impl CtPlan {
@@ -138,6 +144,29 @@ impl CtPlan {
                 );
             }
         }
+        let mut stale = Vec::new();
+        if let Ok(listing) = std::fs::read_dir(dir) {
+            for entry in listing.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let model_file = name.starts_with("model")
+                    && (name.ends_with(".safetensors")
+                        || name.ends_with(".safetensors.index.json"));
+                if model_file && !taken.iter().any(|t| same_file(t, &path) || *t == path) {
+                    if !force {
+                        bail!(
+                            OutputRefused,
+                            "{} is left from an earlier export and loaders would read it; pass \
+                             --force to replace the export (it is removed once the new one is \
+                             in place)",
+                            path.display()
+                        );
+                    }
+                    stale.push(path);
+                }
+            }
+        }
+        stale.sort();
         Ok(CtPlan {
             dir: dir.to_path_buf(),
             tensors,
@@ -145,7 +174,28 @@ impl CtPlan {
             input_config,
             companions,
             created_dir,
+            stale,
         })
+    }
+
+    /// After the new files are committed: removes [`stale`](Self::stale).
+    ///
+    /// # Errors
+    /// A stale file that cannot be removed (named in the message).
+    pub fn remove_stale(&self) -> Result<()> {
+        for path in &self.stale {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => bail!(
+                    Io,
+                    "the export is in place, but {} from an earlier one could not be removed: \
+                     {e}",
+                    path.display()
+                ),
+            }
+        }
+        Ok(())
     }
 }
 

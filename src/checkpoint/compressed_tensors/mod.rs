@@ -223,6 +223,7 @@ pub fn export_file(
             bytes_after: outputs.total_size(),
         };
         outputs.commit()?;
+        plan.remove_stale()?;
         Ok(summary)
     })();
     if result.is_err() {
