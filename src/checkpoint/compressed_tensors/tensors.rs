@@ -79,7 +79,7 @@ pub fn stored_tensors(
                 AsymmetricLayout::Group => pack_to_int32(&zp, bits, 0)?,
                 AsymmetricLayout::Block => zp
                     .f_to_kind(Kind::Int)
-                    .and_then(|z| z.f_sub_scalar(1i64 << (bits - 1)))
+                    .and_then(|z| crate::scalar_ops::sub(&z, 1i64 << (bits - 1)))
                     .and_then(|z| z.f_to_kind(Kind::Int8))
                     .and_then(|z| z.f_contiguous())
                     .context(CheckpointErrorKind::Io, io("zero point"))?,
