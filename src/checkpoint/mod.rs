@@ -17,6 +17,9 @@
 //! - [`mod@quantize`]: the loop that quantizes a checkpoint
 //!   ([`quantize_checkpoint`], and [`quantize_file`] for the whole job in
 //!   one call);
+//! - [`compressed_tensors`]: export to a model directory in
+//!   compressed-tensors' format, which transformers and compressed-tensors
+//!   load;
 //! - [`temp`]: the registry of temporaries, for signal handlers, and the
 //!   clean-up of those a killed run left.
 //!
@@ -36,6 +39,7 @@
 //! # Ok::<(), tch_quant::Error>(())
 //! ```
 
+pub mod compressed_tensors;
 pub mod dtype;
 mod files;
 pub mod format;

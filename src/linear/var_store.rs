@@ -138,12 +138,25 @@ impl LinearSource for DenseLinears {
 /// reasons in [`skipped`](Self::skipped).
 ///
 /// As a [`LinearSource`] it gives the quantized layer where the weight was
-/// quantized, and a dense layer over the store's existing variables
-/// elsewhere (creating none).
+/// quantized, and a dense layer elsewhere, over the variables of the store
+/// the model is being built on or, when that store has none at the path (a
+/// fresh one), over the weight and bias of the store `quantize_linears` read
+/// (shared, not copied). It creates no variables.
+///
+/// Only linears come from the source: a model definition whose other parts
+/// create variables (`nn::layer_norm`, `nn::embedding`) either looks them
+/// up first when built a second time over the same store (`path.get(name)`,
+/// as `examples/minilm/bert.rs` does; tch renames a variable created twice
+/// to `name__N` and leaves it random), or is built over a fresh `VarStore`
+/// and loaded: its linears create nothing, so `VarStore::load` fills exactly
+/// the other parts.
 #[derive(Debug, Default)]
 pub struct QuantizedLinears {
     layers: BTreeMap<String, QuantizedLinear>,
     skipped: BTreeMap<String, SkipReason>,
+    /// The 2-D weights left dense (and their biases), sharing the store's
+    /// tensors, for a model built over another store.
+    dense: BTreeMap<String, (Tensor, Option<Tensor>)>,
 }
 
 impl QuantizedLinears {
@@ -200,21 +213,22 @@ impl LinearSource for QuantizedLinears {
             check("the quantized weight", (q.out_features(), q.in_features()))?;
             return Ok(Linear::Quantized(q.shallow_clone()));
         }
-        let Some(ws) = path.get("weight") else {
-            return Err(Error::invalid(
-                OP,
-                "path",
-                format!("{layer:?}"),
-                "the store has no such weight (define the model with DenseLinears and load it \
-                 before quantize_linears)",
-            ));
+        let (ws, bs) = match (path.get("weight"), self.dense.get(&layer)) {
+            (Some(ws), _) => (ws, path.get("bias")),
+            (None, Some((ws, bs))) => (ws.shallow_clone(), bs.as_ref().map(Tensor::shallow_clone)),
+            (None, None) => {
+                return Err(Error::invalid(
+                    OP,
+                    "path",
+                    format!("{layer:?}"),
+                    "neither this store nor the one quantized has such a weight (define the \
+                     model with DenseLinears and load it before quantize_linears)",
+                ))
+            }
         };
         let size = ws.size();
         check("the dense weight", (size[0], *size.get(1).unwrap_or(&0)))?;
-        Ok(Linear::Dense(nn::Linear {
-            ws,
-            bs: path.get("bias"),
-        }))
+        Ok(Linear::Dense(nn::Linear { ws, bs }))
     }
 }
 
@@ -245,18 +259,21 @@ pub fn quantize_linears(
         };
         let (shape, kind) = (w.size(), w.kind());
         let recipe = scheme.weight_recipe(kind);
-        match selection.decide(name, kind, &shape, &recipe) {
-            Decision::Skip(reason) => {
-                out.skipped.insert(name.clone(), reason);
-                continue;
+        let bias = variables.get(&format!("{layer}.bias"));
+        let skip = match selection.decide(name, kind, &shape, &recipe) {
+            Decision::Skip(reason) => Some(reason),
+            Decision::Quantize { .. } => scheme
+                .check(&shape, kind, w.device())
+                .map(SkipReason::Unfit),
+        };
+        if let Some(reason) = skip {
+            if shape.len() == 2 {
+                let shared = (w.shallow_clone(), bias.map(Tensor::shallow_clone));
+                out.dense.insert(layer.to_string(), shared);
             }
-            Decision::Quantize { .. } => {}
-        }
-        if let Some(unfit) = scheme.check(&shape, kind, w.device()) {
-            out.skipped.insert(name.clone(), SkipReason::Unfit(unfit));
+            out.skipped.insert(name.clone(), reason);
             continue;
         }
-        let bias = variables.get(&format!("{layer}.bias"));
         let q = QuantizedLinear::new(w, bias, scheme)?;
         out.layers.insert(layer.to_string(), q);
     }

@@ -47,8 +47,17 @@ Output: for each quantized W, W.qdata (codes; W.qdata.0, W.qdata.1, ... for
 (float8-weight-only and --zero-point-domain none have none); the rest as it
 was, and the scheme's arguments in the safetensors metadata.
 
+With --format compressed-tensors, -o names a model directory: config.json (the
+input's, with a quantization_config), the input's tokenizer and other small
+files, and model.safetensors (or shards and their index) in
+compressed-tensors' names: uintx-weight-only as pack-quantized,
+int8-weight-only as int-quantized, float8-weight-only as float-quantized;
+int4-weight-only (a float zero point) and custom schemes are refused.
+
 Examples:
   tch-quant quantize model.safetensors -o model-int8.safetensors --scheme int8-weight-only
+  tch-quant quantize model/model.safetensors -o model-u4/ --format compressed-tensors \\
+      --scheme uintx-weight-only --bits 4 --group-size 32
   tch-quant quantize model.safetensors -o model-int4.safetensors \\
       --scheme int4-weight-only --group-size 32 --report int4.json
   tch-quant quantize model.safetensors -o model-u3.safetensors \\
@@ -122,6 +131,18 @@ pub enum SchemeName {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    TchQuant,
+    CompressedTensors,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CtAsymmetric {
+    Block,
+    Group,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeviceArg {
     Cpu,
     Cuda,
@@ -176,6 +197,18 @@ pub struct QuantizeArgs {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE.json")]
     pub report: Option<PathBuf>,
+    /// Output format: tch-quant's own safetensors layout, or a
+    /// compressed-tensors model directory (-o names the directory) that
+    /// transformers and compressed-tensors load.
+    #[arg(long, value_enum, default_value_t = OutputFormat::TchQuant)]
+    pub format: OutputFormat,
+    /// compressed-tensors only: the layout of uintx zero points. block
+    /// (strategy block [1, group], int8 zero points) loads in
+    /// compressed-tensors 0.20 and transformers; group (zero points packed
+    /// along dim 0, as compressed-tensors' compressor and vLLM's kernels
+    /// have them) does not load in transformers 5.24. Default: block.
+    #[arg(long, value_enum)]
+    pub ct_asymmetric: Option<CtAsymmetric>,
     // Last: its help heading applies to the flags that follow it.
     #[command(flatten)]
     pub custom: CustomArgs,

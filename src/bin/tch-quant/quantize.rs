@@ -15,9 +15,13 @@ use tch_quant::checkpoint::{
 use tch::Tensor;
 use tch_quant::AffineQuantizedTensor;
 
-use crate::cli::QuantizeArgs;
+use tch_quant::checkpoint::compressed_tensors::{
+    export_checkpoint, AsymmetricLayout, CtPlan, CtScheme,
+};
+
+use crate::cli::{CtAsymmetric, OutputFormat, QuantizeArgs};
 use crate::device;
-use crate::exit::Result;
+use crate::exit::{fail, Category, Failure, Result};
 use crate::interrupt;
 use crate::print;
 use crate::progress::Progress;
@@ -32,14 +36,76 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     let device = device::resolve(args.device)?;
     let input = Checkpoint::open(&args.input)?;
     input.ensure_not_quantized()?;
-    let plan = OutputPlan::new(
+    let ct = match args.format {
+        OutputFormat::TchQuant => {
+            if args.ct_asymmetric.is_some() {
+                fail!(
+                    Category::Usage,
+                    "--ct-asymmetric only applies to --format compressed-tensors"
+                );
+            }
+            None
+        }
+        OutputFormat::CompressedTensors => {
+            let layout = match args.ct_asymmetric.unwrap_or(CtAsymmetric::Block) {
+                CtAsymmetric::Block => AsymmetricLayout::Block,
+                CtAsymmetric::Group => AsymmetricLayout::Group,
+            };
+            // Refused recipes fail before the output directory is made.
+            CtScheme::for_recipe(&scheme.recipe, layout)
+                .map_err(|e| Failure::new(Category::Usage, e))?;
+            let plan = CtPlan::new(
+                &input,
+                &args.out.output,
+                args.report.as_deref(),
+                args.out.force,
+            )?;
+            Some((plan, layout))
+        }
+    };
+    let result = run_to(
+        &args,
         &input,
-        &args.out.output,
-        args.report.as_deref(),
-        args.out.force,
-    )?;
-    print::stale_removed(&plan);
-    let decisions = select::decide_all(&input, &selection, &scheme)?;
+        &scheme,
+        &selection,
+        device,
+        ct.as_ref(),
+        started,
+    );
+    if result.is_err() {
+        if let Some((plan, _)) = &ct {
+            plan.abandon();
+        }
+    }
+    result
+}
+
+/// The run, into tch-quant's format or (`ct`) a compressed-tensors model
+/// directory.
+fn run_to(
+    args: &QuantizeArgs,
+    input: &Checkpoint,
+    scheme: &Scheme,
+    selection: &tch_quant::Selection,
+    device: tch::Device,
+    ct: Option<&(CtPlan, AsymmetricLayout)>,
+    started: Instant,
+) -> Result<()> {
+    let own_plan;
+    let plan = match ct {
+        Some((ct_plan, _)) => &ct_plan.tensors,
+        None => {
+            own_plan = OutputPlan::new(
+                input,
+                &args.out.output,
+                args.report.as_deref(),
+                args.out.force,
+            )?;
+            &own_plan
+        }
+    };
+    print::stale_removed(plan);
+    let decisions = select::decide_all(input, selection, scheme)?;
 
     let mut observer = Observer {
         progress: Progress::new(input.total_bytes()),
@@ -52,7 +118,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         scheme: scheme.args.clone(),
         device,
     };
-    let mut outputs = quantize_checkpoint(&input, &plan, &job, &mut observer)?;
+    let mut outputs = match ct {
+        Some((ct_plan, layout)) => export_checkpoint(input, ct_plan, &job, *layout, &mut observer)?,
+        None => quantize_checkpoint(input, plan, &job, &mut observer)?,
+    };
     observer.progress.finish();
 
     let reports = observer.reports;
@@ -63,9 +132,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         scheme: scheme.args.clone(),
         device: device::name(device),
         input: args.input.display().to_string(),
-        outputs: plan
-            .index
-            .iter()
+        outputs: ct
+            .map(|(p, _)| &p.config)
+            .into_iter()
+            .chain(&plan.index)
             .chain(&plan.shards)
             .map(|p| p.display().to_string())
             .collect(),
@@ -82,6 +152,9 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
     // it is made before it, and printing cannot fail the run.
     let summary = report.table();
     outputs.commit_unless(&interrupt::requested)?;
+    if let Some((ct_plan, _)) = ct {
+        ct_plan.remove_stale()?;
+    }
     print::summary(&summary);
     Ok(())
 }
