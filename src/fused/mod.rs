@@ -78,4 +78,4 @@ pub(crate) use drive::{
     choose_and_quantize, choose_qparams, dequantize, dequantize_into, quantize, Chained, CodesArg,
     DequantizeArgs, QuantizeArgs,
 };
-pub(crate) use view::byte_span;
+pub(crate) use view::{advise_huge_pages, byte_span};

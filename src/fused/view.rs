@@ -232,10 +232,19 @@ const ADVISE_ABOVE_BYTES: usize = 32 << 20;
 /// pages of 4 KiB saves most of the faults' cost. A hint only: the bytes
 /// and their values are unchanged, and a kernel without THP ignores it.
 pub(crate) fn advise_fresh(t: &Tensor) {
+    if byte_span(t).len() > ADVISE_ABOVE_BYTES {
+        advise_huge_pages(t);
+    }
+}
+
+/// `MADV_HUGEPAGE` on the page-aligned part of a dense CPU tensor's memory,
+/// whatever its size (see [`advise_fresh`]); for callers that know the
+/// tensor is freshly mapped.
+pub(crate) fn advise_huge_pages(t: &Tensor) {
     #[cfg(target_os = "linux")]
     {
         let span = byte_span(t);
-        if span.len() <= ADVISE_ABOVE_BYTES || !is_dense_cpu(t) {
+        if !is_dense_cpu(t) {
             return;
         }
         // SAFETY: `sysconf` has no preconditions.

@@ -180,11 +180,7 @@ impl QuantizedLinear {
                 int8_dynamic_linear(input, w, bias, &out_shape)
             }
             Stored::Int8(w) => {
-                let wt = w
-                    .codes()
-                    .f_tr()
-                    .and_then(|t| t.f_to_kind(self.dtype))
-                    .op(OP)?;
+                let wt = dense_transposed(OP, w.codes(), self.dtype)?;
                 let m = input.f_reshape([-1, k]).and_then(|x| x.f_mm(&wt)).op(OP)?;
                 let scale = w.scale().f_to_kind(m.kind()).op(OP)?;
                 let y = m
@@ -336,6 +332,28 @@ impl nn::Module for QuantizedLinear {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// At least this many bytes of int8 weight cast per call are advised huge
+/// pages: glibc maps an allocation this large freshly every time, and on
+/// the machine of README's table a 4096x4096 bfloat16 cast took 6-10 ms
+/// advised against 16-18 ms faulting 4 KiB pages (12-15 ms of which the
+/// cast alone, in a fresh process, for torchao as for the crate).
+const ADVISE_CAST_BYTES: usize = 32 << 20;
+
+/// `codes.t().to(kind)` as torchao computes it for its `mm` (a `[K, N]`
+/// tensor with strides `(1, K)`: `_to_copy` keeps the transposed view's
+/// strides), written into a fresh `[N, K]` buffer advised huge pages when
+/// large: the same values (every int8 is exact in each float dtype) in the
+/// same layout, so `mm` reads the same tensor.
+fn dense_transposed(op: &'static str, codes: &Tensor, kind: Kind) -> Result<Tensor> {
+    let size = codes.size();
+    let mut buf = Tensor::f_empty(size.as_slice(), (kind, codes.device())).op(op)?;
+    if buf.numel() * kind.elt_size_in_bytes() >= ADVISE_CAST_BYTES {
+        crate::fused::advise_huge_pages(&buf);
+    }
+    buf.f_copy_(codes).op(op)?;
+    buf.f_tr().op(op)
 }
 
 /// `y += bias` (torchao adds the bias in place, in `y`'s dtype).
