@@ -204,7 +204,10 @@ impl QuantizedLinear {
                 add_bias(OP, y, bias)?.f_to_kind(self.dtype).op(OP)
             }
             Stored::Dequantized(q) => {
-                let w = q.dequantize()?;
+                let w = match float8_weight(OP, q, self.dtype)? {
+                    Some(w) => w,
+                    None => q.dequantize()?,
+                };
                 input.f_linear(&w, bias).op(OP)
             }
         }
@@ -354,6 +357,36 @@ fn dense_transposed(op: &'static str, codes: &Tensor, kind: Kind) -> Result<Tens
     }
     buf.f_copy_(codes).op(op)?;
     buf.f_tr().op(op)
+}
+
+/// A float8 per-row weight dequantized as torchao's `Float8AQTTensorImpl`
+/// does at every call, `float8_data.to(dtype) * scale.view(N, 1)`, with
+/// the same values computed into one fresh buffer (advised huge pages when
+/// large) instead of two: the cast is exact (every float8_e4m3fn value is a
+/// float32, float16 and bfloat16 value), and an in-place multiply rounds each
+/// element as the out-of-place one does when scale and weight share a dtype.
+/// `None` for any other weight, which [`AffineQuantizedTensor::dequantize`]
+/// takes.
+fn float8_weight(
+    op: &'static str,
+    q: &AffineQuantizedTensor,
+    kind: Kind,
+) -> Result<Option<Tensor>> {
+    let [codes] = q.qdata() else {
+        return Ok(None);
+    };
+    let per_row = matches!((q.shape(), q.block_size()), (&[_, k], &[1, b]) if k == b);
+    if !q.target_dtype().is_float8() || !per_row || q.scale().kind() != kind {
+        return Ok(None);
+    }
+    let mut w = Tensor::f_empty(q.shape(), (kind, codes.device())).op(op)?;
+    if w.numel() * kind.elt_size_in_bytes() >= ADVISE_CAST_BYTES {
+        crate::fused::advise_huge_pages(&w);
+    }
+    w.f_copy_(codes).op(op)?;
+    let scale = q.scale().f_reshape([-1, 1]).op(op)?;
+    let _scaled = w.f_mul_(&scale).op(op)?;
+    Ok(Some(w))
 }
 
 /// `y += bias` (torchao adds the bias in place, in `y`'s dtype).
