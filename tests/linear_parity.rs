@@ -14,11 +14,16 @@
 mod common_cuda;
 #[path = "common/oracle.rs"]
 mod common_oracle;
+#[path = "common/live.rs"]
+mod live;
 #[path = "linear/replay.rs"]
 mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Cases per test without `TCH_QUANT_PARITY_COUNT`.
+const COUNT: usize = 320;
 
 use anyhow::{bail, Context, Result};
 use tch::Device;
@@ -30,25 +35,6 @@ const SCHEMES_ON_CPU: [&str; 5] = [
     "int8_dynamic_activation_int8_weight",
     "uintx_weight_only",
 ];
-
-fn seed() -> u64 {
-    std::env::var("TCH_QUANT_PARITY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() % 1_000_000)
-                .unwrap_or(0)
-        })
-}
-
-fn count() -> usize {
-    std::env::var("TCH_QUANT_PARITY_COUNT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(320)
-}
 
 fn devices(tag: &str) -> Vec<Device> {
     let mut devices = vec![Device::Cpu];
@@ -128,7 +114,7 @@ fn random_linears_are_bit_identical() -> Result<()> {
     let Some(python) = common_oracle::oracle_python() else {
         return Ok(());
     };
-    let (seed, n) = (seed(), count());
+    let (seed, n) = (live::seed(), live::count(COUNT));
     for device in devices("random") {
         let args = [
             "random",
@@ -156,7 +142,7 @@ fn minilm_linears_are_bit_identical() -> Result<()> {
     let Some(checkpoint) = common_oracle::minilm_checkpoint(&python) else {
         return Ok(());
     };
-    let (seed, n) = (seed(), (count() / 8).max(1));
+    let (seed, n) = (live::seed(), (live::count(COUNT) / 8).max(1));
     for device in devices("minilm") {
         let args = [
             "minilm".to_string(),

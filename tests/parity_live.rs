@@ -10,11 +10,16 @@
 mod common_cuda;
 #[path = "parity/extra_ops.rs"]
 mod extra_ops;
+#[path = "common/live.rs"]
+mod live;
 #[path = "parity/replay.rs"]
 mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Cases per test without `TCH_QUANT_PARITY_COUNT`.
+const COUNT: usize = 2000;
 
 use anyhow::{bail, Context, Result};
 use tch::Device;
@@ -23,25 +28,6 @@ fn python() -> PathBuf {
     std::env::var_os("TCH_QUANT_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
-
-fn seed() -> u64 {
-    std::env::var("TCH_QUANT_PARITY_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() % 1_000_000)
-                .unwrap_or(0)
-        })
-}
-
-fn count() -> usize {
-    std::env::var("TCH_QUANT_PARITY_COUNT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000)
 }
 
 /// Draws and evaluates `count` cases of `ops` on `device` with torchao.
@@ -59,7 +45,7 @@ fn draw(ops: &str, seed: u64, device: Device, tag: &str) -> Result<replay::Oracl
             "--seed",
             &seed.to_string(),
             "--count",
-            &count().to_string(),
+            &live::count(COUNT).to_string(),
         ])
         .args(["--ops", ops, "--device", dev, "--out"])
         .arg(&dir)
@@ -74,7 +60,7 @@ fn draw(ops: &str, seed: u64, device: Device, tag: &str) -> Result<replay::Oracl
 }
 
 fn live(ops: &str, tag: &str) -> Result<()> {
-    let seed = seed();
+    let seed = live::seed();
     let mut devices = vec![Device::Cpu];
     if common_cuda::cuda_or_skip(&format!("live {tag}: skipped CUDA (not available)")) {
         devices.push(Device::Cuda(0));
@@ -91,9 +77,9 @@ fn live(ops: &str, tag: &str) -> Result<()> {
             println!("  DIFF {d}");
         }
         assert!(
-            n >= count(),
+            n >= live::count(COUNT),
             "the oracle drew {n} cases, fewer than {}",
-            count()
+            live::count(COUNT)
         );
         assert_eq!(
             identical,

@@ -92,14 +92,7 @@ impl QuantizedLinear {
                 got: dtype,
             });
         }
-        if let Some(unfit) = scheme.check(&shape, dtype, device) {
-            return Err(Error::invalid(
-                OP,
-                "weight",
-                format!("{shape:?}"),
-                format!("{scheme} does not apply: {unfit}"),
-            ));
-        }
+        scheme.refuse_unfit(OP, &weight)?;
         let (out_features, in_features) = (shape[0], shape[1]);
         let bias = match bias {
             Some(b) => Some(check_bias(OP, b, out_features, dtype, device)?),

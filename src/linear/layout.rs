@@ -111,14 +111,7 @@ impl Int4CpuWeight {
         const OP: &str = "Int4CpuWeight::quantize";
         let scheme = LinearScheme::Int4Cpu { group_size };
         scheme.validate()?;
-        if let Some(unfit) = scheme.check(&weight.size(), weight.kind(), weight.device()) {
-            return Err(Error::invalid(
-                OP,
-                "weight",
-                format!("{:?}", weight.size()),
-                unfit.to_string(),
-            ));
-        }
+        scheme.refuse_unfit(OP, weight)?;
         let q = AffineQuantizedTensor::quantize(weight, &scheme.weight_recipe(weight.kind()))?;
         Self::from_quantized(&q)
     }
@@ -226,15 +219,8 @@ impl TensorCoreTiledWeight {
             inner_k_tiles,
         };
         scheme.validate()?;
+        scheme.refuse_unfit(OP, weight)?;
         let shape = weight.size();
-        if let Some(unfit) = scheme.check(&shape, weight.kind(), weight.device()) {
-            return Err(Error::invalid(
-                OP,
-                "weight",
-                format!("{shape:?}"),
-                unfit.to_string(),
-            ));
-        }
         let (n, k) = (shape[0], shape[1]);
         let padded = weight
             .f_constant_pad_nd([0, round_up(k, 1024) - k, 0, round_up(n, 8) - n])

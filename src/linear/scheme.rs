@@ -260,6 +260,24 @@ impl LinearScheme {
     }
 }
 
+impl LinearScheme {
+    /// [`check`](Self::check) of `weight` as the error `op` returns: an
+    /// [`Error::InvalidArgument`] for `weight` that names the scheme and
+    /// why it does not apply.
+    pub(crate) fn refuse_unfit(&self, op: &'static str, weight: &tch::Tensor) -> Result<()> {
+        let shape = weight.size();
+        match self.check(&shape, weight.kind(), weight.device()) {
+            Some(unfit) => Err(Error::invalid(
+                op,
+                "weight",
+                format!("{shape:?}"),
+                format!("{self} does not apply: {unfit}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 impl fmt::Display for LinearScheme {
     /// The name, e.g. `int4-cpu-g32`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
