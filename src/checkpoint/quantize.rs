@@ -91,6 +91,32 @@ pub struct QuantizeJob<'a> {
     pub device: Device,
 }
 
+impl QuantizeJob<'_> {
+    /// A tensor's turn in an output loop: stops if `observer` asks to,
+    /// tells it the tensor started, and returns the tensor's decision.
+    ///
+    /// # Errors
+    /// An interruption; a tensor [`Checkpoint::decide`] gave no decision.
+    pub(crate) fn begin(
+        &self,
+        entry: &Entry,
+        observer: &mut dyn QuantizeObserver,
+    ) -> Result<&Decision> {
+        if observer.interrupted() {
+            return Err(interrupted_error());
+        }
+        observer.started(entry);
+        let Some(decision) = self.decisions.get(&entry.name) else {
+            bail!(
+                InvalidRequest,
+                "no decision for tensor {} (decide on this checkpoint first)",
+                entry.name
+            );
+        };
+        Ok(decision)
+    }
+}
+
 /// Quantizes `input` into the files of `plan` and returns them written but
 /// not yet renamed into place: add any file that must land with them (a
 /// report), then [`Outputs::commit`].
@@ -127,17 +153,7 @@ fn quantize_shards<'p>(
     let mut outputs = Outputs::write_planned_shards(input, plan, layout, |_, shard, out| {
         let mut records = BTreeMap::new();
         for entry in shard.entries() {
-            if observer.interrupted() {
-                return Err(interrupted_error());
-            }
-            observer.started(entry);
-            let Some(decision) = job.decisions.get(&entry.name) else {
-                bail!(
-                    InvalidRequest,
-                    "no decision for tensor {} (decide on this checkpoint first)",
-                    entry.name
-                );
-            };
+            let decision = job.begin(entry, observer)?;
             match decision {
                 Decision::Skip(reason) => {
                     out.add_copy(entry)?;

@@ -41,7 +41,7 @@ use tch::Device;
 use super::format::{self, Record};
 use super::quantize::{Outcome, QuantizeJob, QuantizeObserver, Summary};
 use super::reader::{shape_i64, Checkpoint};
-use super::writer::{interrupted_error, Outputs, PendingFile};
+use super::writer::{Outputs, PendingFile};
 use super::{bail, error};
 use crate::error::{CheckpointErrorKind, Result};
 use crate::model::{Decision, Selection};
@@ -108,17 +108,7 @@ pub fn export_checkpoint<'p>(
     ignore.sort();
     let mut outputs = Outputs::write_shards(input, &plan.tensors, |_, shard, out| {
         for entry in shard.entries() {
-            if observer.interrupted() {
-                return Err(interrupted_error());
-            }
-            observer.started(entry);
-            let Some(decision) = job.decisions.get(&entry.name) else {
-                bail!(
-                    InvalidRequest,
-                    "no decision for tensor {} (decide on this checkpoint first)",
-                    entry.name
-                );
-            };
+            let decision = job.begin(entry, observer)?;
             match decision {
                 Decision::Skip(reason) => {
                     out.add_copy(entry)?;
