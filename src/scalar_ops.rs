@@ -116,6 +116,10 @@ tensor_scalar_ops! {
     div => atg_div_scalar;
     /// `max(t, s)`, NaN kept (`Tensor::f_clamp_min`).
     clamp_min => atg_clamp_min;
+    /// `min(t, s)`, NaN kept (`Tensor::f_clamp_max`).
+    clamp_max => atg_clamp_max;
+    /// `t ** s` (`Tensor::f_pow_tensor_scalar`).
+    pow => atg_pow_tensor_scalar;
     /// A tensor like `t` (shape, dtype, device) filled with `s`
     /// (`Tensor::f_full_like`).
     full_like => atg_full_like;
@@ -188,6 +192,14 @@ mod tests {
             assert!(same(
                 &clamp_min(t, 1e-6).unwrap(),
                 &t.f_clamp_min(1e-6).unwrap()
+            ));
+            assert!(same(
+                &clamp_max(t, 2e4).unwrap(),
+                &t.f_clamp_max(2e4).unwrap()
+            ));
+            assert!(same(
+                &pow(&t.abs(), 0.7 - 1.0).unwrap(),
+                &t.abs().f_pow_tensor_scalar(0.7 - 1.0).unwrap()
             ));
             assert!(same(
                 &clamp(t, 0i64, 15i64).unwrap(),
