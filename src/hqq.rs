@@ -43,7 +43,7 @@ pub struct HqqSolverOptions {
     /// Factor `beta` grows by after each iteration (1.01); finite and
     /// positive.
     pub kappa: f64,
-    /// Most iterations (20).
+    /// Most iterations (20); at least 1 when the solver runs.
     pub iters: usize,
     /// Stop at the first iteration whose mean absolute error does not
     /// improve on the best so far (true).
@@ -181,6 +181,7 @@ pub struct HqqQuantized {
 /// asserts), `axis` not 0 or 1 (torchao asserts), `compute_dtype` or
 /// `solver.dtype` not float32/float16/bfloat16, `solver.beta` or
 /// `solver.kappa` not finite and positive, `solver.lp_norm` not finite,
+/// `solver.iters` 0 with `optimize` on (torchao's `UnboundLocalError`),
 /// and `solver.kappa` when `beta` underflows to 0 (torchao's
 /// `ZeroDivisionError`). [`Error::UnsupportedKind`] for a `tensor` that is
 /// not float32/float16/bfloat16, [`Error::ShapeMismatch`] for an empty one,
@@ -261,6 +262,15 @@ impl Plan {
                 "solver.kappa",
                 s.kappa,
                 "must be finite and positive",
+            ));
+        }
+        if o.optimize && s.iters == 0 {
+            // torchao's solver then deletes a `W_q` no iteration assigned.
+            return Err(Error::invalid(
+                OP,
+                "solver.iters",
+                s.iters,
+                "must be at least 1 when optimize is on (torchao raises UnboundLocalError)",
             ));
         }
         if !s.lp_norm.is_finite() {
@@ -425,7 +435,7 @@ impl Plan {
                 return Ok(Err(Error::invalid(
                     OP,
                     "solver.kappa",
-                    s.kappa,
+                    format!("{:?}", s.kappa),
                     format!("beta * kappa^{iterations} underflows to 0 (torchao divides by it)"),
                 )));
             }
