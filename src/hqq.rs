@@ -43,7 +43,7 @@ pub struct HqqSolverOptions {
     /// Factor `beta` grows by after each iteration (1.01); finite and
     /// positive.
     pub kappa: f64,
-    /// Most iterations (20).
+    /// Most iterations (20); at least 1 when the solver runs.
     pub iters: usize,
     /// Stop at the first iteration whose mean absolute error does not
     /// improve on the best so far (true).
@@ -181,6 +181,7 @@ pub struct HqqQuantized {
 /// asserts), `axis` not 0 or 1 (torchao asserts), `compute_dtype` or
 /// `solver.dtype` not float32/float16/bfloat16, `solver.beta` or
 /// `solver.kappa` not finite and positive, `solver.lp_norm` not finite,
+/// `solver.iters` 0 with `optimize` on (torchao's `UnboundLocalError`),
 /// and `solver.kappa` when `beta` underflows to 0 (torchao's
 /// `ZeroDivisionError`). [`Error::UnsupportedKind`] for a `tensor` that is
 /// not float32/float16/bfloat16, [`Error::ShapeMismatch`] for an empty one,
@@ -261,6 +262,15 @@ impl Plan {
                 "solver.kappa",
                 s.kappa,
                 "must be finite and positive",
+            ));
+        }
+        if o.optimize && s.iters == 0 {
+            // torchao's solver then deletes a `W_q` no iteration assigned.
+            return Err(Error::invalid(
+                OP,
+                "solver.iters",
+                s.iters,
+                "must be at least 1 when optimize is on (torchao raises UnboundLocalError)",
             ));
         }
         if !s.lp_norm.is_finite() {
@@ -394,18 +404,29 @@ impl Plan {
         }))
     }
 
-    /// `clamp(round(w * scale + zero), 0, qmax)`.
+    /// `clamp(round(w * scale + zero), 0, qmax)`, each op after the
+    /// multiply in place (the same kernels, one buffer instead of four).
     fn quantize(
         &self,
         w: &Tensor,
         scale: &Tensor,
         zero: &Tensor,
     ) -> std::result::Result<Tensor, TchError> {
-        scalar_ops::clamp(&w.f_mul(scale)?.f_add(zero)?.f_round()?, 0i64, self.qmax)
+        let mut q = w.f_mul(scale)?;
+        q.f_add_(zero)?.f_round_()?;
+        scalar_ops::clamp_(&q, 0i64, self.qmax)?;
+        Ok(q)
     }
 
     /// `optimize_weights_proximal_legacy`: the codes, scale, zero point and
     /// the number of iterations run.
+    ///
+    /// Each iteration issues torchao's elementwise ops on the same operands
+    /// in the same dtype, some of them in place on a buffer whose value is
+    /// not needed any more, which changes no bits: an in-place op runs the
+    /// same kernel as the op that allocates. `torch.abs(W_f - W_r)` of the
+    /// error is the `|x|` the shrinkage already computed, and the error is
+    /// read before that buffer is reused.
     #[allow(clippy::type_complexity)]
     fn optimize_weights(
         &self,
@@ -425,23 +446,30 @@ impl Plan {
                 return Ok(Err(Error::invalid(
                     OP,
                     "solver.kappa",
-                    s.kappa,
+                    format!("{:?}", s.kappa),
                     format!("beta * kappa^{iterations} underflows to 0 (torchao divides by it)"),
                 )));
             }
             iterations += 1;
-            let w_q = self.quantize(&w_f, &scale, &zero)?;
-            let w_r = w_q.f_sub(&zero)?.f_div(&scale)?;
-            let x = w_f.f_sub(&w_r)?;
-            let w_e = shrink_lp(&x, beta, s.lp_norm)?;
-            zero = w_q.f_sub(&w_f.f_sub(&w_e)?.f_mul(&scale)?)?.f_mean_dim(
-                Some([self.axis].as_slice()),
-                true,
-                None::<Kind>,
-            )?;
+            let mut w_q = self.quantize(&w_f, &scale, &zero)?;
+            // W_r = (W_q - zero) / scale; x = W_f - W_r.
+            let mut w_r = w_q.f_sub(&zero)?;
+            w_r.f_div_(&scale)?;
+            let mut x = w_f.f_sub(&w_r)?;
+            drop(w_r);
+            let abs = x.f_abs()?;
+            let current_error = abs.f_mean(None::<Kind>)?.f_double_value(&[])?;
+            // W_e = _shrink_lp_op(x, beta, lp_norm) = sign(x) * shrunk |x|, into x.
+            let shrunk = shrink_abs_lp(abs, beta, s.lp_norm)?;
+            x.f_sign_()?.f_mul_(&shrunk)?;
+            drop(shrunk);
+            // zero = mean(W_q - (W_f - W_e) * scale, axis).
+            let mut t = w_f.f_sub(&x)?;
+            t.f_mul_(&scale)?;
+            zero = w_q
+                .f_sub_(&t)?
+                .f_mean_dim(Some([self.axis].as_slice()), true, None::<Kind>)?;
             beta *= s.kappa;
-            // torch.abs(W_f - W_r): the same op on the same operands as `x`.
-            let current_error = x.f_abs()?.f_mean(None::<Kind>)?.f_double_value(&[])?;
             if s.early_stop {
                 if current_error < best_error {
                     best_error = current_error;
@@ -455,16 +483,27 @@ impl Plan {
     }
 }
 
-/// `_shrink_lp_op`: the proximal operator of the `lp` norm.
-fn shrink_lp(x: &Tensor, beta: f64, lp_norm: f64) -> std::result::Result<Tensor, TchError> {
-    let abs = x.f_abs()?;
-    let shrunk = if lp_norm == 1.0 {
+/// The inner part of `_shrink_lp_op`, in place on `abs` = `|x|` where it
+/// can: `relu(|x| - (1/beta) * |x|^(p - 1))`, or `relu(|x| - 1/beta)` for
+/// `p == 1`.
+fn shrink_abs_lp(
+    mut abs: Tensor,
+    beta: f64,
+    lp_norm: f64,
+) -> std::result::Result<Tensor, TchError> {
+    let mut shrunk = if lp_norm == 1.0 {
         scalar_ops::sub(&abs, 1.0 / beta)?
     } else {
+        // `t * s` out of place: libtorch's `mul_(Scalar)` computes `s * t`
+        // with the scalar first, which for float16/bfloat16 rounds the
+        // scalar to the tensor's dtype before multiplying (31% of 1e5
+        // float16 products by 0.02 differ).
         let pow = scalar_ops::pow(&abs, lp_norm - 1.0)?;
-        abs.f_sub(&scalar_ops::mul(&pow, 1.0 / beta)?)?
+        abs.f_sub_(&scalar_ops::mul(&pow, 1.0 / beta)?)?;
+        abs
     };
-    x.f_sign()?.f_mul(&shrunk.f_relu()?)
+    shrunk.f_relu_()?;
+    Ok(shrunk)
 }
 
 fn check_float_kind(arg: &'static str, kind: Kind) -> Result<()> {

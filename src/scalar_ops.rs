@@ -154,6 +154,23 @@ pub(crate) fn clamp(
     unsafe { tensor_from(out[0]) }
 }
 
+/// `t = min(max(t, min), max)` in place, NaN kept, returning `t`
+/// (`Tensor::f_clamp_`).
+pub(crate) fn clamp_(
+    t: &Tensor,
+    min: impl Into<Num>,
+    max: impl Into<Num>,
+) -> Result<Tensor, TchError> {
+    let (min, max) = (CScalar::new(min.into())?, CScalar::new(max.into())?);
+    let mut out = [null_mut(); 1];
+    // SAFETY: as in `tensor_scalar`, with two scalars; the op writes `t`'s
+    // own storage, which the caller owns through `t`.
+    unsafe { c_generated::atg_clamp_(out.as_mut_ptr(), handle(t), min.0, max.0) };
+    check()?;
+    // SAFETY: as in `tensor_scalar`.
+    unsafe { tensor_from(out[0]) }
+}
+
 #[cfg(test)]
 mod tests {
     use tch::{Device, Kind, Scalar};
@@ -201,6 +218,10 @@ mod tests {
                 &pow(&t.abs(), 0.7 - 1.0).unwrap(),
                 &t.abs().f_pow_tensor_scalar(0.7 - 1.0).unwrap()
             ));
+            let (mine, theirs) = (t.copy(), t.copy());
+            let _ = clamp_(&mine, 0i64, 15i64).unwrap();
+            let _ = theirs.f_clamp_(0i64, 15i64).unwrap();
+            assert!(same(&mine, &theirs));
             assert!(same(
                 &clamp(t, 0i64, 15i64).unwrap(),
                 &t.f_clamp(0i64, 15i64).unwrap()
