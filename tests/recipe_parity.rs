@@ -205,7 +205,18 @@ fn schemes() -> Vec<serde_json::Value> {
     ];
     all.extend([32, 64, 128, 256].map(|g| json!({"name": "int4-weight-only", "group_size": g})));
     all.extend((1..=8).map(|b| json!({"name": "uintx-weight-only", "bits": b, "group_size": 64})));
+    all.extend(hqq_schemes());
     all
+}
+
+/// The HQQ variants (`use_hqq=True`); torchao_check.py runs torchao's HQQ at
+/// the libtorch thread count the file records.
+fn hqq_schemes() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!({"name": "int4-weight-only", "group_size": 64, "use_hqq": true}),
+        json!({"name": "uintx-weight-only", "bits": 3, "group_size": 32, "use_hqq": true}),
+    ]
 }
 
 /// Quantizes `input` with every recipe through the library's checkpoint
@@ -215,12 +226,13 @@ fn writer_and_reader_agree_with_torchao(
     python: &Path,
     input: &Path,
     selection: &Selection,
+    schemes: &[serde_json::Value],
 ) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = Checkpoint::open(input).unwrap();
     let mut outputs = Vec::new();
     let mut round_trips = 0;
-    for (i, scheme) in schemes().iter().enumerate() {
+    for (i, scheme) in schemes.iter().enumerate() {
         let recipe = recipe_of(scheme);
         let out = dir.path().join(format!("q{i}.safetensors"));
         let summary = quantize_file(input, &out, &recipe, selection).unwrap();
@@ -259,7 +271,8 @@ fn the_checkpoint_writer_and_reader_are_bit_identical_to_torchao() {
         return;
     };
     let only_weights = Selection::new().include(|name| name.starts_with("weight/"));
-    let n = writer_and_reader_agree_with_torchao(&python, &fixture_path(), &only_weights);
+    let n =
+        writer_and_reader_agree_with_torchao(&python, &fixture_path(), &only_weights, &schemes());
     println!(
         "recipe checkpoints: {} recipes x 3 weights, {n} read back identical",
         schemes().len()
@@ -285,11 +298,30 @@ fn minilm_recipes_are_bit_identical_to_torchao_when_installed() {
         .collect();
     let names = two_d.keys().cloned().collect::<Vec<_>>();
     let every_2d_weight = Selection::new().include(move |name| names.iter().any(|n| n == name));
-    let n = writer_and_reader_agree_with_torchao(&python, &model, &every_2d_weight);
+    let plain: Vec<_> = schemes()
+        .into_iter()
+        .filter(|s| s.get("use_hqq").is_none())
+        .collect();
+    let n = writer_and_reader_agree_with_torchao(&python, &model, &every_2d_weight, &plain);
     println!(
         "MiniLM: {} recipes over {} 2-D weights, {n} quantized tensors read back identical",
-        schemes().len(),
+        plain.len(),
         two_d.len()
+    );
+    // HQQ solves each whole weight for up to 20 iterations (the embeddings
+    // alone would take minutes in a debug build): the first encoder layer's
+    // six weights, whole, at sizes where libtorch splits the solver's error
+    // mean by thread count.
+    let layer0 = Selection::new().include(|name| {
+        name.starts_with("encoder.layer.0.")
+            && name.ends_with(".weight")
+            && !name.contains("LayerNorm")
+    });
+    let n = writer_and_reader_agree_with_torchao(&python, &model, &layer0, &hqq_schemes());
+    println!(
+        "MiniLM with HQQ: {} recipes over encoder.layer.0's weights, {n} quantized tensors read \
+         back identical",
+        hqq_schemes().len()
     );
 }
 
@@ -367,7 +399,8 @@ fn non_finite_weights_are_bit_identical_to_torchao() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("non-finite.safetensors");
     Tensor::write_safetensors(&weights, &input).unwrap();
-    let n = writer_and_reader_agree_with_torchao(&python, &input, &Selection::default());
+    let n =
+        writer_and_reader_agree_with_torchao(&python, &input, &Selection::default(), &schemes());
     println!(
         "non-finite weights: {} recipes x 3 dtypes, {n} quantized tensors read back identical",
         schemes().len()

@@ -37,6 +37,12 @@ SCHEMES = (
     + [{"name": "uintx-weight-only", "bits": b, "group_size": 64} for b in range(1, 9)]
     + [{"name": "uintx-weight-only", "bits": 4, "group_size": 32}]
     + [{"name": "float8-weight-only"}]
+    # use_hqq=True: the weights here are below libtorch's grain size (32768
+    # elements, padding included), so HQQ's error mean is not split by thread
+    # count and the bits hold at any count (torch_threads records the one used)
+    + [{"name": "int4-weight-only", "group_size": g, "use_hqq": True} for g in (32, 64, 128, 256)]
+    + [{"name": "uintx-weight-only", "bits": b, "group_size": 64, "use_hqq": True}
+       for b in range(1, 9)]
 )
 
 
@@ -73,7 +79,11 @@ def main():
             if w.shape[-1] % scheme.get("group_size", 1) != 0:
                 continue
             args = torchao_check.recipe(scheme, w)
-            q, scale, zero_point = torchao_check.torchao_reference(w, args, scheme["name"])
+            hqq = scheme.get("use_hqq", False)
+            if hqq:
+                scheme = {**scheme, "torch_threads": torch.get_num_threads()}
+            q, scale, zero_point = torchao_check.torchao_reference(w, args, scheme["name"],
+                                                                   use_hqq=hqq)
             case = f"{wname}/{len(cases)}"
             tensors[f"{case}/codes"] = q
             tensors[f"{case}/scale"] = scale
@@ -83,7 +93,9 @@ def main():
                 q, scale, zero_point, args, w.dtype)
             bits = {"int4-weight-only": 4}.get(scheme["name"], scheme.get("bits"))
             shards = 0
-            if bits is not None and bits < 8:
+            # uintx with HQQ stores its codes plain (PlainLayout)
+            packed = not (hqq and scheme["name"] == "uintx-weight-only")
+            if bits is not None and bits < 8 and packed:
                 for i, shard in enumerate(pack(q.to(torch.uint8), bits, dim=-1)):
                     tensors[f"{case}/shard.{i}"] = shard
                     shards += 1
