@@ -143,6 +143,19 @@ pub fn choose_qparams_gguf(
     }
     let supers = Reduction::new(OP, "block_size", &[1, super_block], &grid)?;
     let scale_shape = supers.after_reduction();
+    if product(&supers.qparams_shape()) != product(&scale_shape) {
+        // One block per super-block (block_size[-1] == 256) reduces nothing,
+        // and torchao's amax over no dims reduces everything.
+        return Err(Error::invalid(
+            OP,
+            "block_size",
+            format!("{block_size:?}"),
+            format!(
+                "gives one block per super-block, where torchao reduces the whole grid of \
+                 blocks {grid:?} to one super-block scale and cannot view it as {scale_shape:?}"
+            ),
+        ));
+    }
     let compute = || -> std::result::Result<GgufQParams, tch::TchError> {
         let x = input.f_reshape(&blocks.shape)?;
         let min_val = x.f_amin(blocks.dims.as_slice(), false)?;
@@ -169,19 +182,6 @@ pub fn choose_qparams_gguf(
             super_block_min_scale,
         })
     };
-    if product(&supers.qparams_shape()) != product(&scale_shape) {
-        // One block per super-block (block_size[-1] == 256) reduces nothing,
-        // and torchao's amax over no dims reduces everything.
-        return Err(Error::invalid(
-            OP,
-            "block_size",
-            format!("{block_size:?}"),
-            format!(
-                "gives one block per super-block, where torchao reduces the whole grid of \
-                 blocks {grid:?} to one super-block scale and cannot view it as {scale_shape:?}"
-            ),
-        ));
-    }
     compute().op(OP)
 }
 
