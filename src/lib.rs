@@ -42,6 +42,8 @@
 //! | half-quadratic (HQQ) codes and qparams | [`choose_qparams_and_quantize_affine_hqq`], [`HqqOptions`], [`HqqSolverOptions`], [`HqqQuantized`] | `hqq.rs` |
 //! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
 //! | fp6, fp5, ... | [`FloatxDtype`], [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
+//! | GGUF Q4_K-style super-blocks | [`choose_qparams_gguf`], [`quantize_gguf`], [`dequantize_gguf`], [`GgufQParams`], [`gguf_weight_only`], [`GgufWeight`] | `gguf.rs` |
+//! | QQQ (W4A8) weights | [`choose_qparams_and_quantize_affine_qqq`], [`dequantize_affine_qqq`], [`QqqQuantized`] | `qqq.rs` |
 //! | sub-byte storage | [`pack_uintx`], [`unpack_uintx`] | `bitpacking.rs` |
 //! | block sizes | [`Granularity`] (and `block.rs` for the reduction layout) | `granularity.rs` |
 //! | threads of the fused CPU path | [`threading::ThreadPolicy`], [`threading::set_thread_policy`], [`threading::set_num_threads`] | `threading.rs` |
@@ -78,12 +80,14 @@ mod float8;
 mod floatx;
 mod formula;
 mod fused;
+mod gguf;
 mod granularity;
 mod hqq;
 pub mod linear;
 mod mapping;
 mod model;
 mod qparams;
+mod qqq;
 mod quantize;
 mod quantized;
 mod recipe;
@@ -100,6 +104,10 @@ pub use floatx::{
     choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx, FloatxDtype,
 };
 pub use formula::QParams;
+pub use gguf::{
+    choose_qparams_gguf, dequantize_gguf, gguf_weight_only, quantize_gguf, GgufQParams, GgufWeight,
+    GGUF_QK_K,
+};
 pub use granularity::Granularity;
 pub use hqq::{choose_qparams_and_quantize_affine_hqq, HqqOptions, HqqQuantized, HqqSolverOptions};
 pub use linear::{
@@ -111,6 +119,9 @@ pub use model::{
     quantize_tensors, quantize_var_store, Decision, QuantizedModel, Selection, SkipReason,
 };
 pub use qparams::{choose_qparams_affine, choose_qparams_affine_with_min_max, QParamsOptions};
+pub use qqq::{
+    choose_qparams_and_quantize_affine_qqq, dequantize_affine_qqq, QqqQuantized, QQQ_GROUP_SIZE,
+};
 pub use quantize::{
     dequantize_affine, dequantize_affine_into, fake_quantize_affine,
     fake_quantize_affine_cachemask, quantize_affine, QuantizeOptions,
