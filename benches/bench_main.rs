@@ -8,5 +8,6 @@ criterion::criterion_main!(
     benchmarks::quantize::benches,
     benchmarks::fused::benches,
     benchmarks::layouts::benches,
-    benchmarks::linear::benches
+    benchmarks::linear::benches,
+    benchmarks::observer::benches
 );

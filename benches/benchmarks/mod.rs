@@ -2,6 +2,7 @@ pub mod choose_qparams;
 pub mod fused;
 pub mod layouts;
 pub mod linear;
+pub mod observer;
 pub mod quantize;
 
 use tch::{Device, Kind, Tensor};
