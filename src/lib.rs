@@ -40,6 +40,7 @@
 //! | scale and zero point | [`choose_qparams_affine`], [`choose_qparams_affine_with_min_max`] | `qparams.rs` |
 //! | codes and back | [`quantize_affine`], [`dequantize_affine`] ([`dequantize_affine_into`] into a caller's tensor), [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
 //! | both in one pass | [`choose_qparams_and_quantize_affine`] | `chain.rs` |
+//! | half-quadratic (HQQ) codes and qparams | [`choose_qparams_and_quantize_affine_hqq`], [`HqqOptions`], [`HqqSolverOptions`], [`HqqQuantized`] | `hqq.rs` |
 //! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
 //! | fp6, fp5, ... | [`FloatxDtype`], [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
 //! | sub-byte storage | [`pack_uintx`], [`unpack_uintx`] | `bitpacking.rs` |
@@ -79,6 +80,7 @@ mod floatx;
 mod formula;
 mod fused;
 mod granularity;
+mod hqq;
 pub mod linear;
 mod mapping;
 mod model;
@@ -101,6 +103,7 @@ pub use floatx::{
 };
 pub use formula::QParams;
 pub use granularity::Granularity;
+pub use hqq::{choose_qparams_and_quantize_affine_hqq, HqqOptions, HqqQuantized, HqqSolverOptions};
 pub use linear::{
     quantize_linears, DenseLinears, Int4CpuWeight, Int8Weight, Linear, LinearScheme, LinearSource,
     QuantizedLinear, QuantizedLinears, TensorCoreTiledWeight,

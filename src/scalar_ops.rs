@@ -116,6 +116,10 @@ tensor_scalar_ops! {
     div => atg_div_scalar;
     /// `max(t, s)`, NaN kept (`Tensor::f_clamp_min`).
     clamp_min => atg_clamp_min;
+    /// `min(t, s)`, NaN kept (`Tensor::f_clamp_max`).
+    clamp_max => atg_clamp_max;
+    /// `t ** s` (`Tensor::f_pow_tensor_scalar`).
+    pow => atg_pow_tensor_scalar;
     /// A tensor like `t` (shape, dtype, device) filled with `s`
     /// (`Tensor::f_full_like`).
     full_like => atg_full_like;
@@ -145,6 +149,23 @@ pub(crate) fn clamp(
     let mut out = [null_mut(); 1];
     // SAFETY: as in `tensor_scalar`, with two scalars.
     unsafe { c_generated::atg_clamp(out.as_mut_ptr(), handle(t), min.0, max.0) };
+    check()?;
+    // SAFETY: as in `tensor_scalar`.
+    unsafe { tensor_from(out[0]) }
+}
+
+/// `t = min(max(t, min), max)` in place, NaN kept, returning `t`
+/// (`Tensor::f_clamp_`).
+pub(crate) fn clamp_(
+    t: &Tensor,
+    min: impl Into<Num>,
+    max: impl Into<Num>,
+) -> Result<Tensor, TchError> {
+    let (min, max) = (CScalar::new(min.into())?, CScalar::new(max.into())?);
+    let mut out = [null_mut(); 1];
+    // SAFETY: as in `tensor_scalar`, with two scalars; the op writes `t`'s
+    // own storage, which the caller owns through `t`.
+    unsafe { c_generated::atg_clamp_(out.as_mut_ptr(), handle(t), min.0, max.0) };
     check()?;
     // SAFETY: as in `tensor_scalar`.
     unsafe { tensor_from(out[0]) }
@@ -189,6 +210,18 @@ mod tests {
                 &clamp_min(t, 1e-6).unwrap(),
                 &t.f_clamp_min(1e-6).unwrap()
             ));
+            assert!(same(
+                &clamp_max(t, 2e4).unwrap(),
+                &t.f_clamp_max(2e4).unwrap()
+            ));
+            assert!(same(
+                &pow(&t.abs(), 0.7 - 1.0).unwrap(),
+                &t.abs().f_pow_tensor_scalar(0.7 - 1.0).unwrap()
+            ));
+            let (mine, theirs) = (t.copy(), t.copy());
+            let _ = clamp_(&mine, 0i64, 15i64).unwrap();
+            let _ = theirs.f_clamp_(0i64, 15i64).unwrap();
+            assert!(same(&mine, &theirs));
             assert!(same(
                 &clamp(t, 0i64, 15i64).unwrap(),
                 &t.f_clamp(0i64, 15i64).unwrap()
