@@ -39,7 +39,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all venv build test demo minilm-check check-minilm bench bench-linear bench-checkpoint gpu-check \
-	fixtures linear-fixtures doc \
+	fixtures linear-fixtures observer-fixtures doc \
 	clean-venv
 
 all: build
@@ -247,6 +247,12 @@ fixtures: venv
 # Rewrites the committed quantized-linear fixtures (same versions only).
 linear-fixtures: venv
 	$(PYTHON) tests/linear/oracle.py fixtures --out tests/linear/fixtures
+
+# Rewrites the committed observer fixtures (same versions only; with the
+# MiniLM checkpoint `make test` installs, for the real-weight windows).
+observer-fixtures: $(DEMO_STAMP)
+	$(PYTHON) tests/observers/oracle.py fixtures --out tests/observers/fixtures \
+	    --checkpoint "$(DEMO_MODEL)"
 
 doc: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps

@@ -9,5 +9,6 @@ criterion::criterion_main!(
     benchmarks::fused::benches,
     benchmarks::layouts::benches,
     benchmarks::linear::benches,
-    benchmarks::gguf_qqq::benches
+    benchmarks::gguf_qqq::benches,
+    benchmarks::observer::benches
 );

@@ -36,6 +36,7 @@
 //! | a whole model | [`Selection`], [`quantize_tensors`], [`quantize_var_store`] | `model.rs` |
 //! | quantized linear layers that run (`nn::Module`) | [`QuantizedLinear`], [`LinearScheme`], [`quantize_linears`], [`LinearSource`] | `linear/` |
 //! | checkpoints (feature `checkpoint`) | `checkpoint::{Checkpoint, quantize_file, read_quantized, ...}` | `checkpoint/` |
+//! | calibration observers (static quantization) | [`AffineQuantizedMinMaxObserver`], [`AffineQuantizedMovingAverageMinMaxObserver`], [`MinMaxObserver`], [`PerChannelMinMaxObserver`], [`MovingAverageMinMaxObserver`], [`MovingAveragePerChannelMinMaxObserver`] | `observer/` |
 //! | scale and zero point | [`choose_qparams_affine`], [`choose_qparams_affine_with_min_max`] | `qparams.rs` |
 //! | codes and back | [`quantize_affine`], [`dequantize_affine`] ([`dequantize_affine_into`] into a caller's tensor), [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
 //! | both in one pass | [`choose_qparams_and_quantize_affine`] | `chain.rs` |
@@ -86,6 +87,7 @@ mod hqq;
 pub mod linear;
 mod mapping;
 mod model;
+mod observer;
 mod qparams;
 mod qqq;
 mod quantize;
@@ -117,6 +119,11 @@ pub use linear::{
 pub use mapping::{MappingType, ZeroPointDomain};
 pub use model::{
     quantize_tensors, quantize_var_store, Decision, QuantizedModel, Selection, SkipReason,
+};
+pub use observer::{
+    AffineQuantizedMinMaxObserver, AffineQuantizedMovingAverageMinMaxObserver, MinMaxObserver,
+    MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver, ObserverDtype,
+    PerChannelMinMaxObserver, QScheme, UniformObserverOptions,
 };
 pub use qparams::{choose_qparams_affine, choose_qparams_affine_with_min_max, QParamsOptions};
 pub use qqq::{

@@ -3,6 +3,7 @@ pub mod fused;
 pub mod gguf_qqq;
 pub mod layouts;
 pub mod linear;
+pub mod observer;
 pub mod quantize;
 
 use tch::{Device, Kind, Tensor};
