@@ -105,8 +105,11 @@ demo: $(MINILM_STAMP) $(CT_STAMP)
 	model="$(DEMO_MODEL)" && \
 	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/minilm-ct-uint4-g32 --format compressed-tensors \
 	    --scheme uintx-weight-only --bits 4 --group-size 32 --force > /dev/null && \
+	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/minilm-ct-int4-g128 --format compressed-tensors \
+	    --scheme custom --mapping symmetric --dtype int4 --granularity per-group:128 --force > /dev/null && \
 	$(PYTHON) scripts/compressed_tensors_check.py "$$model" --export $(DEMO_OUT)/minilm-ct-uint4-g32 \
-	    "--scheme uintx-weight-only --bits 4 --group-size 32" && \
+	    "--scheme uintx-weight-only --bits 4 --group-size 32" --export $(DEMO_OUT)/minilm-ct-int4-g128 \
+	    "--scheme custom --mapping symmetric --dtype int4 --granularity per-group:128" && \
 	echo && \
 	target/release/tch-quant quantize "$$model" -o $(DEMO_OUT)/model-int4-g32.safetensors \
 	    --scheme int4-weight-only --group-size 32 --report $(DEMO_OUT)/int4-g32.json --force && \

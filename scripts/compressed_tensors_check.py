@@ -12,10 +12,13 @@ For each exported model directory (`--export DIR "FLAGS"`, FLAGS being the
   quantization of the original weight (`choose_qparams_affine` +
   `quantize_affine` with the recipe's arguments, via scripts/torchao_check.py)
   moved into compressed-tensors' conventions by compressed-tensors' own code:
-  `pack_to_int32(q - 2^(b-1), b)` for `weight_packed`, the zero point
-  `zp - 2^(b-1)` (packed along dim 0 with `pack_to_int32` for the group
-  layout), torchao's scale; int8 and float8 codes as they are; and
-  compressed-tensors' `unpack_from_int32` reads torchao's codes back;
+  `pack_to_int32(q - o, b)` for `weight_packed` (o = 2^(b-1) for unsigned
+  codes, 0 for signed ones), the zero point `zp - o` (packed along dim 0 with
+  `pack_to_int32` for the group layout; none for symmetric schemes, whose
+  torchao zero point is checked to be o everywhere), torchao's scale; int8
+  codes `q - o` and float8 codes as they are; and compressed-tensors'
+  `unpack_from_int32` reads torchao's codes back; custom recipes' arguments
+  come from their flags (scripts/torchao_check.py's `args_from_flags`);
 - the weight compressed-tensors' compressor decompresses (the registered
   compressor's `decompress`, which `ModelCompressor.decompress_model` runs
   per module) equals, bit for bit, compressed-tensors' own `dequantize` of the
@@ -71,9 +74,41 @@ SENTENCES = [
 ]
 
 
+def strategy_args(strategy, group):
+    if strategy == "group":
+        return dict(strategy="group", group_size=group)
+    return dict(strategy=strategy, group_size=None)
+
+
+def custom_scheme(flags, layout):
+    """(format, weights args, offset) of a custom integer recipe (README's table): offset
+    is what torchao's codes exceed compressed-tensors' signed ones by."""
+    dtype = flags.dtype.strip().lower().removeprefix("torch.")
+    bits = int(dtype.lstrip("uint"))
+    offset = 1 << (bits - 1) if dtype.startswith("uint") else 0
+    kind, _, n = flags.granularity.strip().lower().replace("_", "-").partition(":")
+    strategy, group = {"per-tensor": ("tensor", None), "per-row": ("channel", None),
+                       "per-token": ("channel", None), "per-axis": ("channel", None),
+                       "per-group": ("group", n and int(n))}[kind]
+    if kind == "per-axis" and int(n) not in (0, -2):
+        raise ValueError(f"{flags.granularity} has no compressed-tensors strategy")
+    domain = (flags.zero_point_domain or "int").lower()
+    symmetric = flags.mapping.lower().startswith("symmetric") or domain == "none"
+    args = dict(num_bits=bits, type="int", symmetric=symmetric)
+    if not symmetric and strategy == "group" and layout == "block":
+        args.update(strategy="block", block_structure=[1, group], group_size=None)
+    else:
+        args.update(strategy_args(strategy, group))
+    fmt = "int-quantized" if symmetric and bits == 8 else "pack-quantized"
+    return fmt, args, offset
+
+
 def expected_weights_args(flags, layout):
-    """The compressed-tensors scheme tch-quant's flags map onto (README's table)."""
+    """The compressed-tensors scheme tch-quant's flags map onto (README's table), and
+    the offset of its codes."""
     name = flags.scheme
+    if name == "custom":
+        return custom_scheme(flags, layout)
     if name == "uintx-weight-only":
         group = flags.group_size or 64
         args = dict(num_bits=flags.bits, type="int", symmetric=False)
@@ -81,17 +116,14 @@ def expected_weights_args(flags, layout):
             args.update(strategy="group", group_size=group)
         else:
             args.update(strategy="block", block_structure=[1, group], group_size=None)
-        return "pack-quantized", args
+        return "pack-quantized", args, 1 << (flags.bits - 1)
     if name == "int8-weight-only":
         args = dict(num_bits=8, type="int", symmetric=True)
-        if flags.group_size:
-            args.update(strategy="group", group_size=flags.group_size)
-        else:
-            args.update(strategy="channel", group_size=None)
-        return "int-quantized", args
+        args.update(strategy_args("group" if flags.group_size else "channel", flags.group_size))
+        return "int-quantized", args, 0
     if name == "float8-weight-only":
         return "float-quantized", dict(num_bits=8, type="float", symmetric=True,
-                                       strategy="channel", group_size=None)
+                                       strategy="channel", group_size=None), 0
     raise ValueError(f"{name} has no compressed-tensors export")
 
 
@@ -103,7 +135,8 @@ def module_tensors(tensors, module):
 
 def check_export(original, export_dir, flags_text, layout, problems, embed_ref):
     flags = tc.parse_flags(flags_text)
-    scheme_name = tc.scheme_from_flags(flags)
+    custom = flags.scheme == "custom"
+    scheme_name = {"name": "custom"} if custom else tc.scheme_from_flags(flags)
     label = f"{os.path.basename(os.path.normpath(export_dir))} ({flags_text.strip()})"
     index = os.path.join(export_dir, "model.safetensors.index.json")
     path = index if os.path.exists(index) else os.path.join(export_dir, "model.safetensors")
@@ -120,7 +153,7 @@ def check_export(original, export_dir, flags_text, layout, problems, embed_ref):
         fail(f"quant_method/version {qc.quant_method}/{qc_json.get('version')}")
     if qc.quantization_status != "compressed":
         fail(f"quantization_status {qc.quantization_status}")
-    fmt, want = expected_weights_args(flags, layout)
+    fmt, want, off = expected_weights_args(flags, layout)
     [scheme] = qc.config_groups.values()
     if qc.format != fmt or scheme.format != fmt:
         fail(f"format {qc.format}/{scheme.format}, expected {fmt}")
@@ -139,7 +172,7 @@ def check_export(original, export_dir, flags_text, layout, problems, embed_ref):
     counts = {"quantized": 0, "copied": 0}
     decompressed = {}
     bits = weights.num_bits
-    off = 1 << (bits - 1)
+    packed_zp = not weights.symmetric and layout == "group" and want["strategy"] != "tensor"
     quantized_modules = set()
     for name, w in original.items():
         module = name[: -len(".weight")] if name.endswith(".weight") else None
@@ -155,28 +188,34 @@ def check_export(original, export_dir, flags_text, layout, problems, embed_ref):
         quantized_modules.add(module)
         if module in (qc.ignore or []):
             fail(f"{module} is quantized and in ignore")
-        args = tc.recipe(scheme_name, w)
+        args = tc.args_from_flags(flags, w) if custom else tc.recipe(scheme_name, w)
         q, s, zp = tc.torchao_reference(w, args, scheme_name["name"])
         rows = w.shape[0]
-        s2 = s.reshape(rows, -1).contiguous()
+        s2 = s.reshape(1 if want["strategy"] == "tensor" else (rows, -1)).contiguous()
         if not tc.same_bits(mine["weight_scale"], s2):
             fail(f"{module}.weight_scale differs from torchao's scale")
         if fmt == "pack-quantized":
             signed = (q.to(torch.int32) - off).to(torch.int8)
-            zp_signed = (zp.to(torch.int32) - off).to(torch.int8).reshape(rows, -1).contiguous()
-            want_zp = pack_to_int32(zp_signed, bits, packed_dim=0) if layout == "group" else zp_signed
-            expect = {"weight_packed": pack_to_int32(signed, bits), "weight_zero_point": want_zp,
-                      "weight_shape": torch.tensor(w.shape)}
+            expect = {"weight_packed": pack_to_int32(signed, bits), "weight_shape": torch.tensor(w.shape)}
+            zero_point = None
+            if not weights.symmetric:
+                zp_signed = (zp.to(torch.int32) - off).to(torch.int8).reshape(s2.shape).contiguous()
+                expect["weight_zero_point"] = (pack_to_int32(zp_signed, bits, packed_dim=0)
+                                               if packed_zp else zp_signed)
+                zero_point = zp_signed
+            elif zp is not None and not bool((zp.to(torch.int32) == off).all()):
+                fail(f"{module}: torchao's zero point is not {off} everywhere, yet symmetric")
             for key, t in expect.items():
                 if not tc.same_bits(mine.get(key), t):
                     fail(f"{module}.{key} differs from compressed-tensors' packing of torchao's")
             if not tc.same_bits(unpack_from_int32(mine["weight_packed"], bits, w.shape), signed):
-                fail(f"{module}: unpack_from_int32 does not give torchao's codes - 2^(b-1)")
-            codes, zero_point = signed, zp_signed
+                fail(f"{module}: unpack_from_int32 does not give torchao's codes - {off}")
+            codes = signed
         else:
-            if not tc.same_bits(mine.get("weight"), q):
-                fail(f"{module}.weight differs from torchao's codes")
-            codes, zero_point, expect = q, None, {}
+            want_codes = q if off == 0 else (q.to(torch.int32) - off).to(torch.int8)
+            if not tc.same_bits(mine.get("weight"), want_codes):
+                fail(f"{module}.weight differs from torchao's codes - {off}")
+            codes, zero_point, expect = want_codes, None, {}
         allowed = set(expect) | {"weight_scale"} if fmt == "pack-quantized" else {"weight", "weight_scale"}
         if set(mine) - {"bias"} != allowed:
             fail(f"{module}: stored {sorted(mine)}, expected {sorted(allowed)}")
@@ -203,7 +242,7 @@ def check_export(original, export_dir, flags_text, layout, problems, embed_ref):
         fail("nothing quantized")
 
     result = dict(counts)
-    if fmt == "pack-quantized" and layout == "group":
+    if packed_zp:
         result["transformers"] = check_group_refused(export_dir, fail)
     else:
         result.update(check_transformers(export_dir, stored, quantized_modules, decompressed,

@@ -107,8 +107,9 @@ fn assert_checked(out: &Output, schemes: &[(&str, &str)]) {
 }
 
 /// MiniLM: int8 per channel, uint4 group 32 and 128 (block layout, and the
-/// group layout transformers refuses), float8 per channel; the script
-/// prints the cosine of each to the float model's sentence embeddings.
+/// group layout transformers refuses), symmetric int4 group 32 and 128
+/// (W4A16, a custom recipe), float8 per channel; the script prints the
+/// cosine of each to the float model's sentence embeddings.
 #[test]
 fn minilm_exports_load_in_compressed_tensors_and_transformers() {
     let Some(python) = clients() else { return };
@@ -130,12 +131,26 @@ fn minilm_exports_load_in_compressed_tensors_and_transformers() {
             "uint4-g32-group",
             "--scheme uintx-weight-only --bits 4 --group-size 32 --ct-asymmetric group",
         ),
+        (
+            "int4-g32",
+            "--scheme custom --mapping symmetric --dtype int4 --granularity per-group:32",
+        ),
+        (
+            "int4-g128",
+            "--scheme custom --mapping symmetric --dtype int4 --granularity per-group:128",
+        ),
         ("float8", "--scheme float8-weight-only"),
     ];
     let out = export_and_check(&python, &model, work.path(), &schemes);
     assert_checked(&out, &schemes);
-    // The copied companions: the tokenizer and sentence-transformers files.
-    for name in ["tokenizer.json", "vocab.txt", "modules.json"] {
+    // The copied companions: the tokenizer and sentence-transformers files,
+    // subdirectories included.
+    for name in [
+        "tokenizer.json",
+        "vocab.txt",
+        "modules.json",
+        "1_Pooling/config.json",
+    ] {
         let a = std::fs::read(model.parent().unwrap().join(name)).unwrap();
         let b = std::fs::read(work.path().join("int8").join(name)).unwrap();
         assert!(a == b, "{name} not copied as it was");
@@ -144,8 +159,10 @@ fn minilm_exports_load_in_compressed_tensors_and_transformers() {
 
 /// A sharded bfloat16 BERT (written by transformers' `save_pretrained`):
 /// sharded output with its index, every bit width's packing (3 bits split
-/// codes across words), int8 per group, float8; and the script fails on an
-/// export checked against flags other than those that made it.
+/// codes across words), int8 per group, float8, and custom recipes: signed
+/// and unsigned codes, symmetric and asymmetric, per group, channel and
+/// tensor, without a zero point; and the script fails on an export checked
+/// against flags other than those that made it.
 #[test]
 fn sharded_bfloat16_exports_load_and_a_wrong_scheme_fails_the_check() {
     let Some(python) = clients() else { return };
@@ -168,6 +185,32 @@ fn sharded_bfloat16_exports_load_and_a_wrong_scheme_fails_the_check() {
         ),
         ("int8-g32", "--scheme int8-weight-only --group-size 32"),
         ("fp8", "--scheme float8-weight-only"),
+        (
+            "i4-ch",
+            "--scheme custom --mapping symmetric --dtype int4 --granularity per-axis:0",
+        ),
+        (
+            "u4-sym-g32",
+            "--scheme custom --mapping symmetric --dtype uint4 --granularity per-group:32",
+        ),
+        (
+            "u8-sym-tensor",
+            "--scheme custom --mapping symmetric --dtype uint8 --granularity per-tensor",
+        ),
+        (
+            "i3-asym-g32",
+            "--scheme custom --mapping asymmetric --dtype int3 --granularity per-group:32",
+        ),
+        (
+            "i2-nozp-tensor",
+            "--scheme custom --mapping symmetric-no-clipping-err --dtype int2 \
+             --granularity per-tensor --zero-point-domain none",
+        ),
+        (
+            "u4-asym-ch-group",
+            "--scheme custom --mapping asymmetric --dtype uint4 --granularity per-row \
+             --ct-asymmetric group",
+        ),
     ];
     let out = export_and_check(&python, &index, work.path(), &schemes);
     assert_checked(&out, &schemes);
@@ -220,7 +263,7 @@ fn tiny(path: &Path) {
 /// before anything is written (no output directory is left), from the
 /// library and the CLI alike.
 #[test]
-fn tinygemm_int4_and_custom_are_refused_and_leave_nothing() {
+fn tinygemm_int4_and_inexact_custom_recipes_are_refused_and_leave_nothing() {
     let work = tempfile::tempdir().unwrap();
     let input = work.path().join("in.safetensors");
     tiny(&input);
@@ -241,7 +284,12 @@ fn tinygemm_int4_and_custom_are_refused_and_leave_nothing() {
     assert!(!dir.exists());
     for flags in [
         "--scheme int4-weight-only --group-size 32",
-        "--scheme custom --mapping symmetric --dtype int8 --granularity per-row",
+        "--scheme custom --mapping symmetric --dtype int4 --granularity per-group:32 \
+         --quant-min -7",
+        "--scheme custom --mapping asymmetric --dtype uint4 --granularity per-group:32 \
+         --preserve-zero false --zero-point-domain float",
+        "--scheme custom --mapping symmetric --dtype float8_e4m3fn --granularity per-row",
+        "--scheme custom --mapping symmetric --dtype int4 --granularity per-axis:1",
     ] {
         let out = Command::new(BIN)
             .arg("quantize")
@@ -413,4 +461,205 @@ fn a_failed_export_leaves_nothing() {
         text(&out)
     );
     assert!(!dir.exists(), "the output directory was left");
+}
+
+/// The input directory's subdirectories are copied (sentence-transformers'
+/// `1_Pooling/`, nested ones, a module's own safetensors weights, files
+/// symlinked from elsewhere as the Hugging Face cache links them), never the
+/// weights the export replaces nor the output directory itself; existing
+/// copies need `--force`; a symlinked directory that leaves the input
+/// directory, or loops back into it, is refused before any work.
+#[test]
+fn subdirectories_are_copied_and_links_out_or_in_loops_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("model");
+    std::fs::create_dir_all(model.join("1_Pooling")).unwrap();
+    std::fs::create_dir_all(model.join("2_Dense/inner")).unwrap();
+    std::fs::create_dir_all(model.join(".cache")).unwrap();
+    let input = model.join("model.safetensors");
+    tiny(&input);
+    std::fs::write(model.join("config.json"), "{\"model_type\": \"x\"}").unwrap();
+    std::fs::write(model.join("1_Pooling/config.json"), "{\"pooling\": 1}").unwrap();
+    std::fs::write(model.join("2_Dense/config.json"), "{\"dense\": 2}").unwrap();
+    tiny(&model.join("2_Dense/model.safetensors"));
+    std::fs::write(model.join("2_Dense/inner/notes.txt"), "deep").unwrap();
+    std::fs::write(model.join(".cache/x.json"), "hidden").unwrap();
+    std::fs::write(work.path().join("blob"), "linked").unwrap();
+    std::os::unix::fs::symlink(
+        work.path().join("blob"),
+        model.join("1_Pooling/linked.json"),
+    )
+    .unwrap();
+    let recipe = Recipe::Int8WeightOnly { group_size: None };
+    let export = |dir: &Path, force| {
+        export_file(
+            &input,
+            dir,
+            &recipe,
+            &Selection::default(),
+            AsymmetricLayout::Block,
+            force,
+        )
+    };
+    // An output directory inside the input's is not copied into itself.
+    let out = model.join("exported");
+    export(&out, false).unwrap();
+    for name in [
+        "1_Pooling/config.json",
+        "1_Pooling/linked.json",
+        "2_Dense/config.json",
+        "2_Dense/model.safetensors",
+        "2_Dense/inner/notes.txt",
+    ] {
+        let copied = out.join(name);
+        assert!(
+            !std::fs::symlink_metadata(&copied)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{name} is a link"
+        );
+        assert_eq!(
+            std::fs::read(&copied).unwrap(),
+            std::fs::read(model.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(!out.join(".cache").exists());
+    assert!(!out.join("exported").exists());
+    // The export's own model.safetensors is the quantized one.
+    let header = std::fs::read(out.join("model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&header).unwrap();
+    assert!(meta.tensors().contains_key("l.weight_scale"));
+    let e = export(&out, false).unwrap_err();
+    assert_eq!(
+        e.checkpoint_kind(),
+        Some(CheckpointErrorKind::OutputRefused),
+        "{e}"
+    );
+    export(&out, true).unwrap();
+
+    // A directory linked from outside the input directory.
+    std::fs::create_dir(work.path().join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(work.path().join("elsewhere"), model.join("3_Out")).unwrap();
+    let fresh = work.path().join("fresh");
+    let e = export(&fresh, false).unwrap_err();
+    assert_eq!(
+        e.checkpoint_kind(),
+        Some(CheckpointErrorKind::InvalidInput),
+        "{e}"
+    );
+    assert!(e.to_string().contains("3_Out"), "{e}");
+    assert!(!fresh.exists(), "a refused export left its directory");
+    std::fs::remove_file(model.join("3_Out")).unwrap();
+
+    // A loop: a subdirectory linking back to the input directory.
+    std::os::unix::fs::symlink(&model, model.join("2_Dense/inner/up")).unwrap();
+    let e = export(&fresh, false).unwrap_err();
+    assert_eq!(
+        e.checkpoint_kind(),
+        Some(CheckpointErrorKind::InvalidInput),
+        "{e}"
+    );
+    assert!(e.to_string().contains("loop"), "{e}");
+    assert!(!fresh.exists(), "a refused export left its directory");
+}
+
+/// A weight larger than one piece (8 MiB) is quantized and stored in pieces
+/// of rows when its scheme's scales are per row: every stored tensor is
+/// bit-identical to the whole weight's quantization stored at once (which
+/// the script checks against torchao and compressed-tensors), for packed
+/// asymmetric codes with the zero point packed along dim 0 across pieces
+/// and symmetric int4; a weight with a NaN (whose scale's bits depend on
+/// the shape it is computed in) falls back to the whole, or is refused by
+/// name where its zero point (int32's minimum) cannot be stored.
+#[test]
+fn weights_stored_in_pieces_are_bit_identical_to_whole_ones() {
+    use tch::{Kind, Tensor};
+    use tch_quant::checkpoint::compressed_tensors::{tensors::stored_tensors, CtScheme};
+    use tch_quant::{
+        AffineQuantizedTensor, CustomRecipe, Granularity, MappingType, QParamsOptions, QuantDtype,
+    };
+
+    let work = tempfile::tempdir().unwrap();
+    tch::manual_seed(7);
+    // 2056 float32 rows of 1024: 8.0 MiB and 32 KiB, two pieces.
+    let a = Tensor::randn([2056, 1024], (Kind::Float, tch::Device::Cpu));
+    let b = Tensor::randn([2056, 1024], (Kind::Float, tch::Device::Cpu));
+    let _ = b.get(2050).get(3).fill_(f64::NAN);
+    let clean = work.path().join("clean.safetensors");
+    let nan = work.path().join("nan.safetensors");
+    Tensor::write_safetensors(&[("a.weight", &a)], &clean).unwrap();
+    Tensor::write_safetensors(&[("b.weight", &b)], &nan).unwrap();
+    // libtorch's ops rather than the fused kernel, which the debug profile
+    // leaves unoptimized (the same bits: tests/parity_live.rs).
+    let custom = |mapping, dtype, granularity| {
+        Recipe::Custom(CustomRecipe {
+            mapping,
+            dtype,
+            granularity,
+            options: QParamsOptions {
+                force_reference: true,
+                ..Default::default()
+            },
+        })
+    };
+    let cases = [
+        (
+            custom(
+                MappingType::Asymmetric,
+                QuantDtype::UInt3,
+                Granularity::PerGroup(64),
+            ),
+            AsymmetricLayout::Group,
+        ),
+        (
+            custom(
+                MappingType::Symmetric,
+                QuantDtype::Int4,
+                Granularity::PerGroup(128),
+            ),
+            AsymmetricLayout::Block,
+        ),
+    ];
+    for (i, (recipe, layout)) in cases.iter().enumerate() {
+        let scheme = CtScheme::for_recipe(recipe, *layout).unwrap();
+        let mut count = 0;
+        for (input, name, w) in [(&clean, "a.weight", &a), (&nan, "b.weight", &b)] {
+            let dir = work.path().join(format!("out{i}-{name}"));
+            let exported = export_file(input, &dir, recipe, &Selection::default(), *layout, false);
+            if matches!(scheme, CtScheme::PackedAsymmetric { .. }) && name == "b.weight" {
+                // torchao's zero point of the NaN's block is int32's minimum.
+                let e = exported.unwrap_err();
+                assert_eq!(
+                    e.checkpoint_kind(),
+                    Some(CheckpointErrorKind::Unquantizable),
+                    "{e}"
+                );
+                assert!(e.to_string().contains("b.weight"), "{e}");
+                continue;
+            }
+            exported.unwrap();
+            let stored: std::collections::HashMap<String, Tensor> =
+                Tensor::read_safetensors(dir.join("model.safetensors"))
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+            let q = AffineQuantizedTensor::quantize(w, recipe).unwrap();
+            for (key, want) in stored_tensors(name, &q, &scheme).unwrap() {
+                let got = &stored[&key];
+                assert_eq!(got.kind(), want.kind(), "{recipe}: {key}");
+                assert_eq!(got.size(), want.size(), "{recipe}: {key}");
+                let same = match want.kind() {
+                    Kind::Float | Kind::BFloat16 | Kind::Half => got
+                        .view_dtype(Kind::Int)
+                        .equal(&want.contiguous().view_dtype(Kind::Int)),
+                    _ => got.equal(&want),
+                };
+                assert!(same, "{recipe}: {key} differs from the whole weight's");
+                count += 1;
+            }
+        }
+        println!("pieces {recipe}: {count}/{count} stored tensors bit-identical");
+    }
 }

@@ -291,7 +291,11 @@ fn stored_tensors(q: &AffineQuantizedTensor) -> impl Iterator<Item = &Tensor> {
 }
 
 /// The recipe on one weight; a failure names the tensor.
-fn quantize_one(name: &str, w: &Tensor, recipe: &Recipe) -> Result<AffineQuantizedTensor> {
+pub(crate) fn quantize_one(
+    name: &str,
+    w: &Tensor,
+    recipe: &Recipe,
+) -> Result<AffineQuantizedTensor> {
     AffineQuantizedTensor::quantize(w, recipe).map_err(|e| {
         let kind = match e {
             crate::Error::Torch { .. } => CheckpointErrorKind::Io,
@@ -339,7 +343,7 @@ fn quantize_entry(
 /// on the CPU (a GPU holds the whole tensor anyway), of rank 2 or more,
 /// with blocks one row high (so no block spans two pieces), and larger
 /// than one piece.
-fn rows_per_piece(entry: &Entry, block_size: &[i64], device: Device) -> Option<usize> {
+pub(crate) fn rows_per_piece(entry: &Entry, block_size: &[i64], device: Device) -> Option<usize> {
     let rows = *entry.shape.first()?;
     if device != Device::Cpu || entry.shape.len() < 2 || block_size.first() != Some(&1) {
         return None;
@@ -401,7 +405,7 @@ fn quantize_pieces(
 }
 
 /// Whether every value of `t` is finite (integer tensors always are).
-fn all_finite(name: &str, t: &Tensor) -> Result<bool> {
+pub(crate) fn all_finite(name: &str, t: &Tensor) -> Result<bool> {
     t.f_isfinite()
         .and_then(|f| f.f_all())
         .and_then(|a| a.f_int64_value(&[]))

@@ -56,13 +56,18 @@ With --format compressed-tensors, -o names a model directory: config.json (the
 input's, with a quantization_config), the input's tokenizer and other small
 files, and model.safetensors (or shards and their index) in
 compressed-tensors' names: uintx-weight-only as pack-quantized,
-int8-weight-only as int-quantized, float8-weight-only as float-quantized;
-int4-weight-only (a float zero point) and custom schemes are refused.
+int8-weight-only as int-quantized, float8-weight-only as float-quantized,
+custom integer schemes over their dtype's whole range as pack-quantized
+(symmetric int4 per group: W4A16) or int-quantized (8-bit symmetric);
+int4-weight-only and other float zero points, and custom schemes with no
+exact compressed-tensors equivalent, are refused with the reason.
 
 Examples:
   tch-quant quantize model.safetensors -o model-int8.safetensors --scheme int8-weight-only
   tch-quant quantize model/model.safetensors -o model-u4/ --format compressed-tensors \\
       --scheme uintx-weight-only --bits 4 --group-size 32
+  tch-quant quantize model/model.safetensors -o model-w4a16/ --format compressed-tensors \\
+      --scheme custom --mapping symmetric --dtype int4 --granularity per-group:128
   tch-quant quantize model.safetensors -o model-int4.safetensors \\
       --scheme int4-weight-only --group-size 32 --report int4.json
   tch-quant quantize model.safetensors -o model-u3.safetensors \\

@@ -22,6 +22,11 @@ const COMPANION_MAX_BYTES: u64 = 64 << 20;
 /// Extensions of the files copied from the input's directory.
 const COMPANION_EXTENSIONS: [&str; 5] = ["json", "txt", "model", "tiktoken", "jinja"];
 
+/// Extensions of the other files copied from its subdirectories: the
+/// weights of modules the export does not touch (sentence-transformers'
+/// `2_Dense/model.safetensors`).
+const SUBDIR_EXTENSIONS: [&str; 1] = ["safetensors"];
+
 /// The final paths of an export.
 #[derive(Debug)]
 pub struct CtPlan {
@@ -33,8 +38,13 @@ pub struct CtPlan {
     pub config: PathBuf,
     /// The input's `config.json`, when it has one.
     pub input_config: Option<PathBuf>,
-    /// Other small files of the input's directory, copied: (from, to).
+    /// Other small files of the input's directory and its subdirectories,
+    /// copied: (from, to).
     pub companions: Vec<(PathBuf, PathBuf)>,
+    /// Subdirectories of [`dir`](Self::dir) the plan created for copied
+    /// subdirectories (sentence-transformers' `1_Pooling/`), parents first;
+    /// removed again, when empty, if the run fails.
+    pub created_subdirs: Vec<PathBuf>,
     /// Whether the run created [`dir`](Self::dir) (removed again, if
     /// empty, when the run fails).
     pub created_dir: bool,
@@ -102,29 +112,28 @@ impl CtPlan {
         let input_config = Some(input_dir.join(CONFIG_NAME)).filter(|p| p.is_file());
         let ours: Vec<PathBuf> = input.files();
         let mut companions = Vec::new();
-        if let Ok(listing) = std::fs::read_dir(input_dir) {
-            for entry in listing.flatten() {
-                let from = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let small_file = std::fs::metadata(&from)
-                    .is_ok_and(|m| m.is_file() && m.len() <= COMPANION_MAX_BYTES);
-                let companion = COMPANION_EXTENSIONS
-                    .iter()
-                    .any(|ext| name.ends_with(&format!(".{ext}")));
-                if name == CONFIG_NAME
-                    || name.starts_with('.')
-                    || !small_file
-                    || !companion
-                    || ours.iter().any(|f| same_file(f, &from))
-                    || name.ends_with(".index.json")
-                {
-                    continue;
-                }
-                companions.push((from, dir.join(name)));
-            }
-        }
+        let mut subdirs = Vec::new();
+        let mut walk = Walk {
+            root: std::fs::canonicalize(input_dir).ok(),
+            ours: &ours,
+            output: dir,
+            visited: Vec::new(),
+            files: &mut companions,
+            dirs: &mut subdirs,
+        };
+        walk.dir(input_dir, dir, true)?;
         companions.sort();
         let taken: Vec<&Path> = tensors.all();
+        for sub in &subdirs {
+            if std::fs::symlink_metadata(sub).is_ok_and(|m| !m.is_dir()) {
+                bail!(
+                    OutputRefused,
+                    "{} exists and is not a directory; the input's subdirectory of that name is \
+                     copied there",
+                    sub.display()
+                );
+            }
+        }
         let small =
             std::iter::once(config.as_path()).chain(companions.iter().map(|(_, to)| to.as_path()));
         for path in small {
@@ -167,12 +176,30 @@ impl CtPlan {
             }
         }
         stale.sort();
+        let mut created_subdirs = Vec::new();
+        for sub in subdirs {
+            if std::fs::symlink_metadata(&sub).is_err() {
+                let made = std::fs::create_dir(&sub);
+                if made.is_ok() {
+                    created_subdirs.push(sub.clone());
+                }
+                if let Err(e) = made {
+                    remove_empty(&created_subdirs);
+                    bail!(
+                        OutputRefused,
+                        "cannot create the output subdirectory {}: {e}",
+                        sub.display()
+                    );
+                }
+            }
+        }
         Ok(CtPlan {
             dir: dir.to_path_buf(),
             tensors,
             config,
             input_config,
             companions,
+            created_subdirs,
             created_dir,
             stale,
         })
@@ -193,6 +220,102 @@ impl CtPlan {
                      {e}",
                     path.display()
                 ),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes the directories `dirs` (parents first) that are empty, children
+/// first.
+pub(crate) fn remove_empty(dirs: &[PathBuf]) {
+    for d in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// A walk over the input directory collecting the files to copy.
+struct Walk<'a> {
+    /// The input directory, canonical: no subdirectory may lead out of it.
+    root: Option<PathBuf>,
+    /// The checkpoint's own files, which the export replaces.
+    ours: &'a [PathBuf],
+    /// The output directory, never copied into itself.
+    output: &'a Path,
+    /// Canonical paths of the directories walked, to refuse loops.
+    visited: Vec<PathBuf>,
+    files: &'a mut Vec<(PathBuf, PathBuf)>,
+    dirs: &'a mut Vec<PathBuf>,
+}
+
+impl Walk<'_> {
+    /// Collects the companions of `from` (copied to `to`) and walks its
+    /// subdirectories; `top` for the input directory itself.
+    ///
+    /// A symlinked file is followed wherever it leads (the Hugging Face
+    /// cache links every file of a snapshot to a blob outside it); a
+    /// symlinked directory must stay inside the input directory and not
+    /// lead back to a directory walked already.
+    fn dir(&mut self, from: &Path, to: &Path, top: bool) -> Result<()> {
+        if let Ok(canon) = std::fs::canonicalize(from) {
+            if let Some(root) = &self.root {
+                if !canon.starts_with(root) {
+                    bail!(
+                        InvalidInput,
+                        "{} is a symlink to {}, outside the input directory {}; the export \
+                         copies the input's subdirectories and refuses links out of it (copy \
+                         it in, or remove the link)",
+                        from.display(),
+                        canon.display(),
+                        root.display()
+                    );
+                }
+            }
+            if self.visited.contains(&canon) {
+                bail!(
+                    InvalidInput,
+                    "{} leads back to {}, which the export already copies (a symlink loop); \
+                     remove the link",
+                    from.display(),
+                    canon.display()
+                );
+            }
+            self.visited.push(canon);
+        }
+        let Ok(listing) = std::fs::read_dir(from) else {
+            return Ok(());
+        };
+        let mut entries: Vec<_> = listing.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if same_file(&path, self.output) {
+                    continue;
+                }
+                let sub = to.join(&name);
+                self.dirs.push(sub.clone());
+                self.dir(&path, &sub, false)?;
+                continue;
+            }
+            let companion = COMPANION_EXTENSIONS
+                .iter()
+                .chain(if top { &[][..] } else { &SUBDIR_EXTENSIONS[..] })
+                .any(|ext| name.ends_with(&format!(".{ext}")));
+            let skipped = (top && (name == CONFIG_NAME || name.ends_with(".index.json")))
+                || !meta.is_file()
+                || meta.len() > COMPANION_MAX_BYTES
+                || !companion
+                || self.ours.iter().any(|f| same_file(f, &path));
+            if !skipped {
+                self.files.push((path, to.join(name)));
             }
         }
         Ok(())

@@ -13,6 +13,9 @@
 //! The tensors are written by the checkpoint [`writer`](super::writer):
 //! temporaries in the output directory, renamed into place together with
 //! `config.json`, the index and the copied files only once all are complete.
+//! Weights whose scales are per row are quantized and stored in pieces of
+//! rows, as in the crate's own format, so that an export holds about the
+//! largest weight's output and one piece's temporaries.
 //!
 //! # Examples
 //! ```no_run
@@ -31,21 +34,22 @@ pub mod scheme;
 pub mod tensors;
 
 pub use dir::CtPlan;
-pub use scheme::{AsymmetricLayout, CtScheme, COMPRESSED_TENSORS_VERSION};
+pub use scheme::{AsymmetricLayout, CtScheme, CtStrategy, COMPRESSED_TENSORS_VERSION};
 
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tch::Device;
+use tch::{Device, Tensor};
 
 use super::format::{self, Record};
-use super::quantize::{Outcome, QuantizeJob, QuantizeObserver, Summary};
-use super::reader::{shape_i64, Checkpoint};
-use super::writer::{Outputs, PendingFile};
+use super::quantize::{
+    all_finite, quantize_one, rows_per_piece, Outcome, QuantizeJob, QuantizeObserver, Summary,
+};
+use super::reader::{shape_i64, Checkpoint, Entry};
+use super::writer::{Outputs, PendingFile, ShardWriter};
 use super::{bail, error};
 use crate::error::{CheckpointErrorKind, Result};
 use crate::model::{Decision, Selection};
-use crate::quantized::AffineQuantizedTensor;
 use crate::recipe::Recipe;
 
 /// Quantizes `input` with `job` into the files of `plan` in
@@ -114,23 +118,9 @@ pub fn export_checkpoint<'p>(
                     out.add_copy(entry)?;
                     observer.finished(entry, Outcome::Copied(reason))?;
                 }
-                Decision::Quantize { .. } => {
-                    let w = input.load(entry, job.device)?;
-                    let q = quantize_one(&entry.name, &w, job.recipe)?;
-                    let rows = entry.shape.first().copied().unwrap_or(1);
-                    observer.quantized(entry, 0..rows, &w, &q)?;
-                    let q = match job.device {
-                        Device::Cpu => q,
-                        _ => q.to_device(Device::Cpu)?,
-                    };
-                    let mut record = Record::of(&q);
-                    record.shape = shape_i64(&entry.name, &entry.shape)?;
-                    let mut names = Vec::new();
-                    let mut bytes = 0;
-                    for (name, t) in tensors::stored_tensors(&entry.name, &q, &scheme)? {
-                        bytes += out.add_tensor(&name, &t)?;
-                        names.push(name);
-                    }
+                Decision::Quantize { block_size } => {
+                    let (record, names, bytes) =
+                        export_entry(input, entry, block_size, job, &scheme, observer, out)?;
                     observer.finished(
                         entry,
                         Outcome::Quantized {
@@ -163,15 +153,114 @@ pub fn export_checkpoint<'p>(
     Ok(outputs)
 }
 
-/// The recipe on one weight; a failure names the tensor.
-fn quantize_one(name: &str, w: &tch::Tensor, recipe: &Recipe) -> Result<AffineQuantizedTensor> {
-    AffineQuantizedTensor::quantize(w, recipe).map_err(|e| {
-        let kind = match e {
-            crate::Error::Torch { .. } => CheckpointErrorKind::Io,
-            _ => CheckpointErrorKind::Unquantizable,
-        };
-        error(kind, format!("cannot quantize tensor {name}: {e}"))
-    })
+/// Quantizes one chosen weight and adds its stored tensors to `out`: in
+/// pieces of rows when its scheme's scales are per row (the pieces of the
+/// crate's own format, [`rows_per_piece`]), so that the memory held is the
+/// weight's output and one piece's temporaries rather than copies of the
+/// whole weight; whole otherwise, or when a piece is not finite (see
+/// [`export_pieces`]). Returns its record, stored names and bytes.
+fn export_entry(
+    input: &Checkpoint,
+    entry: &Entry,
+    block_size: &[i64],
+    job: &QuantizeJob,
+    scheme: &CtScheme,
+    observer: &mut dyn QuantizeObserver,
+    out: &mut ShardWriter,
+) -> Result<(Record, Vec<String>, usize)> {
+    if scheme.strategy().is_per_row() {
+        if let Some(rows) = rows_per_piece(entry, block_size, job.device) {
+            if let Some(done) = export_pieces(input, entry, rows, job, scheme, observer, out)? {
+                return Ok(done);
+            }
+        }
+    }
+    let w = input.load(entry, job.device)?;
+    let q = quantize_one(&entry.name, &w, job.recipe)?;
+    let rows = entry.shape.first().copied().unwrap_or(1);
+    observer.quantized(entry, 0..rows, &w, &q)?;
+    drop(w);
+    let q = match job.device {
+        Device::Cpu => q,
+        _ => q.to_device(Device::Cpu)?,
+    };
+    let mut record = Record::of(&q);
+    record.shape = shape_i64(&entry.name, &entry.shape)?;
+    let mut names = Vec::new();
+    let mut bytes = 0;
+    for (name, t) in tensors::stored_tensors(&entry.name, &q, scheme)? {
+        bytes += out.add_tensor(&name, &t)?;
+        names.push(name);
+    }
+    Ok((record, names, bytes))
+}
+
+/// Quantizes a weight `rows` rows at a time and adds each piece's rows of
+/// its stored tensors to `out`, then the tensors that span its rows (the
+/// zero point packed along dim 0, packed once from every piece's codes,
+/// and `weight_shape`): the same bits as the whole weight's, since every
+/// scale and code depends on its own row alone. `None` when a piece gets a
+/// non-finite scale or zero point (whose NaN bits depend on the shape they
+/// are computed in) or does not split by rows: the caller then quantizes
+/// the weight whole, which replaces the rows added.
+fn export_pieces(
+    input: &Checkpoint,
+    entry: &Entry,
+    rows: usize,
+    job: &QuantizeJob,
+    scheme: &CtScheme,
+    observer: &mut dyn QuantizeObserver,
+    out: &mut ShardWriter,
+) -> Result<Option<(Record, Vec<String>, usize)>> {
+    let name = &entry.name;
+    let total = entry.shape[0];
+    let mut record = None;
+    let mut names = Vec::new();
+    let mut zero_points = Vec::new();
+    let mut bytes = 0;
+    for start in (0..total).step_by(rows) {
+        let range = start..(start + rows).min(total);
+        let w = input.load_rows(entry, range.clone(), job.device)?;
+        let q = quantize_one(name, &w, job.recipe)?;
+        let finite = all_finite(name, q.scale())?
+            && q.zero_point().map_or(Ok(true), |zp| all_finite(name, zp))?;
+        if !finite {
+            return Ok(None);
+        }
+        let piece = tensors::stored_piece(name, &q, scheme)?;
+        let splits = piece
+            .rows
+            .iter()
+            .all(|(_, t)| t.size().first() == Some(&(range.len() as i64)));
+        if !splits {
+            return Ok(None);
+        }
+        observer.quantized(entry, range.clone(), &w, &q)?;
+        record.get_or_insert_with(|| Record::of(&q));
+        if start == 0 {
+            names = piece.rows.iter().map(|(n, _)| n.clone()).collect();
+        }
+        for (output, t) in &piece.rows {
+            bytes += out.add_rows(output, total, range.start, t)?;
+        }
+        zero_points.extend(piece.zero_point);
+    }
+    let Some(mut record) = record else {
+        return Ok(None);
+    };
+    record.shape = shape_i64(name, &entry.shape)?;
+    let zero_point = match zero_points.is_empty() {
+        true => None,
+        false => Some(
+            Tensor::f_cat(&zero_points, 0)
+                .map_err(|e| error(CheckpointErrorKind::Io, format!("{name}: {e}")))?,
+        ),
+    };
+    for (output, t) in tensors::finish(name, &record.shape, scheme, zero_point)? {
+        bytes += out.add_tensor(&output, &t)?;
+        names.push(output);
+    }
+    Ok(Some((record, names, bytes)))
 }
 
 /// Exports the checkpoint at `input` (a `.safetensors` file or a sharded
@@ -223,9 +312,10 @@ pub fn export_file(
 }
 
 impl CtPlan {
-    /// After a failed run: removes the output directory if this plan
-    /// created it and nothing is left in it.
+    /// After a failed run: removes the output directory and subdirectories
+    /// this plan created, where nothing is left in them.
     pub fn abandon(&self) {
+        dir::remove_empty(&self.created_subdirs);
         if self.created_dir {
             let _ = std::fs::remove_dir(&self.dir);
         }
