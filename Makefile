@@ -245,6 +245,11 @@ fixtures: venv
 linear-fixtures: venv
 	$(PYTHON) tests/linear/oracle.py fixtures --out tests/linear/fixtures
 
+# Rewrites the committed HQQ fixtures (same versions only).
+.PHONY: hqq-fixtures
+hqq-fixtures: venv
+	$(PYTHON) tests/hqq/oracle.py fixtures --out tests/hqq/fixtures
+
 doc: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 

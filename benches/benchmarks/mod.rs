@@ -1,5 +1,6 @@
 pub mod choose_qparams;
 pub mod fused;
+pub mod hqq;
 pub mod layouts;
 pub mod linear;
 pub mod quantize;
