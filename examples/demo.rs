@@ -36,17 +36,24 @@ fn recipes() -> Vec<(&'static str, Recipe)> {
         ),
         (
             "int4 weight-only group 32 (tinygemm)",
-            Recipe::Int4WeightOnly { group_size: 32 },
+            Recipe::Int4WeightOnly {
+                group_size: 32,
+                use_hqq: false,
+            },
         ),
         (
             "int4 weight-only group 128 (tinygemm)",
-            Recipe::Int4WeightOnly { group_size: 128 },
+            Recipe::Int4WeightOnly {
+                group_size: 128,
+                use_hqq: false,
+            },
         ),
         (
             "uint3 weight-only group 64",
             Recipe::UIntXWeightOnly {
                 bits: 3,
                 group_size: 64,
+                use_hqq: false,
             },
         ),
         ("float8 weight-only (per row)", Recipe::Float8WeightOnly),

@@ -59,6 +59,7 @@ from torchao.quantization.quant_primitives import (
     _quantize_affine_no_dtype_cast,
     ZeroPointDomain,
     choose_qparams_affine,
+    choose_qparams_and_quantize_affine_hqq,
     dequantize_affine,
     quantize_affine,
 )
@@ -113,6 +114,19 @@ def recipe(scheme, w):
                     target_dtype=torch.int8, quant_min=None, quant_max=None, eps=F32_EPS,
                     scale_dtype=None, zero_point_dtype=torch.int64, preserve_zero=True,
                     zero_point_domain=ZeroPointDomain.INT)
+    if name == "int4-weight-only" and scheme.get("use_hqq"):
+        # the same arguments; to_affine_quantized_intx(use_hqq=True) hands
+        # HQQ the zero point dtype as compute dtype, which the scale gets too
+        return dict(mapping_type=MappingType.ASYMMETRIC,
+                    block_size=lead + (scheme["group_size"],), target_dtype=torch.int32,
+                    quant_min=0, quant_max=15, eps=1e-6, scale_dtype=torch.bfloat16,
+                    zero_point_dtype=torch.bfloat16, preserve_zero=False,
+                    zero_point_domain=ZeroPointDomain.FLOAT)
+    if name == "uintx-weight-only" and scheme.get("use_hqq"):  # _uintx_weight_only_transform, use_hqq
+        return dict(mapping_type=MappingType.ASYMMETRIC, block_size=lead + (scheme["group_size"],),
+                    target_dtype=torch.uint8, quant_min=0, quant_max=2 ** scheme["bits"] - 1,
+                    eps=None, scale_dtype=None, zero_point_dtype=None, preserve_zero=False,
+                    zero_point_domain=ZeroPointDomain.FLOAT)
     if name == "int4-weight-only":  # _int4_weight_only_quantize_tensor, TensorCoreTiledLayout
         return dict(mapping_type=MappingType.ASYMMETRIC,
                     block_size=lead + (scheme["group_size"],), target_dtype=torch.int32,
@@ -143,6 +157,7 @@ def parse_flags(text):
     p.add_argument("--scheme", required=True)
     p.add_argument("--group-size", type=int)
     p.add_argument("--bits", type=int)
+    p.add_argument("--hqq", action="store_true")
     for flag in ("--mapping", "--dtype", "--granularity", "--preserve-zero",
                  "--zero-point-domain", "--scale-dtype", "--zero-point-dtype"):
         p.add_argument(flag)
@@ -157,10 +172,11 @@ def scheme_from_flags(flags):
     name = flags.scheme
     if name == "int8-weight-only":
         return {"name": name, **({"group_size": flags.group_size} if flags.group_size else {})}
+    hqq = {"use_hqq": True} if flags.hqq else {}
     if name == "int4-weight-only":
-        return {"name": name, "group_size": flags.group_size or 128}
+        return {"name": name, "group_size": flags.group_size or 128, **hqq}
     if name == "uintx-weight-only":
-        return {"name": name, "bits": flags.bits, "group_size": flags.group_size or 64}
+        return {"name": name, "bits": flags.bits, "group_size": flags.group_size or 64, **hqq}
     if name == "float8-weight-only":
         return {"name": name}
     raise ValueError(f"unknown preset {name}")
@@ -228,8 +244,46 @@ def recorded_matches(args, r, w):
     return all(r[k] == v for k, v in expected.items()), expected
 
 
-def torchao_reference(w, args, scheme_name):
-    """torchao's codes, scale and zero point for w, as its recipe computes them."""
+def hqq_reference(w, args, scheme_name):
+    """torchao's codes, scale and zero point for w with use_hqq=True, as
+    to_affine_quantized_intx computes them: the layout's pre_process, then
+    choose_qparams_and_quantize_affine_hqq with nbits = log2(quant_max + 1),
+    axis 1, group max(block_size), the zero point dtype (else the weight's) as
+    compute dtype, on w's device; codes cast to the target dtype. Scale and
+    zero point come back [numel / group, 1]; here they are [..., K / group],
+    the shape tch-quant stores (the same values)."""
+    x = w
+    if scheme_name == "int4-weight-only":
+        x = TensorCoreTiledLayout(inner_k_tiles=8).pre_process(w)
+    block = args["block_size"]
+    data, scale, zero, _ = choose_qparams_and_quantize_affine_hqq(
+        x, nbits=int(math.log2(args["quant_max"] + 1)), group_size=max(block),
+        axis=1 if block[0] == 1 else 0,
+        compute_dtype=args["zero_point_dtype"] if args["zero_point_dtype"] is not None else x.dtype,
+        device=x.device, verbose=False, raw_output=False)
+    q = data.to(args["target_dtype"])
+    grouped = x.shape[:-1] + (x.shape[-1] // block[-1],)
+    scale, zero = scale.reshape(grouped), zero.reshape(grouped)
+    if x is not w:
+        rows, cols = w.shape[-2:]
+        groups = cols // block[-1]
+        q = q[..., :rows, :cols]
+        scale, zero = scale[..., :rows, :groups], zero[..., :rows, :groups]
+    return q, scale, zero
+
+
+def torchao_reference(w, args, scheme_name, use_hqq=False, torch_threads=None):
+    """torchao's codes, scale and zero point for w, as its recipe computes them.
+    HQQ runs at the libtorch thread count the file records: its solver stops
+    on a float32 mean that libtorch splits by thread count, so its bits
+    depend on it."""
+    if use_hqq:
+        saved = torch.get_num_threads()
+        torch.set_num_threads(torch_threads or saved)
+        try:
+            return hqq_reference(w, args, scheme_name)
+        finally:
+            torch.set_num_threads(saved)
     x = w
     if scheme_name == "int4-weight-only":
         # from_hp_to_intx runs the layout's pre_process first: the last two
@@ -285,6 +339,25 @@ def config_path(scheme, w):
         aqt = quant_api._float8_weight_only_quant_tensor(
             w, quant_api.Float8WeightOnlyConfig(set_inductor_config=False))
         shards = None
+    elif name == "uintx-weight-only" and scheme.get("use_hqq") and w.dim() == 2:
+        # PlainLayout: the codes as HQQ returns them, scale and zero point
+        # [numel / group, 1] (compared as [..., K / group]); at the thread
+        # count the file records (see torchao_reference)
+        module = torch.nn.Module()
+        module.weight = torch.nn.Parameter(w.clone(), requires_grad=False)
+        saved = torch.get_num_threads()
+        torch.set_num_threads(scheme.get("torch_threads") or saved)
+        try:
+            quant_api._uintx_weight_only_transform(module, quant_api.UIntXWeightOnlyConfig(
+                dtype=getattr(torch, f"uint{scheme['bits']}"), group_size=scheme["group_size"],
+                use_hqq=True, set_inductor_config=False))
+        finally:
+            torch.set_num_threads(saved)
+        aqt = module.weight
+        data, scale, zero_point = aqt.tensor_impl.get_plain()
+        grouped = w.shape[:-1] + (w.shape[-1] // scheme["group_size"],)
+        return (data, scale.reshape(grouped), zero_point.reshape(grouped), aqt.dequantize(),
+                None)
     elif name == "uintx-weight-only" and scheme["bits"] < 8 and w.dim() == 2:
         module = torch.nn.Module()
         module.weight = torch.nn.Parameter(w.clone(), requires_grad=False)
@@ -325,7 +398,8 @@ def check_file(original, path, restored_path, device, flags):
     if flags is not None:
         custom = flags.scheme == "custom"
         stated = {"name": "custom"} if custom else scheme_from_flags(flags)
-        ok = scheme["name"] == "custom" if custom else stated == scheme
+        recorded = {k: v for k, v in scheme.items() if k != "torch_threads"}
+        ok = scheme["name"] == "custom" if custom else stated == recorded
         check("scheme", ok, path)
         if not ok:
             problems.append(f"{path}: the file records scheme {scheme}, the flags give {stated}")
@@ -347,7 +421,9 @@ def check_file(original, path, restored_path, device, flags):
         check("recorded args", ok, name)
         if not ok:
             problems.append(f"{path}: {name}: recorded {r} but the recipe gives {expected}")
-        q, scale, zero_point = torchao_reference(w, args, scheme["name"])
+        q, scale, zero_point = torchao_reference(w, args, scheme["name"],
+                                                 use_hqq=scheme.get("use_hqq", False),
+                                                 torch_threads=scheme.get("torch_threads"))
         dq = dequantize(q, scale, zero_point, args, w.dtype)
 
         codes = r["codes"]

@@ -266,7 +266,7 @@ pub fn quantize_tensors<'a, N: AsRef<str>>(
 /// use tch_quant::{quantize_var_store, Recipe, Selection};
 /// let vs = nn::VarStore::new(Device::Cpu);
 /// let _fc = nn::linear(vs.root() / "fc", 64, 32, Default::default());
-/// let model = quantize_var_store(&vs, &Recipe::Int4WeightOnly { group_size: 32 },
+/// let model = quantize_var_store(&vs, &Recipe::Int4WeightOnly { group_size: 32, use_hqq: false },
 ///                                &Selection::default())?;
 /// assert_eq!(model.quantized["fc.weight"].scale().size(), vec![32, 2]);
 /// # Ok::<(), tch_quant::Error>(())

@@ -48,7 +48,7 @@ pub enum StorageLayout {
 /// use tch::{Device, Kind, Tensor};
 /// use tch_quant::{AffineQuantizedTensor, Recipe, StorageLayout};
 /// let w = Tensor::randn([64, 256], (Kind::BFloat16, Device::Cpu));
-/// let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32 })?;
+/// let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32, use_hqq: false })?;
 /// assert_eq!(q.layout(), StorageLayout::Packed { bits: 4, dim: -1 });
 /// assert_eq!(q.scale().size(), vec![64, 8]);
 /// assert!(q.nbytes() * 3 < q.original_nbytes());
@@ -127,6 +127,90 @@ fn tinygemm_nan_qparams(
     }))
 }
 
+/// A `use_hqq` recipe's quantization, as torchao 0.11's
+/// `to_affine_quantized_intx(..., use_hqq=True)` runs it: the layout's
+/// `pre_process` first (the int4 recipe's `TensorCoreTiledLayout` zero-pads
+/// the last dim to a multiple of 1024 and the one before to a multiple of
+/// 8, which changes the solver's error mean and so possibly when it stops),
+/// then [`choose_qparams_and_quantize_affine_hqq`](crate::choose_qparams_and_quantize_affine_hqq)
+/// with `nbits = log2(quant_max + 1)`, axis 1, the group size, and as
+/// compute dtype the recipe's zero-point dtype (bfloat16 for int4) or else
+/// the weight's; the codes cast to the target dtype. The padding is sliced
+/// off again, and scale and zero point keep one column per group
+/// (`[..., K / group]`; torchao's plain layout holds the same values as
+/// `[numel / group, 1]`).
+fn hqq_quantize(
+    input: &Tensor,
+    recipe: &Recipe,
+    block_size: Vec<i64>,
+) -> Result<AffineQuantizedTensor> {
+    const OP: &str = "AffineQuantizedTensor::quantize";
+    let args = recipe.arguments();
+    let (quant_min, quant_max) = recipe.quant_range();
+    let group = *block_size.last().unwrap_or(&1);
+    let shape = input.size();
+    let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+    let tiled = matches!(recipe, Recipe::Int4WeightOnly { .. });
+    let padded = if tiled {
+        let round_up = |n: i64, to: i64| (n + to - 1) / to * to;
+        let padding = [0, round_up(cols, 1024) - cols, 0, round_up(rows, 8) - rows];
+        input.f_constant_pad_nd(padding.as_slice()).op(OP)?
+    } else {
+        input.shallow_clone()
+    };
+    let options = crate::HqqOptions {
+        nbits: (quant_max + 1.0).log2().round() as u32,
+        group_size: Some(group),
+        optimize: true,
+        axis: 1,
+        compute_dtype: args.options.zero_point_dtype.unwrap_or(input.kind()),
+        device: Some(input.device()),
+        raw_output: false,
+        solver: Default::default(),
+    };
+    let hqq = crate::choose_qparams_and_quantize_affine_hqq(&padded, &options)?;
+    let mut grouped = padded.size();
+    if let Some(last) = grouped.last_mut() {
+        *last /= group;
+    }
+    let unpad = |t: Tensor, last: i64| -> Result<Tensor> {
+        if !tiled {
+            return Ok(t);
+        }
+        t.f_narrow(-2, 0, rows)
+            .and_then(|t| t.f_narrow(-1, 0, last))
+            .and_then(|t| t.f_contiguous())
+            .op(OP)
+    };
+    let codes = hqq.codes.f_to_kind(args.dtype.storage_kind()).op(OP)?;
+    let codes = unpad(codes, cols)?;
+    let scale = unpad(
+        hqq.scale.f_reshape(grouped.as_slice()).op(OP)?,
+        cols / group,
+    )?;
+    let zero = unpad(hqq.zero.f_reshape(grouped.as_slice()).op(OP)?, cols / group)?;
+    let plain = AffineQuantizedTensor {
+        qdata: vec![codes],
+        scale,
+        zero_point: Some(zero),
+        block_size,
+        mapping_type: args.mapping,
+        target_dtype: args.dtype,
+        quant_min,
+        quant_max,
+        eps: args.options.eps.unwrap_or_else(|| float_eps(input.kind())),
+        preserve_zero: args.options.preserve_zero,
+        zero_point_domain: args.options.zero_point_domain,
+        shape,
+        dtype: input.kind(),
+        layout: StorageLayout::Plain,
+    };
+    match recipe.packing() {
+        Some(bits) => plain.pack(bits),
+        None => Ok(plain),
+    }
+}
+
 /// The parts of an [`AffineQuantizedTensor`], for building one from stored
 /// tensors (a checkpoint reader) with [`AffineQuantizedTensor::from_parts`].
 #[derive(Debug)]
@@ -180,6 +264,9 @@ impl AffineQuantizedTensor {
         let block_size = recipe.check(&shape, input.kind()).map_err(|unfit| {
             Error::invalid(OP, "input", format!("{shape:?}"), unfit.to_string())
         })?;
+        if recipe.use_hqq() {
+            return hqq_quantize(input, recipe, block_size);
+        }
         let args = recipe.arguments();
         let (mut qp, codes) = choose_qparams_and_quantize_affine(
             input,
@@ -378,7 +465,7 @@ impl AffineQuantizedTensor {
     /// use tch::{Device, Kind, Tensor};
     /// use tch_quant::{AffineQuantizedTensor, Recipe};
     /// let w = Tensor::randn([64, 256], (Kind::BFloat16, Device::Cpu));
-    /// let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32 })?;
+    /// let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32, use_hqq: false })?;
     /// let mut out = Tensor::empty([64, 256], (Kind::BFloat16, Device::Cpu));
     /// q.dequantize_into(&mut out)?;
     /// assert!(out.equal(&q.dequantize()?));

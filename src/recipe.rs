@@ -44,7 +44,7 @@ const F32_EPS: f64 = f32::EPSILON as f64;
 /// ```
 /// use tch::Kind;
 /// use tch_quant::{QuantDtype, Recipe};
-/// let int4 = Recipe::Int4WeightOnly { group_size: 32 };
+/// let int4 = Recipe::Int4WeightOnly { group_size: 32, use_hqq: false };
 /// int4.validate()?;
 /// assert_eq!(int4.target_dtype(), QuantDtype::Int32);
 /// assert_eq!(int4.quant_range(), (0.0, 15.0));
@@ -76,6 +76,11 @@ pub enum Recipe {
     Int4WeightOnly {
         /// 32, 64, 128 or 256 (the tinygemm kernel's).
         group_size: i64,
+        /// `use_hqq=True`: the codes, scale and zero point come from
+        /// [`choose_qparams_and_quantize_affine_hqq`](crate::choose_qparams_and_quantize_affine_hqq)
+        /// (4 bits, axis 1, compute dtype bfloat16, on the weight zero-padded
+        /// as the layout pads it) instead of min/max; stored the same way.
+        use_hqq: bool,
     },
     /// `UIntXWeightOnlyConfig(dtype=torch.uint{bits}, group_size)` without
     /// HQQ: asymmetric over the dtype's full range, eps = f32 eps, int32 zero
@@ -86,6 +91,12 @@ pub enum Recipe {
         bits: u32,
         /// Elements per group along the last dim (torchao's default is 64).
         group_size: i64,
+        /// `use_hqq=True`: [`choose_qparams_and_quantize_affine_hqq`](crate::choose_qparams_and_quantize_affine_hqq)
+        /// with `bits`, axis 1 and the weight's dtype as compute dtype; as
+        /// torchao then does, the codes are stored plain in uint8 (its
+        /// `PlainLayout`) with a float-domain zero point in the weight's
+        /// dtype, target uint8 over `0..=2^bits - 1`.
+        use_hqq: bool,
     },
     /// `Float8WeightOnlyConfig()`: symmetric float8_e4m3fn per row, quant
     /// range `-448..=448`, eps = f32 eps, scale in the weight's dtype, no
@@ -159,6 +170,11 @@ pub enum Unfit {
         /// Bits per packed code.
         bits: u32,
     },
+    /// An HQQ recipe groups the weight along its rows (torchao's axis 1),
+    /// which needs at least 2 dims; holds the tensor's number of dims.
+    /// (torchao's `to_affine_quantized_intx` picks axis 0 for a 1-d weight
+    /// and groups strided elements that do not form its blocks.)
+    HqqRank(usize),
     /// A quantized linear layer's scheme does not take this weight (see
     /// [`LinearScheme::check`](crate::LinearScheme::check)): its rank,
     /// device or dtype, or a size torchao leaves dense.
@@ -199,6 +215,11 @@ impl fmt::Display for Unfit {
                 f,
                 "its last dim ({last}) is not a multiple of 8, which packing {bits}-bit codes \
                  needs"
+            ),
+            Unfit::HqqRank(dims) => write!(
+                f,
+                "has {dims} dim(s), and HQQ groups a weight along its rows, which needs at \
+                 least 2"
             ),
             Unfit::Linear(why) => f.write_str(why),
         }
@@ -241,7 +262,7 @@ impl Recipe {
                     ..Default::default()
                 },
             },
-            Recipe::Int4WeightOnly { group_size } => CustomRecipe {
+            Recipe::Int4WeightOnly { group_size, .. } => CustomRecipe {
                 mapping: MappingType::Asymmetric,
                 dtype: QuantDtype::Int32,
                 granularity: Granularity::PerGroup(group_size),
@@ -255,7 +276,27 @@ impl Recipe {
                     ..Default::default()
                 },
             },
-            Recipe::UIntXWeightOnly { bits, group_size } => CustomRecipe {
+            Recipe::UIntXWeightOnly {
+                bits,
+                group_size,
+                use_hqq: true,
+            } => CustomRecipe {
+                // `_uintx_weight_only_transform` with `use_hqq`: uint8 codes
+                // over the uint{bits} range, no eps, float-domain zero point.
+                mapping: MappingType::Asymmetric,
+                dtype: QuantDtype::UInt8,
+                granularity: Granularity::PerGroup(group_size),
+                options: QParamsOptions {
+                    quant_min: Some(0.0),
+                    quant_max: Some(((1u64 << bits.min(8)) - 1) as f64),
+                    preserve_zero: false,
+                    zero_point_domain: ZeroPointDomain::Float,
+                    ..Default::default()
+                },
+            },
+            Recipe::UIntXWeightOnly {
+                bits, group_size, ..
+            } => CustomRecipe {
                 mapping: MappingType::Asymmetric,
                 dtype: uint_of_bits(bits).unwrap_or(QuantDtype::UInt8),
                 granularity: Granularity::PerGroup(group_size),
@@ -278,6 +319,37 @@ impl Recipe {
                 },
             },
             Recipe::Custom(c) => c,
+        }
+    }
+
+    /// Whether the recipe is torchao's `use_hqq=True` variant: the codes,
+    /// scale and zero point come from half-quadratic optimisation
+    /// ([`choose_qparams_and_quantize_affine_hqq`](crate::choose_qparams_and_quantize_affine_hqq))
+    /// instead of `choose_qparams_affine`'s min/max.
+    pub fn use_hqq(&self) -> bool {
+        matches!(
+            self,
+            Recipe::Int4WeightOnly { use_hqq: true, .. }
+                | Recipe::UIntXWeightOnly { use_hqq: true, .. }
+        )
+    }
+
+    /// The same recipe without HQQ: the plain min/max one that
+    /// [`use_hqq`](Self::use_hqq) improves on (itself when it has no HQQ).
+    pub fn without_hqq(&self) -> Recipe {
+        match *self {
+            Recipe::Int4WeightOnly { group_size, .. } => Recipe::Int4WeightOnly {
+                group_size,
+                use_hqq: false,
+            },
+            Recipe::UIntXWeightOnly {
+                bits, group_size, ..
+            } => Recipe::UIntXWeightOnly {
+                bits,
+                group_size,
+                use_hqq: false,
+            },
+            other => other,
         }
     }
 
@@ -348,7 +420,7 @@ impl Recipe {
     /// # Examples
     /// ```
     /// use tch_quant::Recipe;
-    /// assert!(Recipe::Int4WeightOnly { group_size: 48 }.validate().is_err());
+    /// assert!(Recipe::Int4WeightOnly { group_size: 48, use_hqq: false }.validate().is_err());
     /// assert!(Recipe::UIntXWeightOnly { bits: 9, group_size: 64 }.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
@@ -366,7 +438,7 @@ impl Recipe {
         };
         match *self {
             Recipe::Int8WeightOnly { group_size } => group_size.map_or(Ok(()), positive)?,
-            Recipe::Int4WeightOnly { group_size } => {
+            Recipe::Int4WeightOnly { group_size, .. } => {
                 if !INT4_GROUP_SIZES.contains(&group_size) {
                     return Err(Error::invalid(
                         OP,
@@ -376,7 +448,9 @@ impl Recipe {
                     ));
                 }
             }
-            Recipe::UIntXWeightOnly { bits, group_size } => {
+            Recipe::UIntXWeightOnly {
+                bits, group_size, ..
+            } => {
                 if uint_of_bits(bits).is_none() {
                     return Err(Error::invalid(OP, "bits", bits, "must be 1 to 8"));
                 }
@@ -437,6 +511,9 @@ impl Recipe {
                 })
             }
         }
+        if self.use_hqq() && shape.len() < 2 {
+            return Err(Unfit::HqqRank(shape.len()));
+        }
         if let Some(bits) = self.packing() {
             match shape.last() {
                 Some(last) if last % 8 == 0 => {}
@@ -460,9 +537,21 @@ impl fmt::Display for Recipe {
             Recipe::Int8WeightOnly {
                 group_size: Some(g),
             }
-            | Recipe::Int4WeightOnly { group_size: g } => write!(f, " (group_size={g})"),
-            Recipe::UIntXWeightOnly { bits, group_size } => {
-                write!(f, " (bits={bits}, group_size={group_size})")
+            | Recipe::Int4WeightOnly {
+                group_size: g,
+                use_hqq: false,
+            } => write!(f, " (group_size={g})"),
+            Recipe::Int4WeightOnly {
+                group_size: g,
+                use_hqq: true,
+            } => write!(f, " (group_size={g}, use_hqq=True)"),
+            Recipe::UIntXWeightOnly {
+                bits,
+                group_size,
+                use_hqq,
+            } => {
+                write!(f, " (bits={bits}, group_size={group_size}")?;
+                f.write_str(if use_hqq { ", use_hqq=True)" } else { ")" })
             }
             Recipe::Custom(c) => write!(
                 f,
@@ -495,19 +584,26 @@ mod tests {
 
     #[test]
     fn presets_match_torchao_arguments() {
-        let int4 = Recipe::Int4WeightOnly { group_size: 32 };
+        let int4 = Recipe::Int4WeightOnly {
+            group_size: 32,
+            use_hqq: false,
+        };
         assert_eq!(int4.quant_range(), (0.0, 15.0));
         assert_eq!(int4.qparams_options().eps, Some(1e-6));
         assert!(!int4.qparams_options().preserve_zero);
         assert_eq!(int4.packing(), Some(4));
-        assert!(Recipe::Int4WeightOnly { group_size: 48 }
-            .validate()
-            .is_err());
+        assert!(Recipe::Int4WeightOnly {
+            group_size: 48,
+            use_hqq: false
+        }
+        .validate()
+        .is_err());
         assert_eq!(Recipe::Float8WeightOnly.quant_range(), (-448.0, 448.0));
         assert_eq!(F32_EPS, 2f64.powi(-23));
         let uint = |bits| Recipe::UIntXWeightOnly {
             bits,
             group_size: 64,
+            use_hqq: false,
         };
         assert_eq!(uint(8).packing(), None);
         assert_eq!(uint(3).packing(), Some(3));

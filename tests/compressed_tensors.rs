@@ -228,7 +228,10 @@ fn tinygemm_int4_and_custom_are_refused_and_leave_nothing() {
     let e = export_file(
         &input,
         &dir,
-        &Recipe::Int4WeightOnly { group_size: 32 },
+        &Recipe::Int4WeightOnly {
+            group_size: 32,
+            use_hqq: false,
+        },
         &Selection::default(),
         AsymmetricLayout::Block,
         false,
@@ -271,6 +274,7 @@ fn existing_outputs_need_force_and_the_input_directory_is_refused() {
     let recipe = Recipe::UIntXWeightOnly {
         bits: 4,
         group_size: 32,
+        use_hqq: false,
     };
     let run = |force| {
         export_file(

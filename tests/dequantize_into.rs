@@ -73,7 +73,10 @@ fn writes_every_value_on_both_paths() {
 fn a_quantized_tensor_dequantizes_into_its_output() {
     let w = Tensor::randn([16, 128], (Kind::BFloat16, Device::Cpu));
     for recipe in [
-        Recipe::Int4WeightOnly { group_size: 32 },
+        Recipe::Int4WeightOnly {
+            group_size: 32,
+            use_hqq: false,
+        },
         Recipe::Int8WeightOnly { group_size: None },
     ] {
         let q = AffineQuantizedTensor::quantize(&w, &recipe).unwrap();

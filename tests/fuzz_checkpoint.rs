@@ -188,12 +188,19 @@ fn float_checkpoint() -> Vec<u8> {
 fn seed_recipes() -> Vec<(&'static str, Recipe)> {
     vec![
         ("int8", Recipe::Int8WeightOnly { group_size: None }),
-        ("int4-g32", Recipe::Int4WeightOnly { group_size: 32 }),
+        (
+            "int4-g32",
+            Recipe::Int4WeightOnly {
+                group_size: 32,
+                use_hqq: false,
+            },
+        ),
         (
             "uint3-g16",
             Recipe::UIntXWeightOnly {
                 bits: 3,
                 group_size: 16,
+                use_hqq: false,
             },
         ),
         ("float8", Recipe::Float8WeightOnly),
@@ -218,6 +225,7 @@ fn case_recipes() -> Vec<Recipe> {
     recipes.push(Recipe::UIntXWeightOnly {
         bits: 7,
         group_size: 32,
+        use_hqq: false,
     });
     recipes.push(Recipe::Int8WeightOnly {
         group_size: Some(16),

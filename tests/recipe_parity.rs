@@ -35,16 +35,19 @@ fn fixture_path() -> PathBuf {
 /// The recipe a `tch_quant.scheme` object names.
 fn recipe_of(scheme: &serde_json::Value) -> Recipe {
     let int = |key: &str| scheme[key].as_i64().expect("an integer argument");
+    let use_hqq = scheme.get("use_hqq").is_some_and(|v| v == true);
     match scheme["name"].as_str().expect("a scheme name") {
         "int8-weight-only" => Recipe::Int8WeightOnly {
             group_size: scheme.get("group_size").map(|_| int("group_size")),
         },
         "int4-weight-only" => Recipe::Int4WeightOnly {
             group_size: int("group_size"),
+            use_hqq,
         },
         "uintx-weight-only" => Recipe::UIntXWeightOnly {
             bits: int("bits") as u32,
             group_size: int("group_size"),
+            use_hqq,
         },
         "float8-weight-only" => Recipe::Float8WeightOnly,
         other => panic!("unknown scheme {other}"),

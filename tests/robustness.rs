@@ -223,7 +223,10 @@ fn non_strided_codes_are_refused_by_pack_and_unpack() {
 #[test]
 fn non_strided_tensors_are_refused_by_the_quantized_tensor_and_models() {
     let w = Tensor::randn([8, 64], cpu(Kind::Float));
-    let recipe = Recipe::Int4WeightOnly { group_size: 32 };
+    let recipe = Recipe::Int4WeightOnly {
+        group_size: 32,
+        use_hqq: false,
+    };
     for (layout, x) in non_strided(&w).into_iter().chain([("nested", nested())]) {
         refused(
             AffineQuantizedTensor::quantize(&x, &recipe),
@@ -375,7 +378,11 @@ fn block_views_above_64_dims_are_refused_alike_on_both_paths() {
     let mut weight = vec![1i64; 64];
     weight[63] = 64;
     assert!(matches!(
-        Recipe::Int4WeightOnly { group_size: 32 }.check(&weight, Kind::Float),
+        Recipe::Int4WeightOnly {
+            group_size: 32,
+            use_hqq: false
+        }
+        .check(&weight, Kind::Float),
         Err(tch_quant::Unfit::TooManyDims { dims: 65 })
     ));
 }

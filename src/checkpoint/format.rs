@@ -354,17 +354,50 @@ pub fn output_names(name: &str, record: &Record) -> Vec<String> {
 /// e.g. `{"name": "int4-weight-only", "group_size": 32}`. A custom recipe
 /// records its mapping, dtype and granularity, and each option that differs
 /// from `choose_qparams_affine`'s default.
+///
+/// An HQQ recipe also records `use_hqq: true` and `torch_threads`, libtorch's
+/// intra-op thread count now (`tch::get_num_threads`): HQQ's solver stops
+/// when a float32 mean over the whole weight stops falling, and libtorch
+/// splits that mean by its thread count, so the bits (torchao's as well)
+/// depend on it; torchao at that count gives the same bits.
 pub fn scheme_json(recipe: &Recipe) -> Value {
+    let mut v = recipe_json(recipe);
+    if recipe.use_hqq() {
+        v["torch_threads"] = tch::get_num_threads().into();
+    }
+    v
+}
+
+fn recipe_json(recipe: &Recipe) -> Value {
     let name = recipe.name();
     match *recipe {
         Recipe::Int8WeightOnly {
             group_size: Some(g),
         }
-        | Recipe::Int4WeightOnly { group_size: g } => {
+        | Recipe::Int4WeightOnly {
+            group_size: g,
+            use_hqq: false,
+        } => {
             serde_json::json!({ "name": name, "group_size": g })
         }
-        Recipe::UIntXWeightOnly { bits, group_size } => {
-            serde_json::json!({ "name": name, "bits": bits, "group_size": group_size })
+        // `use_hqq` is recorded only when set, so files without it read as
+        // they always did.
+        Recipe::Int4WeightOnly {
+            group_size: g,
+            use_hqq: true,
+        } => {
+            serde_json::json!({ "name": name, "group_size": g, "use_hqq": true })
+        }
+        Recipe::UIntXWeightOnly {
+            bits,
+            group_size,
+            use_hqq,
+        } => {
+            let mut v = serde_json::json!({ "name": name, "bits": bits, "group_size": group_size });
+            if use_hqq {
+                v["use_hqq"] = true.into();
+            }
+            v
         }
         Recipe::Int8WeightOnly { group_size: None } | Recipe::Float8WeightOnly => {
             serde_json::json!({ "name": name })
@@ -599,8 +632,14 @@ mod tests {
     fn stored_dtypes_must_be_the_recorded_ones() {
         let w = Tensor::from_slice(&(0..256).map(|i| i as f32 / 100.0).collect::<Vec<_>>())
             .view([4, 64]);
-        let q = AffineQuantizedTensor::quantize(&w, &Recipe::Int4WeightOnly { group_size: 32 })
-            .unwrap();
+        let q = AffineQuantizedTensor::quantize(
+            &w,
+            &Recipe::Int4WeightOnly {
+                group_size: 32,
+                use_hqq: false,
+            },
+        )
+        .unwrap();
         let record = Record::of(&q);
         let parts = |scale: Tensor| {
             record.to_tensor(

@@ -28,7 +28,7 @@
 //! use tch_quant::checkpoint::{quantize_file, read_quantized};
 //! use tch_quant::{Recipe, Selection};
 //! let summary = quantize_file("model.safetensors".as_ref(), "model-int4.safetensors".as_ref(),
-//!                             &Recipe::Int4WeightOnly { group_size: 32 },
+//!                             &Recipe::Int4WeightOnly { group_size: 32, use_hqq: false },
 //!                             &Selection::default())?;
 //! println!("{} quantized, {} copied", summary.quantized, summary.copied);
 //! let weights = read_quantized("model-int4.safetensors".as_ref(), tch::Device::Cpu)?;

@@ -319,7 +319,12 @@ fn quantize_entry(
     observer: &mut dyn QuantizeObserver,
     out: &mut ShardWriter,
 ) -> Result<(Record, Vec<String>, usize)> {
-    if let Some(rows) = rows_per_piece(entry, block_size, job.device) {
+    // HQQ's solver stops on the mean error over the whole tensor, so its
+    // bits depend on every row: such a weight is quantized whole.
+    let pieces = (!job.recipe.use_hqq())
+        .then(|| rows_per_piece(entry, block_size, job.device))
+        .flatten();
+    if let Some(rows) = pieces {
         if let Some(stored) = quantize_pieces(input, entry, rows, job, observer, out)? {
             return Ok(stored);
         }
@@ -529,7 +534,10 @@ mod tests {
             ..Recipe::Int8WeightOnly { group_size: None }.arguments()
         });
         for recipe in [
-            Recipe::Int4WeightOnly { group_size: 128 },
+            Recipe::Int4WeightOnly {
+                group_size: 128,
+                use_hqq: false,
+            },
             Recipe::Int8WeightOnly { group_size: None },
             Recipe::Int8WeightOnly {
                 group_size: Some(64),
@@ -537,10 +545,12 @@ mod tests {
             Recipe::UIntXWeightOnly {
                 bits: 3,
                 group_size: 64,
+                use_hqq: false,
             },
             Recipe::UIntXWeightOnly {
                 bits: 8,
                 group_size: 128,
+                use_hqq: false,
             },
             Recipe::Float8WeightOnly,
             per_tensor,
@@ -638,11 +648,15 @@ mod tests {
             ("small.weight", &small),
         ];
         for recipe in [
-            Recipe::Int4WeightOnly { group_size: 128 },
+            Recipe::Int4WeightOnly {
+                group_size: 128,
+                use_hqq: false,
+            },
             Recipe::Int8WeightOnly { group_size: None },
             Recipe::UIntXWeightOnly {
                 bits: 3,
                 group_size: 64,
+                use_hqq: false,
             },
         ] {
             let output = dir.path().join(format!("{}.safetensors", recipe.name()));

@@ -182,9 +182,12 @@ impl LinearScheme {
                  uint1 to uint7)",
                 ))
             }
-            LinearScheme::UIntXWeightOnly { bits, group_size } => {
-                Recipe::UIntXWeightOnly { bits, group_size }.validate()
+            LinearScheme::UIntXWeightOnly { bits, group_size } => Recipe::UIntXWeightOnly {
+                bits,
+                group_size,
+                use_hqq: false,
             }
+            .validate(),
             _ => Ok(()),
         }
     }
@@ -197,15 +200,27 @@ impl LinearScheme {
             LinearScheme::Int4Cpu { group_size } => Recipe::Custom(CustomRecipe {
                 options: QParamsOptions {
                     zero_point_dtype: Some(kind),
-                    ..Recipe::Int4WeightOnly { group_size }.qparams_options()
+                    ..Recipe::Int4WeightOnly {
+                        group_size,
+                        use_hqq: false,
+                    }
+                    .qparams_options()
                 },
-                ..Recipe::Int4WeightOnly { group_size }.arguments()
+                ..Recipe::Int4WeightOnly {
+                    group_size,
+                    use_hqq: false,
+                }
+                .arguments()
             }),
             // Quantized on the padded weight, where codes stay plain int32
             // until the kernel's own packing.
-            LinearScheme::Int4TensorCoreTiled { group_size, .. } => {
-                Recipe::Custom(Recipe::Int4WeightOnly { group_size }.arguments())
-            }
+            LinearScheme::Int4TensorCoreTiled { group_size, .. } => Recipe::Custom(
+                Recipe::Int4WeightOnly {
+                    group_size,
+                    use_hqq: false,
+                }
+                .arguments(),
+            ),
             LinearScheme::Float8WeightOnly => Recipe::Float8WeightOnly,
             LinearScheme::Int8DynamicActivationInt8Weight => Recipe::Custom(CustomRecipe {
                 mapping: MappingType::Symmetric,
@@ -218,9 +233,11 @@ impl LinearScheme {
                     ..Default::default()
                 },
             }),
-            LinearScheme::UIntXWeightOnly { bits, group_size } => {
-                Recipe::UIntXWeightOnly { bits, group_size }
-            }
+            LinearScheme::UIntXWeightOnly { bits, group_size } => Recipe::UIntXWeightOnly {
+                bits,
+                group_size,
+                use_hqq: false,
+            },
         }
     }
 

@@ -30,6 +30,11 @@ Schemes (torchao 0.11 recipes, argument for argument):
                       sub-byte codes packed along the last dim
   float8-weight-only  Float8WeightOnlyConfig: symmetric float8_e4m3fn, one
                       scale per row, no zero point
+  --hqq               with int4-weight-only or uintx-weight-only: the
+                      config's use_hqq=True (HQQ's proximal solver picks the
+                      zero points; uintx codes then stored plain in uint8
+                      with a float zero point, as torchao stores them); the
+                      summary shows the SQNR gained over plain min/max
   custom              from --mapping, --dtype, --granularity and the other
                       custom flags (torchao's choose_qparams_affine defaults
                       for any flag left out)
@@ -184,6 +189,11 @@ pub struct QuantizeArgs {
     /// Bits per code for uintx-weight-only (1 to 8).
     #[arg(long, value_name = "N")]
     pub bits: Option<u32>,
+    /// int4-weight-only and uintx-weight-only: torchao's `use_hqq=True`
+    /// (half-quadratic optimisation of the zero points); the summary shows
+    /// the SQNR it gains over plain min/max.
+    #[arg(long)]
+    pub hqq: bool,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,

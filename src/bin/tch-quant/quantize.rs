@@ -13,7 +13,7 @@ use tch_quant::checkpoint::{
 };
 
 use tch::Tensor;
-use tch_quant::AffineQuantizedTensor;
+use tch_quant::{AffineQuantizedTensor, Recipe};
 
 use tch_quant::checkpoint::compressed_tensors::{
     export_checkpoint, AsymmetricLayout, CtPlan, CtScheme,
@@ -111,6 +111,10 @@ fn run_to(
         progress: Progress::new(input.total_bytes()),
         reports: Vec::new(),
         error: ErrorSums::default(),
+        baseline: scheme
+            .recipe
+            .use_hqq()
+            .then(|| (scheme.recipe.without_hqq(), ErrorSums::default())),
     };
     let job = QuantizeJob {
         recipe: &scheme.recipe,
@@ -166,6 +170,9 @@ struct Observer {
     reports: Vec<TensorReport>,
     /// The error of the tensor being quantized, so far.
     error: ErrorSums,
+    /// With `--hqq`: the same recipe without HQQ and its error on the
+    /// tensor being quantized, for the summary's gain over min/max.
+    baseline: Option<(Recipe, ErrorSums)>,
 }
 
 impl QuantizeObserver for Observer {
@@ -183,13 +190,21 @@ impl QuantizeObserver for Observer {
         if rows.start == 0 {
             self.error = ErrorSums::default();
         }
+        let measuring = |e: tch::TchError| tch_quant::Error::Checkpoint {
+            kind: tch_quant::CheckpointErrorKind::Io,
+            message: format!("measuring the error of {}: {e}", entry.name),
+        };
         let restored = piece.dequantize_as(original.kind())?;
-        self.error
-            .add(original, &restored)
-            .map_err(|e| tch_quant::Error::Checkpoint {
-                kind: tch_quant::CheckpointErrorKind::Io,
-                message: format!("measuring the error of {}: {e}", entry.name),
-            })
+        self.error.add(original, &restored).map_err(measuring)?;
+        if let Some((plain, sums)) = &mut self.baseline {
+            if rows.start == 0 {
+                *sums = ErrorSums::default();
+            }
+            let q = AffineQuantizedTensor::quantize(original, plain)?;
+            let restored = q.dequantize_as(original.kind())?;
+            sums.add(original, &restored).map_err(measuring)?;
+        }
+        Ok(())
     }
 
     fn finished(&mut self, entry: &Entry, outcome: Outcome<'_>) -> tch_quant::Result<()> {
@@ -204,6 +219,7 @@ impl QuantizeObserver for Observer {
             } => TensorOutcome::Quantized {
                 block_size: record.block_size.clone(),
                 error: self.error.stats(),
+                minmax_sqnr_db: self.baseline.as_ref().map(|(_, sums)| sums.stats().sqnr_db),
                 bytes_after,
                 outputs: outputs.to_vec(),
             },

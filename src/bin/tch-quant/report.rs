@@ -114,6 +114,10 @@ pub enum TensorOutcome {
         block_size: Vec<i64>,
         #[serde(flatten)]
         error: ErrorStats,
+        /// With `--hqq`: the SQNR of the same recipe's plain min/max
+        /// quantization of the same weight, which HQQ is measured against.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        minmax_sqnr_db: Option<Option<f64>>,
         bytes_after: usize,
         outputs: Vec<String>,
     },
@@ -213,20 +217,29 @@ impl Report {
         for o in &self.outputs {
             let _ = writeln!(out, "  output  {o}");
         }
-        let rows: Vec<[String; 7]> = self
+        let mut gains = Vec::new();
+        let rows: Vec<[String; 8]> = self
             .tensors
             .iter()
             .filter_map(|r| match &r.outcome {
                 TensorOutcome::Quantized {
                     block_size,
                     error,
+                    minmax_sqnr_db,
                     bytes_after,
                     ..
-                } => Some((r, block_size, error, bytes_after)),
+                } => Some((r, block_size, error, minmax_sqnr_db, bytes_after)),
                 TensorOutcome::Copied { .. } => None,
             })
-            .map(|(r, block_size, error, bytes_after)| {
+            .map(|(r, block_size, error, minmax, bytes_after)| {
                 let block: Vec<usize> = block_size.iter().map(|&b| b as usize).collect();
+                let gain = match (error.sqnr_db, minmax) {
+                    (Some(hqq), Some(Some(plain))) => {
+                        gains.push(hqq - plain);
+                        format!("{:+.2}", hqq - plain)
+                    }
+                    _ => "-".into(),
+                };
                 [
                     r.name.clone(),
                     dims(&r.shape),
@@ -243,6 +256,7 @@ impl Report {
                         },
                         |v| format!("{v:.2}"),
                     ),
+                    gain,
                     error
                         .max_abs_error
                         .map_or("nan".into(), |v| format!("{v:.3e}")),
@@ -251,7 +265,47 @@ impl Report {
                 ]
             })
             .collect();
-        if !rows.is_empty() {
+        let hqq = self.tensors.iter().any(|r| {
+            matches!(
+                r.outcome,
+                TensorOutcome::Quantized {
+                    minmax_sqnr_db: Some(_),
+                    ..
+                }
+            )
+        });
+        if !rows.is_empty() && hqq {
+            let _ = writeln!(out);
+            write_table(
+                &mut out,
+                [
+                    "tensor",
+                    "shape",
+                    "block",
+                    "SQNR dB",
+                    "vs min/max",
+                    "max |err|",
+                    "before",
+                    "after",
+                ],
+                [
+                    Align::Left,
+                    Align::Left,
+                    Align::Left,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                ],
+                &rows,
+            );
+        } else if !rows.is_empty() {
+            // Without HQQ there is no min/max baseline: no gain column.
+            let rows: Vec<[String; 7]> = rows
+                .into_iter()
+                .map(|[a, b, c, d, _, f, g, h]| [a, b, c, d, f, g, h])
+                .collect();
             let _ = writeln!(out);
             write_table(
                 &mut out,
@@ -274,6 +328,20 @@ impl Report {
                     Align::Right,
                 ],
                 &rows,
+            );
+        }
+        if !gains.is_empty() {
+            let mean = gains.iter().sum::<f64>() / gains.len() as f64;
+            let (lo, hi) = gains
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &g| {
+                    (lo.min(g), hi.max(g))
+                });
+            let _ = writeln!(
+                out,
+                "\nHQQ against plain min/max on the same weights: SQNR {mean:+.2} dB on average \
+                 over {} tensors ({lo:+.2} to {hi:+.2})",
+                gains.len()
             );
         }
         let mut by_reason: BTreeMap<&str, Vec<&TensorReport>> = BTreeMap::new();

@@ -43,12 +43,26 @@ impl Scheme {
                 "--bits only applies to --scheme uintx-weight-only"
             );
         }
+        if args.hqq
+            && !matches!(
+                args.scheme,
+                SchemeName::Int4WeightOnly | SchemeName::UintxWeightOnly
+            )
+        {
+            fail!(
+                Category::Usage,
+                "--hqq only applies to --scheme int4-weight-only and uintx-weight-only (torchao's \
+                 use_hqq), not to {}",
+                args.scheme.cli_name()
+            );
+        }
         let recipe = match args.scheme {
             SchemeName::Int8WeightOnly => Recipe::Int8WeightOnly {
                 group_size: args.group_size,
             },
             SchemeName::Int4WeightOnly => Recipe::Int4WeightOnly {
                 group_size: args.group_size.unwrap_or(128),
+                use_hqq: args.hqq,
             },
             SchemeName::UintxWeightOnly => {
                 let Some(bits) = args.bits else {
@@ -60,6 +74,7 @@ impl Scheme {
                 Recipe::UIntXWeightOnly {
                     bits,
                     group_size: args.group_size.unwrap_or(64),
+                    use_hqq: args.hqq,
                 }
             }
             SchemeName::Float8WeightOnly => {
@@ -306,9 +321,12 @@ mod tests {
     #[test]
     fn preset_refusals_name_the_flag() {
         let err = flag_error(
-            Recipe::Int4WeightOnly { group_size: 48 }
-                .validate()
-                .unwrap_err(),
+            Recipe::Int4WeightOnly {
+                group_size: 48,
+                use_hqq: false,
+            }
+            .validate()
+            .unwrap_err(),
         );
         assert!(err
             .to_string()

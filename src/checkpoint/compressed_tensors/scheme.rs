@@ -90,14 +90,23 @@ impl CtScheme {
         const OP: &str = "compressed_tensors::CtScheme::for_recipe";
         recipe.validate()?;
         match *recipe {
-            Recipe::UIntXWeightOnly { bits, group_size } => Ok(CtScheme::PackedAsymmetric {
+            Recipe::UIntXWeightOnly { use_hqq: true, .. } => Err(Error::invalid(
+                OP,
+                "recipe",
+                recipe.to_string(),
+                "has no compressed-tensors equivalent: HQQ's zero point is a float (torchao's \
+                 float domain), and compressed-tensors stores only integer zero points",
+            )),
+            Recipe::UIntXWeightOnly {
+                bits, group_size, ..
+            } => Ok(CtScheme::PackedAsymmetric {
                 bits,
                 group_size,
                 layout,
             }),
             Recipe::Int8WeightOnly { group_size } => Ok(CtScheme::Int8 { group_size }),
             Recipe::Float8WeightOnly => Ok(CtScheme::Float8),
-            Recipe::Int4WeightOnly { group_size } => Err(Error::invalid(
+            Recipe::Int4WeightOnly { group_size, .. } => Err(Error::invalid(
                 OP,
                 "recipe",
                 format!("int4-weight-only (group size {group_size})"),
@@ -203,7 +212,10 @@ mod tests {
     #[test]
     fn tinygemm_int4_and_custom_are_refused_by_name() {
         let e = CtScheme::for_recipe(
-            &Recipe::Int4WeightOnly { group_size: 32 },
+            &Recipe::Int4WeightOnly {
+                group_size: 32,
+                use_hqq: false,
+            },
             AsymmetricLayout::Block,
         )
         .unwrap_err();
@@ -219,6 +231,7 @@ mod tests {
         let u4 = Recipe::UIntXWeightOnly {
             bits: 4,
             group_size: 32,
+            use_hqq: false,
         };
         let s = CtScheme::for_recipe(&u4, AsymmetricLayout::Group).unwrap();
         assert_eq!(s.format(), "pack-quantized");
