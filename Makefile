@@ -257,6 +257,11 @@ observer-fixtures: $(DEMO_STAMP)
 	$(PYTHON) tests/observers/oracle.py fixtures --out tests/observers/fixtures \
 	    --checkpoint "$(DEMO_MODEL)"
 
+# Rewrites the committed HQQ fixtures (same versions only).
+.PHONY: hqq-fixtures
+hqq-fixtures: venv
+	$(PYTHON) tests/hqq/oracle.py fixtures --out tests/hqq/fixtures
+
 doc: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 

@@ -1,6 +1,6 @@
-//! Criterion benches of the primitives and the quantized linear layers;
-//! `benches/compare.py` and `benches/compare_linear.py` put them side by
-//! side with torchao.
+//! Criterion benches of the primitives, HQQ and the quantized linear
+//! layers; `benches/compare.py`, `benches/compare_hqq.py` and
+//! `benches/compare_linear.py` put them side by side with torchao.
 mod benchmarks;
 
 criterion::criterion_main!(
@@ -10,5 +10,6 @@ criterion::criterion_main!(
     benchmarks::layouts::benches,
     benchmarks::linear::benches,
     benchmarks::gguf_qqq::benches,
-    benchmarks::observer::benches
+    benchmarks::observer::benches,
+    benchmarks::hqq::benches
 );

@@ -248,11 +248,12 @@ impl Plan {
             check_float_kind("solver.dtype", d)?;
         }
         let s = &o.solver;
+        // The float options are shown with `{:?}`: 1e-300, not 300 digits.
         if !(s.beta.is_finite() && s.beta > 0.0) {
             return Err(Error::invalid(
                 OP,
                 "solver.beta",
-                s.beta,
+                format!("{:?}", s.beta),
                 "must be finite and positive",
             ));
         }
@@ -260,7 +261,7 @@ impl Plan {
             return Err(Error::invalid(
                 OP,
                 "solver.kappa",
-                s.kappa,
+                format!("{:?}", s.kappa),
                 "must be finite and positive",
             ));
         }
@@ -277,7 +278,7 @@ impl Plan {
             return Err(Error::invalid(
                 OP,
                 "solver.lp_norm",
-                s.lp_norm,
+                format!("{:?}", s.lp_norm),
                 "must be finite",
             ));
         }
@@ -319,7 +320,7 @@ impl Plan {
             } else {
                 (shape.last().copied(), "shape[-1]")
             };
-            if !dim.is_some_and(|d| n_qparams % d == 0) {
+            if dim.is_none_or(|d| n_qparams % d != 0) {
                 return Err(Error::ShapeMismatch {
                     op: OP,
                     arg: "tensor",
@@ -412,10 +413,8 @@ impl Plan {
         scale: &Tensor,
         zero: &Tensor,
     ) -> std::result::Result<Tensor, TchError> {
-        let mut q = w.f_mul(scale)?;
-        q.f_add_(zero)?.f_round_()?;
-        scalar_ops::clamp_(&q, 0i64, self.qmax)?;
-        Ok(q)
+        let q = w.f_mul(scale)?.f_add_(zero)?.f_round_()?;
+        scalar_ops::clamp_(&q, 0i64, self.qmax)
     }
 
     /// `optimize_weights_proximal_legacy`: the codes, scale, zero point and
@@ -453,19 +452,17 @@ impl Plan {
             iterations += 1;
             let mut w_q = self.quantize(&w_f, &scale, &zero)?;
             // W_r = (W_q - zero) / scale; x = W_f - W_r.
-            let mut w_r = w_q.f_sub(&zero)?;
-            w_r.f_div_(&scale)?;
+            let w_r = w_q.f_sub(&zero)?.f_div_(&scale)?;
             let mut x = w_f.f_sub(&w_r)?;
             drop(w_r);
             let abs = x.f_abs()?;
             let current_error = abs.f_mean(None::<Kind>)?.f_double_value(&[])?;
             // W_e = _shrink_lp_op(x, beta, lp_norm) = sign(x) * shrunk |x|, into x.
             let shrunk = shrink_abs_lp(abs, beta, s.lp_norm)?;
-            x.f_sign_()?.f_mul_(&shrunk)?;
+            let w_e = x.f_sign_()?.f_mul_(&shrunk)?;
             drop(shrunk);
             // zero = mean(W_q - (W_f - W_e) * scale, axis).
-            let mut t = w_f.f_sub(&x)?;
-            t.f_mul_(&scale)?;
+            let t = w_f.f_sub(&w_e)?.f_mul_(&scale)?;
             zero = w_q
                 .f_sub_(&t)?
                 .f_mean_dim(Some([self.axis].as_slice()), true, None::<Kind>)?;
@@ -499,11 +496,9 @@ fn shrink_abs_lp(
         // scalar to the tensor's dtype before multiplying (31% of 1e5
         // float16 products by 0.02 differ).
         let pow = scalar_ops::pow(&abs, lp_norm - 1.0)?;
-        abs.f_sub_(&scalar_ops::mul(&pow, 1.0 / beta)?)?;
-        abs
+        abs.f_sub_(&scalar_ops::mul(&pow, 1.0 / beta)?)?
     };
-    shrunk.f_relu_()?;
-    Ok(shrunk)
+    shrunk.f_relu_()
 }
 
 fn check_float_kind(arg: &'static str, kind: Kind) -> Result<()> {

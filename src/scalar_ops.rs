@@ -218,7 +218,7 @@ mod tests {
                 &pow(&t.abs(), 0.7 - 1.0).unwrap(),
                 &t.abs().f_pow_tensor_scalar(0.7 - 1.0).unwrap()
             ));
-            let (mine, theirs) = (t.copy(), t.copy());
+            let (mine, mut theirs) = (t.copy(), t.copy());
             let _ = clamp_(&mine, 0i64, 15i64).unwrap();
             let _ = theirs.f_clamp_(0i64, 15i64).unwrap();
             assert!(same(&mine, &theirs));

@@ -1,6 +1,7 @@
 pub mod choose_qparams;
 pub mod fused;
 pub mod gguf_qqq;
+pub mod hqq;
 pub mod layouts;
 pub mod linear;
 pub mod observer;
