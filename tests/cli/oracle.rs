@@ -108,6 +108,30 @@ const SCHEMES: &[(&str, &[&str])] = &[
         ],
     ),
     ("fp8", &["--scheme", "float8-weight-only"]),
+    // torchao's use_hqq=True, checked through torchao's HQQ at the thread
+    // count the file records.
+    (
+        "int4-g32-hqq",
+        &[
+            "--scheme",
+            "int4-weight-only",
+            "--group-size",
+            "32",
+            "--hqq",
+        ],
+    ),
+    (
+        "u3-hqq",
+        &[
+            "--scheme",
+            "uintx-weight-only",
+            "--bits",
+            "3",
+            "--group-size",
+            "32",
+            "--hqq",
+        ],
+    ),
     (
         "custom-sym-int4",
         &[

@@ -189,6 +189,76 @@ fn int4_output_has_packed_codes_metadata_and_a_report() {
     );
 }
 
+/// `--hqq`: the summary and the report put each tensor's SQNR beside that of
+/// plain min/max on the same weight, and the file records the recipe and
+/// libtorch's thread count.
+#[test]
+fn hqq_reports_its_gain_over_min_max() {
+    let work = Work::new();
+    let input = tiny(&work);
+    let output = work.path("u3-hqq.safetensors");
+    let report = work.path("u3-hqq.json");
+    let out = quantize(
+        &input,
+        &output,
+        &[
+            "--scheme",
+            "uintx-weight-only",
+            "--bits",
+            "3",
+            "--group-size",
+            "32",
+            "--hqq",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&out);
+    let summary = text(&out.stdout);
+    for needle in ["vs min/max", "HQQ against plain min/max", "use_hqq=true"] {
+        assert!(
+            summary.contains(needle),
+            "{needle:?} missing from the summary:\n{summary}"
+        );
+    }
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let quantized: Vec<&Value> = json["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "quantized")
+        .collect();
+    assert!(!quantized.is_empty());
+    for t in quantized {
+        let (hqq, plain) = (t["sqnr_db"].as_f64(), t["minmax_sqnr_db"].as_f64());
+        assert!(hqq.is_some() && plain.is_some(), "{t}");
+    }
+    let (tensors, meta) = read_back(&output);
+    // Plain uint8 codes and a float zero point, as torchao's PlainLayout.
+    assert_eq!(
+        tensors["layer.0.linear.weight.qdata"],
+        (Dtype::U8, vec![16, 64])
+    );
+    let scheme: Value = serde_json::from_str(&meta["tch_quant.scheme"]).unwrap();
+    assert_eq!(scheme["use_hqq"], true);
+    assert!(scheme["torch_threads"].as_u64().is_some_and(|n| n >= 1));
+    // Without --hqq there is no baseline and no gain column.
+    let plain = quantize(
+        &input,
+        &work.path("u3.safetensors"),
+        &[
+            "--scheme",
+            "uintx-weight-only",
+            "--bits",
+            "3",
+            "--group-size",
+            "32",
+        ],
+    );
+    assert_ok(&plain);
+    assert!(!text(&plain.stdout).contains("vs min/max"));
+}
+
 #[test]
 fn multi_shard_packing_names_each_shard() {
     let work = Work::new();

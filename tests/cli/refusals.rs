@@ -31,6 +31,10 @@ fn bad_command_lines_exit_2() {
         ),
         (&["--scheme", "uintx-weight-only"], "needs --bits"),
         (
+            &["--scheme", "float8-weight-only", "--hqq"],
+            "--hqq only applies to --scheme int4-weight-only and uintx-weight-only",
+        ),
+        (
             &["--scheme", "uintx-weight-only", "--bits", "9"],
             "--bits must be 1 to 8",
         ),
