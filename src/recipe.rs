@@ -421,7 +421,7 @@ impl Recipe {
     /// ```
     /// use tch_quant::Recipe;
     /// assert!(Recipe::Int4WeightOnly { group_size: 48, use_hqq: false }.validate().is_err());
-    /// assert!(Recipe::UIntXWeightOnly { bits: 9, group_size: 64 }.validate().is_err());
+    /// assert!(Recipe::UIntXWeightOnly { bits: 9, group_size: 64, use_hqq: false }.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<()> {
         const OP: &str = "Recipe::validate";
@@ -479,7 +479,7 @@ impl Recipe {
     /// ```
     /// use tch::Kind;
     /// use tch_quant::{Recipe, Unfit};
-    /// let r = Recipe::UIntXWeightOnly { bits: 3, group_size: 64 };
+    /// let r = Recipe::UIntXWeightOnly { bits: 3, group_size: 64, use_hqq: false };
     /// assert_eq!(r.check(&[8, 128], Kind::Float), Ok(vec![1, 64]));
     /// assert!(matches!(r.check(&[8, 128], Kind::Int), Err(Unfit::Dtype(_))));
     /// assert!(matches!(r.check(&[8, 96], Kind::Float), Err(Unfit::NotDivided { .. })));

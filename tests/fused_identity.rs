@@ -27,6 +27,9 @@ mod extra_ops;
 #[allow(dead_code)]
 #[path = "parity/replay.rs"]
 mod replay;
+#[allow(dead_code)]
+#[path = "common/store.rs"]
+mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -17,6 +17,8 @@ mod common_oracle;
 mod live;
 #[path = "gguf_qqq/replay.rs"]
 mod replay;
+#[path = "common/store.rs"]
+mod store;
 
 use std::path::Path;
 use std::process::Command;

@@ -23,6 +23,8 @@ mod common_oracle;
 mod live;
 #[path = "hqq/replay.rs"]
 mod replay;
+#[path = "common/store.rs"]
+mod store;
 
 use std::path::Path;
 use std::process::Command;

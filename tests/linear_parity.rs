@@ -18,6 +18,8 @@ mod common_oracle;
 mod live;
 #[path = "linear/replay.rs"]
 mod replay;
+#[path = "common/store.rs"]
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

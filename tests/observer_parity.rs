@@ -19,6 +19,8 @@ mod common_oracle;
 mod live;
 #[path = "observers/replay.rs"]
 mod replay;
+#[path = "common/store.rs"]
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

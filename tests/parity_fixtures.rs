@@ -7,6 +7,8 @@ mod common_cuda;
 mod extra_ops;
 #[path = "parity/replay.rs"]
 mod replay;
+#[path = "common/store.rs"]
+mod store;
 
 use std::path::Path;
 

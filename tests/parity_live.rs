@@ -14,6 +14,8 @@ mod extra_ops;
 mod live;
 #[path = "parity/replay.rs"]
 mod replay;
+#[path = "common/store.rs"]
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -78,26 +78,12 @@ impl Report {
 
 impl Oracle {
     pub fn load(dir: &Path) -> Result<Self> {
-        let manifest: Value = serde_json::from_slice(
-            &std::fs::read(dir.join("cases.json")).context("reading cases.json")?,
-        )?;
-        let raw = std::fs::read(dir.join("tensors.safetensors")).context("reading tensors")?;
-        let st = safetensors::SafeTensors::deserialize(&raw)?;
-        let mut tensors = HashMap::new();
-        for (key, meta) in manifest["tensors"].as_object().context("tensors")? {
-            let kind = parse_kind(meta["dtype"].as_str().context("dtype")?)?;
-            let shape: Vec<i64> = serde_json::from_value(meta["shape"].clone())?;
-            let t = Tensor::from_slice(st.tensor(key)?.data())
-                .f_view_dtype(kind)?
-                .f_reshape(&shape)?;
-            tensors.insert(key.clone(), t);
-        }
-        let text = |k: &str| manifest[k].as_str().unwrap_or("?").to_string();
+        let s = crate::store::Store::load(dir, |name| Ok(parse_kind(name)?))?;
         Ok(Oracle {
-            tensors,
-            cases: manifest["cases"].as_array().context("cases")?.clone(),
-            torch: text("torch"),
-            torchao: text("torchao"),
+            tensors: s.tensors,
+            cases: s.cases,
+            torch: s.torch,
+            torchao: s.torchao,
         })
     }
 

@@ -27,26 +27,12 @@ pub enum Outcome {
 
 impl Oracle {
     pub fn load(dir: &Path) -> Result<Self> {
-        let manifest: Value = serde_json::from_slice(
-            &std::fs::read(dir.join("cases.json")).context("reading cases.json")?,
-        )?;
-        let raw = std::fs::read(dir.join("tensors.safetensors")).context("reading tensors")?;
-        let st = safetensors::SafeTensors::deserialize(&raw)?;
-        let mut tensors = HashMap::new();
-        for (key, meta) in manifest["tensors"].as_object().context("tensors")? {
-            let kind = kind_from_name(meta["dtype"].as_str().context("dtype")?)?;
-            let shape: Vec<i64> = serde_json::from_value(meta["shape"].clone())?;
-            let bytes = st.tensor(key)?.data().to_vec();
-            let t = Tensor::from_slice(&bytes)
-                .f_view_dtype(kind)?
-                .f_reshape(&shape)?;
-            tensors.insert(key.clone(), t);
-        }
+        let s = crate::store::Store::load(dir, kind_from_name)?;
         Ok(Oracle {
-            tensors,
-            cases: manifest["cases"].as_array().context("cases")?.clone(),
-            torch: manifest["torch"].as_str().unwrap_or("?").to_string(),
-            torchao: manifest["torchao"].as_str().unwrap_or("?").to_string(),
+            tensors: s.tensors,
+            cases: s.cases,
+            torch: s.torch,
+            torchao: s.torchao,
         })
     }
 

@@ -22,7 +22,7 @@
 //! use tch_quant::checkpoint::compressed_tensors::{export_file, AsymmetricLayout};
 //! use tch_quant::{Recipe, Selection};
 //! let summary = export_file("model/model.safetensors".as_ref(), "model-u4".as_ref(),
-//!                           &Recipe::UIntXWeightOnly { bits: 4, group_size: 32 },
+//!                           &Recipe::UIntXWeightOnly { bits: 4, group_size: 32, use_hqq: false },
 //!                           &Selection::default(), AsymmetricLayout::Block, false)?;
 //! println!("{} quantized, {} copied", summary.quantized, summary.copied);
 //! # Ok::<(), tch_quant::Error>(())
