@@ -146,7 +146,7 @@ fn hqq_quantize(
 ) -> Result<AffineQuantizedTensor> {
     const OP: &str = "AffineQuantizedTensor::quantize";
     let args = recipe.arguments();
-    let (quant_min, quant_max) = recipe.quant_range();
+    let quant_max = recipe.quant_range().1;
     let group = *block_size.last().unwrap_or(&1);
     let shape = input.size();
     let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
@@ -189,10 +189,28 @@ fn hqq_quantize(
         cols / group,
     )?;
     let zero = unpad(hqq.zero.f_reshape(grouped.as_slice()).op(OP)?, cols / group)?;
-    let plain = AffineQuantizedTensor {
-        qdata: vec![codes],
+    let qp = QParams {
         scale,
         zero_point: Some(zero),
+    };
+    assemble(input, recipe, block_size, qp, codes)
+}
+
+/// A recipe's quantized tensor from its codes and qparams: every argument
+/// the recipe passed, then packed where the recipe packs its codes.
+fn assemble(
+    input: &Tensor,
+    recipe: &Recipe,
+    block_size: Vec<i64>,
+    qp: QParams,
+    codes: Tensor,
+) -> Result<AffineQuantizedTensor> {
+    let args = recipe.arguments();
+    let (quant_min, quant_max) = recipe.quant_range();
+    let plain = AffineQuantizedTensor {
+        qdata: vec![codes],
+        scale: qp.scale,
+        zero_point: qp.zero_point,
         block_size,
         mapping_type: args.mapping,
         target_dtype: args.dtype,
@@ -201,7 +219,7 @@ fn hqq_quantize(
         eps: args.options.eps.unwrap_or_else(|| float_eps(input.kind())),
         preserve_zero: args.options.preserve_zero,
         zero_point_domain: args.options.zero_point_domain,
-        shape,
+        shape: input.size(),
         dtype: input.kind(),
         layout: StorageLayout::Plain,
     };
@@ -290,27 +308,7 @@ impl AffineQuantizedTensor {
                 None => None,
             };
         }
-        let (quant_min, quant_max) = recipe.quant_range();
-        let plain = AffineQuantizedTensor {
-            qdata: vec![codes],
-            scale: qp.scale,
-            zero_point: qp.zero_point,
-            block_size,
-            mapping_type: args.mapping,
-            target_dtype: args.dtype,
-            quant_min,
-            quant_max,
-            eps: args.options.eps.unwrap_or_else(|| float_eps(input.kind())),
-            preserve_zero: args.options.preserve_zero,
-            zero_point_domain: args.options.zero_point_domain,
-            shape,
-            dtype: input.kind(),
-            layout: StorageLayout::Plain,
-        };
-        match recipe.packing() {
-            Some(bits) => plain.pack(bits),
-            None => Ok(plain),
-        }
+        assemble(input, recipe, block_size, qp, codes)
     }
 
     /// Builds a quantized tensor from stored parts, checking that they fit

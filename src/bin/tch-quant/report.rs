@@ -136,6 +136,11 @@ pub struct TensorReport {
     pub outcome: TensorOutcome,
 }
 
+/// A summary row without its "vs min/max" column (the fifth).
+fn without_gain<T>([a, b, c, d, _, f, g, h]: [T; 8]) -> [T; 7] {
+    [a, b, c, d, f, g, h]
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Totals {
     pub tensors: usize,
@@ -274,61 +279,27 @@ impl Report {
                 }
             )
         });
-        if !rows.is_empty() && hqq {
+        if !rows.is_empty() {
+            let header = [
+                "tensor",
+                "shape",
+                "block",
+                "SQNR dB",
+                "vs min/max",
+                "max |err|",
+                "before",
+                "after",
+            ];
+            let mut align = [Align::Right; 8];
+            align[..3].fill(Align::Left);
             let _ = writeln!(out);
-            write_table(
-                &mut out,
-                [
-                    "tensor",
-                    "shape",
-                    "block",
-                    "SQNR dB",
-                    "vs min/max",
-                    "max |err|",
-                    "before",
-                    "after",
-                ],
-                [
-                    Align::Left,
-                    Align::Left,
-                    Align::Left,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                ],
-                &rows,
-            );
-        } else if !rows.is_empty() {
-            // Without HQQ there is no min/max baseline: no gain column.
-            let rows: Vec<[String; 7]> = rows
-                .into_iter()
-                .map(|[a, b, c, d, _, f, g, h]| [a, b, c, d, f, g, h])
-                .collect();
-            let _ = writeln!(out);
-            write_table(
-                &mut out,
-                [
-                    "tensor",
-                    "shape",
-                    "block",
-                    "SQNR dB",
-                    "max |err|",
-                    "before",
-                    "after",
-                ],
-                [
-                    Align::Left,
-                    Align::Left,
-                    Align::Left,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                ],
-                &rows,
-            );
+            if hqq {
+                write_table(&mut out, header, align, &rows);
+            } else {
+                // Without HQQ there is no min/max baseline: no gain column.
+                let rows: Vec<[String; 7]> = rows.into_iter().map(without_gain).collect();
+                write_table(&mut out, without_gain(header), without_gain(align), &rows);
+            }
         }
         if !gains.is_empty() {
             let mean = gains.iter().sum::<f64>() / gains.len() as f64;
