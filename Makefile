@@ -11,6 +11,7 @@
 #   make bench-linear  the quantized linear layers against the dense one and
 #                      against torchao's quantized nn.Linear (4096x4096
 #                      bfloat16, M = 1 and 32), on the same bytes
+#   make bench-hqq     HQQ against torchao's on the same 4096x4096 weights
 #   make bench-checkpoint
 #                      a synthetic 4.4 GB Llama-shaped sharded checkpoint
 #                      quantized by the CLI and by torchao: wall time, GB/s,
@@ -38,7 +39,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo minilm-check check-minilm bench bench-linear bench-checkpoint gpu-check \
+.PHONY: all venv build test demo minilm-check check-minilm bench bench-linear bench-hqq bench-checkpoint gpu-check \
 	fixtures linear-fixtures observer-fixtures doc \
 	clean-venv
 
@@ -200,6 +201,13 @@ bench: venv
 bench-linear: venv
 	cargo bench --all-features --bench bench_main -- linear/
 	$(PYTHON) benches/compare_linear.py --threads 2
+
+# HQQ (issue 11): benches/compare_hqq.py times torchao's and the crate's
+# choose_qparams_and_quantize_affine_hqq on the same 4096x4096 weights
+# (building the release example with this Makefile's libtorch settings) and
+# checks the outputs and iteration counts are the same.
+bench-hqq: venv
+	$(PYTHON) benches/compare_hqq.py --threads 2 --reps 3 --dtypes float32,bfloat16
 
 # Checkpoints at scale (issue 14): scripts/make_llama_checkpoint.py writes the
 # checkpoint once (34 layers, 4.4 GB of bfloat16 in 1 GB shards; kept while
