@@ -27,7 +27,6 @@ mod extra_ops;
 #[allow(dead_code)]
 #[path = "parity/replay.rs"]
 mod replay;
-#[allow(dead_code)]
 #[path = "common/store.rs"]
 mod store;
 

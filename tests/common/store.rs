@@ -5,12 +5,15 @@
 //! family's replay (`tests/*/replay.rs`) loads its fixtures and live cases
 //! through [`Store::load`].
 
+// Every test binary of a family includes this file; not all use each item.
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// One oracle output directory, loaded.
 pub struct Store {
@@ -21,9 +24,7 @@ pub struct Store {
     /// The versions that made them.
     pub torch: String,
     pub torchao: String,
-    /// The whole manifest, for a family's own header fields (`threads`);
-    /// not every test binary that includes this file reads it.
-    #[allow(dead_code)]
+    /// The whole manifest, for a family's own header fields (`threads`).
     pub manifest: Value,
 }
 
@@ -53,4 +54,62 @@ impl Store {
             manifest,
         })
     }
+}
+
+/// `None` when `got` has the dtype, shape and bytes of `want`, otherwise
+/// the first difference: the element's index and both values.
+pub fn compare(want: &Tensor, got: &Tensor) -> Result<Option<String>> {
+    let got = got.f_to_device(Device::Cpu)?;
+    if got.kind() != want.kind() {
+        return Ok(Some(format!(
+            "dtype {:?}, expected {:?}",
+            got.kind(),
+            want.kind()
+        )));
+    }
+    if got.size() != want.size() {
+        return Ok(Some(format!(
+            "shape {:?}, expected {:?}",
+            got.size(),
+            want.size()
+        )));
+    }
+    let (w, g) = (raw_bytes(want)?, raw_bytes(&got)?);
+    if w == g {
+        return Ok(None);
+    }
+    let width = w.len() / want.numel().max(1);
+    let byte = w.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(0);
+    let i = (byte / width.max(1)) as i64;
+    let value = |t: &Tensor| -> Result<String> {
+        let e = t.f_reshape([-1])?.f_get(i)?;
+        Ok(if is_float(t.kind()) {
+            format!("{}", e.f_to_kind(Kind::Double)?.f_double_value(&[])?)
+        } else {
+            format!("{}", e.f_to_kind(Kind::Int64)?.f_int64_value(&[])?)
+        })
+    };
+    let count = w
+        .chunks(width.max(1))
+        .zip(g.chunks(width.max(1)))
+        .filter(|(a, b)| a != b)
+        .count();
+    Ok(Some(format!(
+        "element {i} (flat; {count} of {} differ): {} != expected {}",
+        want.numel(),
+        value(&got)?,
+        value(want)?
+    )))
+}
+
+fn is_float(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double | Kind::Float8e4m3fn
+    )
+}
+
+pub fn raw_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    let flat = t.f_contiguous()?.f_reshape([-1])?;
+    Ok(Vec::<u8>::try_from(flat.f_view_dtype(Kind::Uint8)?)?)
 }

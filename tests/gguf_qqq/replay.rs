@@ -9,6 +9,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+
+use crate::store::compare;
 use tch::{Kind, Tensor};
 use tch_quant::{
     choose_qparams_and_quantize_affine_qqq, choose_qparams_gguf, dequantize_affine_qqq,
@@ -247,49 +249,4 @@ fn kind_arg(v: &Value) -> Result<Option<Kind>> {
         Some(name) => Some(parse_kind(name)?),
         None => None,
     })
-}
-
-/// `None` when `got` has `want`'s dtype, shape and bytes.
-pub fn compare(want: &Tensor, got: &Tensor) -> Result<Option<String>> {
-    if got.kind() != want.kind() {
-        return Ok(Some(format!(
-            "dtype {:?}, expected {:?}",
-            got.kind(),
-            want.kind()
-        )));
-    }
-    if got.size() != want.size() {
-        return Ok(Some(format!(
-            "shape {:?}, expected {:?}",
-            got.size(),
-            want.size()
-        )));
-    }
-    let bytes = |t: &Tensor| -> Result<Vec<u8>> {
-        let flat = t.f_contiguous()?.f_reshape([-1])?;
-        Ok(Vec::<u8>::try_from(flat.f_view_dtype(Kind::Uint8)?)?)
-    };
-    let (w, g) = (bytes(want)?, bytes(got)?);
-    if w == g {
-        return Ok(None);
-    }
-    let width = (w.len() / want.numel().max(1)).max(1);
-    let i = w.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(0) / width;
-    let at = |t: &Tensor| -> Result<f64> {
-        Ok(t.f_reshape([-1])?
-            .f_get(i as i64)?
-            .f_to_kind(Kind::Double)?
-            .f_double_value(&[])?)
-    };
-    let count = w
-        .chunks(width)
-        .zip(g.chunks(width))
-        .filter(|(a, b)| a != b)
-        .count();
-    Ok(Some(format!(
-        "element {i} (flat; {count} of {} differ): {} != expected {}",
-        want.numel(),
-        at(got)?,
-        at(want)?
-    )))
 }

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+
+use crate::store::compare;
 use tch::{Device, Kind, Tensor};
 use tch_quant::{
     choose_qparams_and_quantize_affine_hqq, kind_name, parse_kind, HqqOptions, HqqQuantized,
@@ -280,36 +282,4 @@ fn options(o: &Value, device: Device) -> Result<HqqOptions> {
             },
         },
     })
-}
-
-/// `None` when dtype, shape and bytes agree.
-fn compare(expected: &Tensor, got: &Tensor) -> Result<Option<String>> {
-    if expected.kind() != got.kind() {
-        return Ok(Some(format!(
-            "dtype {:?} vs torchao {:?}",
-            got.kind(),
-            expected.kind()
-        )));
-    }
-    if expected.size() != got.size() {
-        return Ok(Some(format!(
-            "shape {:?} vs torchao {:?}",
-            got.size(),
-            expected.size()
-        )));
-    }
-    let bytes = |t: &Tensor| -> Result<Vec<u8>> {
-        Ok(Vec::<u8>::try_from(
-            t.f_to_device(Device::Cpu)?
-                .f_contiguous()?
-                .f_flatten(0, -1)?
-                .f_view_dtype(Kind::Uint8)?,
-        )?)
-    };
-    let (e, g) = (bytes(expected)?, bytes(got)?);
-    if e == g {
-        return Ok(None);
-    }
-    let n = e.iter().zip(&g).filter(|(a, b)| a != b).count();
-    Ok(Some(format!("{n} of {} bytes differ", e.len())))
 }

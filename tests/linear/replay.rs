@@ -10,6 +10,8 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
+
+use crate::store::compare;
 use tch::{Device, Kind, Tensor};
 use tch_quant::{LinearScheme, QuantizedLinear};
 
@@ -254,64 +256,6 @@ pub fn scheme(v: &Value) -> Result<LinearScheme> {
         },
         other => bail!("unknown scheme {other}"),
     })
-}
-
-/// `None` when `got` has the dtype, shape and bytes of `want`, otherwise
-/// the first difference: the element's index and both values.
-pub fn compare(want: &Tensor, got: &Tensor) -> Result<Option<String>> {
-    let got = got.f_to_device(Device::Cpu)?;
-    if got.kind() != want.kind() {
-        return Ok(Some(format!(
-            "dtype {:?}, expected {:?}",
-            got.kind(),
-            want.kind()
-        )));
-    }
-    if got.size() != want.size() {
-        return Ok(Some(format!(
-            "shape {:?}, expected {:?}",
-            got.size(),
-            want.size()
-        )));
-    }
-    let (w, g) = (raw_bytes(want)?, raw_bytes(&got)?);
-    if w == g {
-        return Ok(None);
-    }
-    let width = w.len() / want.numel().max(1);
-    let byte = w.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(0);
-    let i = (byte / width.max(1)) as i64;
-    let value = |t: &Tensor| -> Result<String> {
-        let e = t.f_reshape([-1])?.f_get(i)?;
-        Ok(if is_float(t.kind()) {
-            format!("{}", e.f_to_kind(Kind::Double)?.f_double_value(&[])?)
-        } else {
-            format!("{}", e.f_to_kind(Kind::Int64)?.f_int64_value(&[])?)
-        })
-    };
-    let count = w
-        .chunks(width.max(1))
-        .zip(g.chunks(width.max(1)))
-        .filter(|(a, b)| a != b)
-        .count();
-    Ok(Some(format!(
-        "element {i} (flat; {count} of {} differ): {} != expected {}",
-        want.numel(),
-        value(&got)?,
-        value(want)?
-    )))
-}
-
-fn is_float(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double | Kind::Float8e4m3fn
-    )
-}
-
-fn raw_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    let flat = t.f_contiguous()?.f_reshape([-1])?;
-    Ok(Vec::<u8>::try_from(flat.f_view_dtype(Kind::Uint8)?)?)
 }
 
 fn kind_from_name(name: &str) -> Result<Kind> {
