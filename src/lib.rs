@@ -48,6 +48,7 @@
 //! | sub-byte storage | [`pack_uintx`], [`unpack_uintx`] | `bitpacking.rs` |
 //! | block sizes | [`Granularity`] (and `block.rs` for the reduction layout) | `granularity.rs` |
 //! | threads of the fused CPU path | [`threading::ThreadPolicy`], [`threading::set_thread_policy`], [`threading::set_num_threads`] | `threading.rs` |
+//! | which torchao release's bits (0.11 or 0.18) | [`Semantics`] | `semantics.rs` |
 //! | modes and dtypes | [`MappingType`], [`ZeroPointDomain`], [`QuantDtype`], [`kind_name`], [`parse_kind`], [`finfo_eps`] | `mapping.rs`, `dtype.rs` |
 //!
 //! # How results stay identical to torchao
@@ -94,6 +95,7 @@ mod quantize;
 mod quantized;
 mod recipe;
 mod scalar_ops;
+mod semantics;
 mod strided;
 pub mod threading;
 
@@ -135,3 +137,4 @@ pub use quantize::{
 };
 pub use quantized::{AffineQuantizedTensor, QuantizedParts, StorageLayout, PACK_DIM};
 pub use recipe::{CustomRecipe, Recipe, Unfit, INT4_GROUP_SIZES};
+pub use semantics::Semantics;

@@ -9,6 +9,7 @@ use crate::error::{Error, Result, TorchContext};
 use crate::formula::{mid_point, symmetric_zero_point, ChooseSpec, QParams};
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::scalar_ops;
+use crate::semantics::Semantics;
 use crate::strided::check_strided;
 use crate::QuantDtype;
 
@@ -52,6 +53,11 @@ pub struct QParamsOptions {
     /// fused CPU kernel. Both give identical bits; this exists for
     /// verification and benchmarking.
     pub force_reference: bool,
+    /// Which torchao release's bits to reproduce (0.11 by default).
+    pub semantics: Semantics,
+    /// Keep the reduced dims: return qparams with the input's rank, each dim
+    /// `input_size / block_size` (torchao 0.18's `keepdim=True`).
+    pub keepdim: bool,
 }
 
 impl Default for QParamsOptions {
@@ -65,6 +71,8 @@ impl Default for QParamsOptions {
             preserve_zero: true,
             zero_point_domain: ZeroPointDomain::Int,
             force_reference: false,
+            semantics: Semantics::Torchao0_11,
+            keepdim: false,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::formula::mid_point;
 use crate::mapping::ZeroPointDomain;
 use crate::qparams::{check_float_input, QParamsOptions};
 use crate::scalar_ops::{self, Num};
+use crate::semantics::Semantics;
 use crate::strided::{check_strided, check_strided_opt};
 use crate::QuantDtype;
 
@@ -41,6 +42,9 @@ pub struct QuantizeOptions {
     /// Always run the libtorch op sequence (the reference path), never the
     /// fused CPU kernel. Both give identical bits.
     pub force_reference: bool,
+    /// Which torchao release's bits to reproduce (0.11 by default); it must
+    /// be the one the qparams were chosen under.
+    pub semantics: Semantics,
 }
 
 /// The options that quantize with the qparams chosen under `options`: the
@@ -70,6 +74,7 @@ impl From<&QParamsOptions> for QuantizeOptions {
             quant_max: options.quant_max,
             zero_point_domain: options.zero_point_domain,
             force_reference: options.force_reference,
+            semantics: options.semantics,
         }
     }
 }

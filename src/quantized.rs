@@ -416,7 +416,7 @@ impl AffineQuantizedTensor {
             quant_min: Some(self.quant_min),
             quant_max: Some(self.quant_max),
             zero_point_domain: self.zero_point_domain,
-            force_reference: false,
+            ..QuantizeOptions::default()
         };
         if let StorageLayout::Packed { bits, dim } = self.layout {
             let last = dim == -1 || dim == self.shape.len() as i64 - 1;
@@ -486,7 +486,7 @@ impl AffineQuantizedTensor {
             quant_min: Some(self.quant_min),
             quant_max: Some(self.quant_max),
             zero_point_domain: self.zero_point_domain,
-            force_reference: false,
+            ..QuantizeOptions::default()
         };
         if let StorageLayout::Packed { bits, dim } = self.layout {
             let last = dim == -1 || dim == self.shape.len() as i64 - 1;

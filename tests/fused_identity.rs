@@ -516,6 +516,7 @@ fn random_choose(
         preserve_zero: !asym || rng.chance(0.6) || rng.chance(0.02),
         zero_point_domain: domain,
         force_reference: false,
+        ..Default::default()
     };
     let _ = kind;
     (mapping, dtype, options)
@@ -634,6 +635,7 @@ fn random_case(rng: &mut Rng, big: bool) -> Result<Option<(Tensor, Call, Edges)>
                     quant_max: options.quant_max,
                     zero_point_domain: options.zero_point_domain,
                     force_reference: false,
+                    ..Default::default()
                 },
             }
         }
@@ -817,6 +819,7 @@ fn parse_call(oracle: &replay::Oracle, case: &Value) -> Result<Option<(Tensor, C
             preserve_zero: a["preserve_zero"].as_bool().unwrap_or(true),
             zero_point_domain: domain,
             force_reference: false,
+            ..Default::default()
         })
     };
     let input = || -> Result<Tensor> {
@@ -857,6 +860,7 @@ fn parse_call(oracle: &replay::Oracle, case: &Value) -> Result<Option<(Tensor, C
                     quant_max: opt_f64(&a["quant_max"]),
                     zero_point_domain: domain,
                     force_reference: false,
+                    ..Default::default()
                 },
             },
         ),
@@ -1288,6 +1292,7 @@ fn random_dequantize_case(rng: &mut Rng, big: bool) -> Result<(Tensor, Dequantiz
             quant_max,
             zero_point_domain: domain,
             force_reference: false,
+            ..Default::default()
         },
         output: rng.pick(&FLOATS),
     };
@@ -1440,6 +1445,7 @@ fn random_short_run_dequantize(rng: &mut Rng, big: bool) -> Result<(Tensor, Dequ
             quant_max,
             zero_point_domain: domain,
             force_reference: false,
+            ..Default::default()
         },
         output: rng.pick(&FLOATS),
     };
@@ -1515,6 +1521,7 @@ fn fused_dequantize_is_bit_identical_on_every_fixture_case() -> Result<()> {
                 quant_max: a["quant_max"].as_f64(),
                 zero_point_domain: a["zero_point_domain"].as_str().unwrap_or("INT").parse()?,
                 force_reference: false,
+                ..Default::default()
             },
             output: replay::kind_from_name(a["output_dtype"].as_str().unwrap_or("float32"))?,
         };
@@ -1686,6 +1693,7 @@ fn fused_packed_dequantize_is_bit_identical_to_unpacking_first() -> Result<()> {
                 quant_max: Some(quant_max),
                 zero_point_domain: q.zero_point_domain(),
                 force_reference: true,
+                ..Default::default()
             },
             output,
         )
@@ -1865,6 +1873,7 @@ fn run_layout_cases(cases: LayoutCases) -> Result<()> {
                         quant_max: options.quant_max,
                         zero_point_domain: options.zero_point_domain,
                         force_reference: false,
+                        ..Default::default()
                     },
                 }
             }

@@ -297,6 +297,7 @@ fn build(kind: &str, a: &Value) -> tch_quant::Result<Obs> {
             preserve_zero: a["preserve_zero"].as_bool().expect("preserve_zero"),
             zero_point_domain: text("zero_point_domain").parse::<ZeroPointDomain>()?,
             force_reference: false,
+            ..Default::default()
         };
         let g = granularity(text("granularity"));
         return Ok(if kind == "affine_min_max" {

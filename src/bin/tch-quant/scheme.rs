@@ -188,6 +188,7 @@ fn custom(flags: &CustomArgs) -> Result<Scheme> {
         preserve_zero: flags.preserve_zero.unwrap_or(true),
         zero_point_domain,
         force_reference: false,
+        ..Default::default()
     };
     let mut args = serde_json::Map::new();
     args.insert("name".into(), json!("custom"));
