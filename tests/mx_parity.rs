@@ -56,7 +56,13 @@ fn live_report(seed: u64, n: usize) -> Result<Option<(replay::Report, usize)>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mx/oracle.py");
     let mut cmd = Command::new(&python);
     cmd.arg(&script)
-        .args(["live", "--seed", &seed.to_string(), "--count", &n.to_string()])
+        .args([
+            "live",
+            "--seed",
+            &seed.to_string(),
+            "--count",
+            &n.to_string(),
+        ])
         .arg("--out")
         .arg(&dir);
     if let Some(path) = &checkpoint {
@@ -75,7 +81,11 @@ fn live_report(seed: u64, n: usize) -> Result<Option<(replay::Report, usize)>> {
     let _ = std::fs::remove_dir_all(&dir);
     let oracle = oracle?;
     check_versions(&oracle);
-    assert_eq!(oracle.store.cases.len(), n + minilm, "the oracle drew another count");
+    assert_eq!(
+        oracle.store.cases.len(),
+        n + minilm,
+        "the oracle drew another count"
+    );
     Ok(Some((oracle.replay_all()?, minilm)))
 }
 
@@ -86,8 +96,16 @@ fn fixtures_and_live_cases_are_bit_identical() -> Result<()> {
     check_versions(&oracle);
     let fixtures = oracle.replay_all()?;
     fixtures.check("mx fixtures");
-    assert!(fixtures.computed >= 350, "{} computed fixtures", fixtures.computed);
-    assert!(fixtures.refusals >= 10, "{} refusal fixtures", fixtures.refusals);
+    assert!(
+        fixtures.computed >= 350,
+        "{} computed fixtures",
+        fixtures.computed
+    );
+    assert!(
+        fixtures.refusals >= 10,
+        "{} refusal fixtures",
+        fixtures.refusals
+    );
     let (same, all) = fixtures.total();
 
     let (seed, n) = (live::seed(), live::count(COUNT));
@@ -144,17 +162,32 @@ fn mx_refusals_are_typed_and_name_the_argument() {
         ("data_hp", mx(&Tensor::from(1.0f32), Float8E4m3fn, 1)),
         ("data_hp", mx(&sparse, Float8E4m3fn, 32)),
         ("data_lp", dq(&data, &scale, Float8E4m3fn, 32, Kind::Float)),
-        ("scale_e8m0", dq(&data, &scale.to_kind(Kind::Int), Fp6E2m3, 32, Kind::Float)),
-        ("scale_e8m0", dq(&data, &scale.narrow(1, 0, 1), Fp6E2m3, 32, Kind::Float)),
+        (
+            "scale_e8m0",
+            dq(&data, &scale.to_kind(Kind::Int), Fp6E2m3, 32, Kind::Float),
+        ),
+        (
+            "scale_e8m0",
+            dq(&data, &scale.narrow(1, 0, 1), Fp6E2m3, 32, Kind::Float),
+        ),
         ("scale_e8m0", dq(&d4, &s4, Float4E2m1fnX2, 16, Kind::Float)),
         ("target_dtype", dq(&data, &scale, Fp6E2m3, 32, Kind::Double)),
         ("target_dtype", dq(&data, &scale, Fp6E2m3, 32, Kind::Int8)),
         ("block_size", dq(&data, &scale, Fp6E2m3, 0, Kind::Float)),
         (
             "data_lp",
-            dq(&data.view([2, 2, 32]).transpose(1, 2), &scale, Fp6E2m3, 32, Kind::Float),
+            dq(
+                &data.view([2, 2, 32]).transpose(1, 2),
+                &scale,
+                Fp6E2m3,
+                32,
+                Kind::Float,
+            ),
         ),
-        ("scale_e8m0", get_fp_scale(&scale.to_kind(Kind::Float)).map(|_| ())),
+        (
+            "scale_e8m0",
+            get_fp_scale(&scale.to_kind(Kind::Float)).map(|_| ()),
+        ),
         ("name", MxElemDtype::parse("int8").map(|_| ())),
         ("name", ScaleCalculationMode::parse("round").map(|_| ())),
     ];
@@ -183,16 +216,43 @@ fn nvfp4_refusals_are_typed_and_name_the_argument() {
         ("block_size", q(&w, 0, None)),
         ("data_hp", q(&x(&[4, 24], Kind::Float), 16, None)),
         ("data_hp", q(&x(&[32], Kind::Float), 16, None)),
-        ("data_hp", q(&Tensor::zeros([0, 32], (Kind::Float, Device::Cpu)), 16, None)),
-        ("per_tensor_scale", q(&w, 16, Some(&s.to_kind(Kind::BFloat16)))),
+        (
+            "data_hp",
+            q(
+                &Tensor::zeros([0, 32], (Kind::Float, Device::Cpu)),
+                16,
+                None,
+            ),
+        ),
+        (
+            "per_tensor_scale",
+            q(&w, 16, Some(&s.to_kind(Kind::BFloat16))),
+        ),
         ("per_tensor_scale", q(&w, 16, Some(&s.view([1])))),
-        ("per_tensor_scale", q(&w, 16, Some(&Tensor::ones([4, 1, 1], (Kind::Float, Device::Cpu))))),
-        ("per_tensor_scale", q(&e3, 16, Some(&Tensor::ones([3, 1, 1], (Kind::Float, Device::Cpu))))),
+        (
+            "per_tensor_scale",
+            q(
+                &w,
+                16,
+                Some(&Tensor::ones([4, 1, 1], (Kind::Float, Device::Cpu))),
+            ),
+        ),
+        (
+            "per_tensor_scale",
+            q(
+                &e3,
+                16,
+                Some(&Tensor::ones([3, 1, 1], (Kind::Float, Device::Cpu))),
+            ),
+        ),
         (
             "data_hp",
             Nvfp4Tensor::to_nvfp4(&x(&[2, 2, 2, 16], Kind::Float), 16, None).map(|_| ()),
         ),
-        ("amax", per_tensor_amax_to_scale(&Tensor::from(3i64)).map(|_| ())),
+        (
+            "amax",
+            per_tensor_amax_to_scale(&Tensor::from(3i64)).map(|_| ()),
+        ),
     ];
     for (want, got) in cases {
         assert_eq!(arg(got.expect_err(want)), want);
@@ -215,7 +275,10 @@ fn nvfp4_refusals_are_typed_and_name_the_argument() {
         ("scale", with(&|t| t.scale = t.scale.to_kind(Kind::Float))),
         ("scale", with(&|t| t.scale = t.scale.narrow(1, 0, 1))),
         ("block_size", with(&|t| t.block_size = 32)),
-        ("per_tensor_scale", with(&|t| t.per_tensor_scale = Some(s.to_kind(Kind::Half)))),
+        (
+            "per_tensor_scale",
+            with(&|t| t.per_tensor_scale = Some(s.to_kind(Kind::Half))),
+        ),
         ("output_dtype", with(&|t| t.orig_dtype = Kind::Double)),
     ];
     for (want, got) in cases {

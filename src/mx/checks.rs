@@ -10,8 +10,14 @@ use crate::strided::check_strided;
 /// (libtorch's `float8_e8m0fnu`, `uint16`, ...) is an invalid argument.
 pub(super) fn kind_of(op: &'static str, arg: &'static str, t: &Tensor) -> Result<Kind> {
     check_strided(op, arg, t)?;
-    t.f_kind()
-        .map_err(|e| Error::invalid(op, arg, "a tensor", format!("has a dtype tch cannot name: {e}")))
+    t.f_kind().map_err(|e| {
+        Error::invalid(
+            op,
+            arg,
+            "a tensor",
+            format!("has a dtype tch cannot name: {e}"),
+        )
+    })
 }
 
 /// `t` is strided and of one of `kinds`.

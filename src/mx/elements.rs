@@ -95,7 +95,9 @@ pub(crate) fn f32_to_floatx_unpacked(
     let bits = x.f_view_dtype(Kind::Int)?;
     // Python's 0x80000000, an int64 scalar libtorch narrows to int32.
     let sign = scalar_ops::bitwise_and(&bits, 0x8000_0000i64)?;
-    let magnitude = bits.f_bitwise_xor_tensor(&sign)?.f_view_dtype(Kind::Float)?;
+    let magnitude = bits
+        .f_bitwise_xor_tensor(&sign)?
+        .f_view_dtype(Kind::Float)?;
 
     let saturate_mask = scalar_ops::ge(&magnitude, format.max_normal())?;
     let denormal_mask = saturate_mask
@@ -131,7 +133,9 @@ pub(crate) fn f32_to_floatx_unpacked(
     // The arithmetic shift of a negative int32 fills the high bits with
     // ones; the mask keeps the sign bit alone.
     let sign_lp = scalar_ops::bitwise_and(&sign_lp, format.sign_mask())?;
-    combined.f_bitwise_or_tensor(&sign_lp)?.f_to_kind(Kind::Uint8)
+    combined
+        .f_bitwise_or_tensor(&sign_lp)?
+        .f_to_kind(Kind::Uint8)
 }
 
 /// `_floatx_unpacked_to_f32(x, ebits, mbits)`: codes of `format`, one per
@@ -153,11 +157,14 @@ pub(crate) fn floatx_unpacked_to_f32(
     let sign_lp = scalar_ops::bitwise_and(x, format.sign_mask())?;
     let x_pos = x.f_bitwise_xor_tensor(&sign_lp)?;
     let zero_mask = scalar_ops::eq(&x_pos, 0i64)?;
-    let denormal_mask = scalar_ops::gt(&x_pos, 0i64)?
-        .f_logical_and(&scalar_ops::eq(&scalar_ops::shift_right(&x_pos, mbits)?, 0i64)?)?;
+    let denormal_mask = scalar_ops::gt(&x_pos, 0i64)?.f_logical_and(&scalar_ops::eq(
+        &scalar_ops::shift_right(&x_pos, mbits)?,
+        0i64,
+    )?)?;
 
     let exp_biased_lp = scalar_ops::shift_right(&x_pos, mbits)?;
-    let exp_biased_f32 = scalar_ops::add(&scalar_ops::sub(&exp_biased_lp, exp_bias)?, F32_EXP_BIAS)?;
+    let exp_biased_f32 =
+        scalar_ops::add(&scalar_ops::sub(&exp_biased_lp, exp_bias)?, F32_EXP_BIAS)?;
     let exp_biased_f32 = scalar_ops::shift_left(&exp_biased_f32.f_to_kind(Kind::Int)?, MBITS_F32)?;
 
     let mut mantissa_lp_int32 =
@@ -192,7 +199,9 @@ pub(crate) fn floatx_unpacked_to_f32(
         &sign_lp.f_to_kind(Kind::Int)?,
         MBITS_F32 - mbits + EBITS_F32 - ebits,
     )?;
-    result.f_bitwise_or_tensor(&sign_f32)?.f_view_dtype(Kind::Float)
+    result
+        .f_bitwise_or_tensor(&sign_f32)?
+        .f_view_dtype(Kind::Float)
 }
 
 /// `pack_uint4`: the codes in flat (row-major) order, two per byte, the
@@ -261,7 +270,10 @@ mod tests {
         let c = Tensor::from_slice(&[1u8, 2, 3, 4]).view([1, 4]);
         let packed = pack_uint4(&c).unwrap();
         assert_eq!(packed.size(), [1, 2]);
-        assert_eq!(Vec::<u8>::try_from(packed.view([-1])).unwrap(), [0x21, 0x43]);
+        assert_eq!(
+            Vec::<u8>::try_from(packed.view([-1])).unwrap(),
+            [0x21, 0x43]
+        );
         let back = unpack_uint4(&packed).unwrap();
         assert_eq!(Vec::<u8>::try_from(back.view([-1])).unwrap(), [1, 2, 3, 4]);
     }

@@ -75,7 +75,10 @@ pub fn to_mx(
         let mut blocked = orig_shape[..orig_shape.len() - 1].to_vec();
         blocked.extend([last / block_size, block_size]);
         let data = data_hp.f_reshape(blocked.as_slice())?;
-        let max_abs = data.f_abs()?.f_amax([-1i64].as_slice(), false)?.f_unsqueeze(-1)?;
+        let max_abs = data
+            .f_abs()?
+            .f_amax([-1i64].as_slice(), false)?
+            .f_unsqueeze(-1)?;
         let data = data.f_to_kind(Kind::Float)?;
         let max_abs = max_abs.f_to_kind(Kind::Float)?;
         let scaled = scale_blocks(&data, &max_abs, elem_dtype, scaling_mode)?;
@@ -165,8 +168,7 @@ pub fn to_dtype(
         });
     }
     let is_transposed = !data_lp.is_contiguous();
-    if is_transposed && (size.len() != 2 || !data_lp.tr().is_contiguous() || scale_e8m0.dim() > 2)
-    {
+    if is_transposed && (size.len() != 2 || !data_lp.tr().is_contiguous() || scale_e8m0.dim() > 2) {
         return Err(Error::ShapeMismatch {
             op: OP,
             arg: "data_lp",
@@ -197,7 +199,11 @@ pub fn to_dtype(
         let (data_lp, scale_e8m0, mut orig_shape) = if is_transposed {
             (data_lp.f_tr()?, scale_e8m0.f_tr()?, vec![size[1], size[0]])
         } else {
-            (data_lp.shallow_clone(), scale_e8m0.shallow_clone(), size.clone())
+            (
+                data_lp.shallow_clone(),
+                scale_e8m0.shallow_clone(),
+                size.clone(),
+            )
         };
         let data_hp = match elem_dtype.sub_byte() {
             None => data_lp.f_to_kind(target_dtype)?,

@@ -6,7 +6,9 @@
 use tch::{Kind, Tensor};
 
 use super::checks::{check_device, check_input, check_kind, check_last_dim, check_output};
-use super::elements::{f32_to_floatx_unpacked, floatx_unpacked_to_f32, pack_uint4, unpack_uint4, F4_E2M1};
+use super::elements::{
+    f32_to_floatx_unpacked, floatx_unpacked_to_f32, pack_uint4, unpack_uint4, F4_E2M1,
+};
 use super::{F4_E2M1_MAX, F8E4M3_MAX, NVFP4_BLOCK_SIZE};
 use crate::error::{Error, Result, TorchContext};
 use crate::scalar_ops;
@@ -148,7 +150,11 @@ pub fn nvfp4_quantize(
             }
             Some(s) => {
                 let block_scale = block_scale.f_to_kind(Kind::Float)?;
-                let s = if s.dim() == 3 { s.f_squeeze_dim(-1)? } else { s.shallow_clone() };
+                let s = if s.dim() == 3 {
+                    s.f_squeeze_dim(-1)?
+                } else {
+                    s.shallow_clone()
+                };
                 let scaled = block_scale.f_div(&s)?;
                 let fp8 = scalar_ops::clamp(&scaled, E4M3_EPS, F8E4M3_MAX)?
                     .f_to_kind(Kind::Float8e4m3fn)?;
@@ -243,8 +249,20 @@ impl Nvfp4Tensor {
     /// The shape torchao gives the tensor (`tensor_size_fp4x2_to_hp`) and
     /// its orientation, after checking the parts.
     fn layout(&self, op: &'static str) -> Result<Layout> {
-        check_kind(op, "qdata", &self.qdata, &[Kind::Uint8], "uint8 (packed fp4)")?;
-        check_kind(op, "scale", &self.scale, &[Kind::Float8e4m3fn], "float8_e4m3fn")?;
+        check_kind(
+            op,
+            "qdata",
+            &self.qdata,
+            &[Kind::Uint8],
+            "uint8 (packed fp4)",
+        )?;
+        check_kind(
+            op,
+            "scale",
+            &self.scale,
+            &[Kind::Float8e4m3fn],
+            "float8_e4m3fn",
+        )?;
         check_device(op, "scale", &self.scale, self.qdata.device(), false)?;
         let packed = self.qdata.size();
         if !(2..=3).contains(&packed.len()) {

@@ -69,7 +69,8 @@ fn rceil(data_hp: &Tensor, max_abs: &Tensor, max_pos: f64) -> Result<Scaled, tch
         &scalar_ops::where_scalar_self(&descale.f_isinf()?, 254i64, &normal)?,
     )?;
 
-    let reciprocal = scalar_ops::rsub(&exponent.f_to_kind(Kind::Float)?, E8M0_EXPONENT_BIAS)?.f_exp2()?;
+    let reciprocal =
+        scalar_ops::rsub(&exponent.f_to_kind(Kind::Float)?, E8M0_EXPONENT_BIAS)?.f_exp2()?;
     let reciprocal =
         scalar_ops::where_scalar_self(&scalar_ops::eq(&exponent, 0i64)?, 1.0, &reciprocal)?;
     let reciprocal = scalar_ops::where_scalar_self(
@@ -118,11 +119,17 @@ fn power_of_two(
 
     let max_abs_int32 = max_abs.f_view_dtype(Kind::Int)?;
     let extracted_pow2 = scalar_ops::sub(
-        &scalar_ops::bitwise_and(&scalar_ops::shift_right(&max_abs_int32, MBITS_F32)?, 0xffi64)?,
+        &scalar_ops::bitwise_and(
+            &scalar_ops::shift_right(&max_abs_int32, MBITS_F32)?,
+            0xffi64,
+        )?,
         E8M0_EXPONENT_BIAS,
     )?;
     let extracted_pow2 = if mode == ScaleCalculationMode::Ceil {
-        let mantissa_gt_one = scalar_ops::gt(&scalar_ops::bitwise_and(&max_abs_int32, 0x7f_ffffi64)?, 0i64)?;
+        let mantissa_gt_one = scalar_ops::gt(
+            &scalar_ops::bitwise_and(&max_abs_int32, 0x7f_ffffi64)?,
+            0i64,
+        )?;
         extracted_pow2.f_add(&mantissa_gt_one)?
     } else {
         extracted_pow2

@@ -38,10 +38,7 @@ pub struct Report {
 
 impl Report {
     pub fn total(&self) -> (usize, usize) {
-        (
-            self.identical + self.refused,
-            self.computed + self.refusals,
-        )
+        (self.identical + self.refused, self.computed + self.refusals)
     }
 
     /// Prints the first differences and fails on any.
@@ -105,10 +102,8 @@ impl Oracle {
             "mx" => self.mx(case),
             "mx_codes" => self.mx_codes(case),
             "nvfp4" => self.nvfp4(case),
-            "amax_to_scale" => {
-                per_tensor_amax_to_scale(self.tensor(&case["inputs"]["amax"])?)
-                    .map(|s| vec![("scale".to_string(), s)])
-            }
+            "amax_to_scale" => per_tensor_amax_to_scale(self.tensor(&case["inputs"]["amax"])?)
+                .map(|s| vec![("scale".to_string(), s)]),
             other => bail!("unknown op {other}"),
         };
         if !expected["ok"].as_bool().unwrap_or(false) {
@@ -136,7 +131,11 @@ impl Oracle {
             );
         }
         for (name, t) in &got {
-            let want = self.tensor(outputs.get(name).with_context(|| format!("output {name}"))?)?;
+            let want = self.tensor(
+                outputs
+                    .get(name)
+                    .with_context(|| format!("output {name}"))?,
+            )?;
             if let Some(d) = compare(want, t)? {
                 return Ok(Some(format!("{name}: {d}")));
             }
@@ -199,10 +198,9 @@ impl Oracle {
     fn nvfp4(&self, case: &Value) -> Result<Vec<(String, Tensor)>, Error> {
         let a = &case["args"];
         let x = self.tensor(&case["inputs"]["data_hp"]).expect("input");
-        let pts = match case["inputs"].get("per_tensor_scale") {
-            Some(k) => Some(self.tensor(k).expect("per_tensor_scale")),
-            None => None,
-        };
+        let pts = case["inputs"]
+            .get("per_tensor_scale")
+            .map(|k| self.tensor(k).expect("per_tensor_scale"));
         let bs = a["block_size"].as_i64().expect("block_size");
         let (scale, data) = nvfp4_quantize(x, bs, pts)?;
         let mut out = vec![("scale".to_string(), scale), ("data".to_string(), data)];
@@ -210,13 +208,16 @@ impl Oracle {
             let q = Nvfp4Tensor::to_nvfp4(x, bs, pts)?;
             out.push(("hp_scales".to_string(), q.get_hp_scales()?));
             // torchao's `NVFP4Tensor.t()` (2-D only): both parts transposed.
-            let transposed = a["transposed"].as_bool().unwrap_or(false).then(|| Nvfp4Tensor {
-                qdata: q.qdata.tr(),
-                scale: q.scale.tr(),
-                per_tensor_scale: q.per_tensor_scale.as_ref().map(Tensor::shallow_clone),
-                block_size: q.block_size,
-                orig_dtype: q.orig_dtype,
-            });
+            let transposed = a["transposed"]
+                .as_bool()
+                .unwrap_or(false)
+                .then(|| Nvfp4Tensor {
+                    qdata: q.qdata.tr(),
+                    scale: q.scale.tr(),
+                    per_tensor_scale: q.per_tensor_scale.as_ref().map(Tensor::shallow_clone),
+                    block_size: q.block_size,
+                    orig_dtype: q.orig_dtype,
+                });
             for (name, kind) in Self::out_dtypes(case).expect("out_dtypes") {
                 out.push((format!("dequant_{name}"), q.dequantize(Some(kind))?));
                 if let Some(t) = &transposed {
