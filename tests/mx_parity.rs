@@ -12,8 +12,13 @@
 //! `TCH_QUANT_PARITY_SEED` sets the seed (printed on every run),
 //! `TCH_QUANT_PARITY_COUNT` the random cases (default 300; MiniLM slices
 //! are a fifth of it). The live half skips without `.venv-ao18` (fails with
-//! `TCH_QUANT_REQUIRE_ORACLE=1`). Cases run on CPU.
+//! `TCH_QUANT_REQUIRE_ORACLE=1`). The fixtures hold CPU results and replay
+//! on the CPU; the live cases run on the CPU, and again on CUDA (torchao
+//! evaluating them on the GPU too) when a device is available
+//! (`TCH_QUANT_REQUIRE_CUDA=1` makes a missing one a failure).
 
+#[path = "common/cuda.rs"]
+mod common_cuda;
 #[allow(dead_code)]
 #[path = "common/oracle.rs"]
 mod common_oracle;
@@ -45,16 +50,20 @@ fn check_versions(oracle: &replay::Oracle) {
     assert_eq!(oracle.store.torchao, "0.18.0");
 }
 
-/// The live cases, or `None` where the oracle is missing.
-fn live_report(seed: u64, n: usize) -> Result<Option<(replay::Report, usize)>> {
-    let Some(python) = python::oracle_python_ao18() else {
-        return Ok(None);
-    };
-    let checkpoint = common_oracle::minilm_checkpoint(&python);
+/// The live cases evaluated by torchao on `device` and replayed there, and
+/// how many are MiniLM slices.
+fn live_report(
+    python: &Path,
+    checkpoint: Option<&Path>,
+    seed: u64,
+    n: usize,
+    device: Device,
+) -> Result<(replay::Report, usize)> {
     let minilm = if checkpoint.is_some() { n / 5 } else { 0 };
-    let dir = std::env::temp_dir().join(format!("tch-quant-mx-{}", std::process::id()));
+    let dev = if device == Device::Cpu { "cpu" } else { "cuda" };
+    let dir = std::env::temp_dir().join(format!("tch-quant-mx-{dev}-{}", std::process::id()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mx/oracle.py");
-    let mut cmd = Command::new(&python);
+    let mut cmd = Command::new(python);
     cmd.arg(&script)
         .args([
             "live",
@@ -63,9 +72,9 @@ fn live_report(seed: u64, n: usize) -> Result<Option<(replay::Report, usize)>> {
             "--count",
             &n.to_string(),
         ])
-        .arg("--out")
+        .args(["--device", dev, "--out"])
         .arg(&dir);
-    if let Some(path) = &checkpoint {
+    if let Some(path) = checkpoint {
         cmd.arg("--minilm")
             .arg(path)
             .args(["--minilm-count", &minilm.to_string()]);
@@ -77,7 +86,7 @@ fn live_report(seed: u64, n: usize) -> Result<Option<(replay::Report, usize)>> {
         let _ = std::fs::remove_dir_all(&dir);
         bail!("the mx oracle failed: {status}");
     }
-    let oracle = replay::Oracle::load(&dir);
+    let oracle = replay::Oracle::load(&dir, device);
     let _ = std::fs::remove_dir_all(&dir);
     let oracle = oracle?;
     check_versions(&oracle);
@@ -86,13 +95,13 @@ fn live_report(seed: u64, n: usize) -> Result<Option<(replay::Report, usize)>> {
         n + minilm,
         "the oracle drew another count"
     );
-    Ok(Some((oracle.replay_all()?, minilm)))
+    Ok((oracle.replay_all()?, minilm))
 }
 
 #[test]
 fn fixtures_and_live_cases_are_bit_identical() -> Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mx/fixtures");
-    let oracle = replay::Oracle::load(&dir)?;
+    let oracle = replay::Oracle::load(&dir, Device::Cpu)?;
     check_versions(&oracle);
     let fixtures = oracle.replay_all()?;
     fixtures.check("mx fixtures");
@@ -109,12 +118,31 @@ fn fixtures_and_live_cases_are_bit_identical() -> Result<()> {
     let (same, all) = fixtures.total();
 
     let (seed, n) = (live::seed(), live::count(COUNT));
-    let live = match live_report(seed, n)? {
-        Some((report, minilm)) => {
-            report.check(&format!("mx live (seed {seed})"));
-            let (m, total) = report.total();
-            assert_eq!(total, n + minilm);
-            format!("live {m}/{total} identical ({n} random + {minilm} all-MiniLM-L6-v2 slices, seed {seed})")
+    let live = match python::oracle_python_ao18() {
+        Some(python) => {
+            let checkpoint = common_oracle::minilm_checkpoint(&python);
+            let mut devices = vec![Device::Cpu];
+            if common_cuda::cuda_or_skip("mx live: skipped CUDA (not available)") {
+                devices.push(Device::Cuda(0));
+            }
+            let mut lines = Vec::new();
+            for device in devices {
+                let (report, minilm) =
+                    live_report(&python, checkpoint.as_deref(), seed, n, device)?;
+                report.check(&format!("mx live on {device:?} (seed {seed})"));
+                let (m, total) = report.total();
+                assert_eq!(total, n + minilm);
+                let on = if device == Device::Cpu {
+                    ""
+                } else {
+                    " on cuda"
+                };
+                lines.push(format!(
+                    "live{on} {m}/{total} identical ({n} random + {minilm} all-MiniLM-L6-v2 \
+                     slices, seed {seed})"
+                ));
+            }
+            lines.join(", ")
         }
         None => format!("live skipped (seed {seed})"),
     };

@@ -9,11 +9,12 @@ Every expected tensor this script writes is torchao's own, from
 refuses is recorded as `{"ok": false, "error": ...}`.
 
     oracle.py fixtures --out tests/mx/fixtures
-    oracle.py live --seed S --count N --out DIR [--minilm PATH --minilm-count M]
+    oracle.py live --seed S --count N --out DIR [--device cuda] [--minilm PATH --minilm-count M]
 
 `live` draws N seeded random cases over the fixture grid's space with other
 shapes and values, plus M slices of all-MiniLM-L6-v2's real linear weights
-when --minilm names its model.safetensors. The format is tests/parity's
+when --minilm names its model.safetensors; with --device cuda the same
+cases (drawn on the CPU) are evaluated on the GPU. The format is tests/parity's
 (cases.json + tensors.safetensors, tests/parity/README.md). e8m0 scales are
 written as their uint8 bytes (tch has no float8_e8m0fnu); packed fp4 and fp6
 codes are uint8 as torchao returns them. Records:
@@ -64,7 +65,13 @@ MAX_POS = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0, "fp6_e2m3": 7.5, "fp6
 
 def load_versions() -> tuple[str, str]:
     try:
+        import logging
+
         import torch
+
+        # torchao 0.18 registers its enums with a pytree API torch 2.13 deprecates; its warning
+        # on every import is noise in the test output.
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
         import torchao
     except ImportError as e:
         sys.exit(f"mx oracle: cannot import torch/torchao: {e}")
@@ -250,7 +257,8 @@ def nvfp4_case(rng, x, special, tag, pts_kind, out_dtypes, tensor=True, transpos
         inputs["per_tensor_scale"] = (amax / 2688.0 * rng.choice([1.0, 0.5, 2.0])).to(torch.float32).clamp(min=1e-30)
     elif pts_kind == "expert":
         e = x.shape[0]
-        inputs["per_tensor_scale"] = torch.rand(e, 1, 1) * rng.choice([1e-3, 1e-2, 1.0]) + 1e-4
+        g = torch.Generator().manual_seed(rng.randrange(2**31))
+        inputs["per_tensor_scale"] = torch.rand(e, 1, 1, generator=g) * rng.choice([1e-3, 1e-2, 1.0]) + 1e-4
     return {"op": "nvfp4", "id": f"nvfp4/{tag}/{special}/{pts_kind}/{list(x.shape)}/{str(x.dtype)[6:]}",
             "inputs": inputs,
             "args": {"block_size": block_size, "out_dtypes": out_dtypes, "tensor": tensor and x.dim() in (2, 3),
@@ -400,11 +408,12 @@ class TensorStore:
         return key
 
 
-def generate(cases):
+def generate(cases, device="cpu"):
     store, records, stats, seen = TensorStore(), [], Counter(), Counter()
     for case in cases:
         seen[case["id"]] += 1
-        expected = EVAL[case["op"]](case)
+        on_device = dict(case, inputs={k: v.to(device) for k, v in case["inputs"].items()})
+        expected = EVAL[case["op"]](on_device)
         if expected["ok"]:
             expected["outputs"] = {k: store.add(v) for k, v in expected["outputs"].items()}
         stats[(case["op"], "ok" if expected["ok"] else "error")] += 1
@@ -436,6 +445,7 @@ def main(argv=None) -> int:
     lv.add_argument("--seed", type=int, required=True)
     lv.add_argument("--count", type=int, required=True)
     lv.add_argument("--out", required=True)
+    lv.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     lv.add_argument("--minilm", help="all-MiniLM-L6-v2's model.safetensors")
     lv.add_argument("--minilm-count", type=int, default=0)
     args = ap.parse_args(argv)
@@ -452,9 +462,12 @@ def main(argv=None) -> int:
         seed, cases = args.seed, live_cases(args.seed, args.count)
         if args.minilm and args.minilm_count:
             cases += minilm_cases(args.minilm, args.seed, args.minilm_count)
-    records, store, stats = generate(cases)
+    device = getattr(args, "device", "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit("mx oracle: --device cuda but torch.cuda.is_available() is False")
+    records, store, stats = generate(cases, device)
     header = {"torch": torch_version, "torchao": torchao_version, "seed": seed, "mode": args.mode,
-              "device": "cpu", "threads": 1}
+              "device": device, "threads": 1}
     size = write(args.out, records, store, header)
     for op in sorted({op for op, _ in stats}):
         print(f"{op:16s} ok {stats[(op, 'ok')]:5d} refused {stats[(op, 'error')]:4d}", file=sys.stderr)

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 use tch_quant::mx::to_dtype;
 use tch_quant::{
     nvfp4_quantize, parse_kind, per_tensor_amax_to_scale, to_mx, Error, MxElemDtype, MxTensor,
@@ -57,13 +57,23 @@ impl Report {
 
 pub struct Oracle {
     pub store: Store,
+    /// Where the inputs go before the crate's calls (outputs are compared
+    /// on the CPU).
+    device: Device,
 }
 
 impl Oracle {
-    pub fn load(dir: &Path) -> Result<Self> {
+    /// Loads `dir`, to be replayed with inputs on `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
         Ok(Oracle {
             store: Store::load(dir, kind_of)?,
+            device,
         })
+    }
+
+    /// An input tensor, on the replay's device.
+    fn input(&self, key: &Value) -> Result<Tensor> {
+        Ok(self.tensor(key)?.f_to_device(self.device)?)
     }
 
     fn tensor(&self, key: &Value) -> Result<&Tensor> {
@@ -102,7 +112,7 @@ impl Oracle {
             "mx" => self.mx(case),
             "mx_codes" => self.mx_codes(case),
             "nvfp4" => self.nvfp4(case),
-            "amax_to_scale" => per_tensor_amax_to_scale(self.tensor(&case["inputs"]["amax"])?)
+            "amax_to_scale" => per_tensor_amax_to_scale(&self.input(&case["inputs"]["amax"])?)
                 .map(|s| vec![("scale".to_string(), s)]),
             other => bail!("unknown op {other}"),
         };
@@ -163,7 +173,7 @@ impl Oracle {
 
     fn mx(&self, case: &Value) -> Result<Vec<(String, Tensor)>, Error> {
         let a = &case["args"];
-        let x = self.tensor(&case["inputs"]["data_hp"]).expect("input");
+        let x = &self.input(&case["inputs"]["data_hp"]).expect("input");
         let elem = Self::elem(case).expect("elem_dtype");
         let bs = a["block_size"].as_i64().expect("block_size");
         let mode = ScaleCalculationMode::parse(a["scaling_mode"].as_str().expect("mode"))?;
@@ -184,8 +194,8 @@ impl Oracle {
     }
 
     fn mx_codes(&self, case: &Value) -> Result<Vec<(String, Tensor)>, Error> {
-        let d = self.tensor(&case["inputs"]["data_lp"]).expect("data_lp");
-        let s = self.tensor(&case["inputs"]["scale"]).expect("scale");
+        let d = &self.input(&case["inputs"]["data_lp"]).expect("data_lp");
+        let s = &self.input(&case["inputs"]["scale"]).expect("scale");
         let elem = Self::elem(case).expect("elem_dtype");
         let bs = case["args"]["block_size"].as_i64().expect("block_size");
         let mut out = Vec::new();
@@ -197,10 +207,11 @@ impl Oracle {
 
     fn nvfp4(&self, case: &Value) -> Result<Vec<(String, Tensor)>, Error> {
         let a = &case["args"];
-        let x = self.tensor(&case["inputs"]["data_hp"]).expect("input");
+        let x = &self.input(&case["inputs"]["data_hp"]).expect("input");
         let pts = case["inputs"]
             .get("per_tensor_scale")
-            .map(|k| self.tensor(k).expect("per_tensor_scale"));
+            .map(|k| self.input(k).expect("per_tensor_scale"));
+        let pts = pts.as_ref();
         let bs = a["block_size"].as_i64().expect("block_size");
         let (scale, data) = nvfp4_quantize(x, bs, pts)?;
         let mut out = vec![("scale".to_string(), scale), ("data".to_string(), data)];
