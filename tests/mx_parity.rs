@@ -313,3 +313,33 @@ fn nvfp4_refusals_are_typed_and_name_the_argument() {
         assert_eq!(arg(got.expect_err(want)), want);
     }
 }
+
+/// torchao asserts contiguous inputs; the crate quantizes a strided view
+/// as its contiguous copy, byte for byte.
+#[test]
+fn strided_inputs_quantize_as_their_contiguous_copy() {
+    let bytes = |t: &Tensor| store::raw_bytes(t).unwrap();
+    let w = x(&[64, 6], Kind::BFloat16).transpose(0, 1);
+    assert!(!w.is_contiguous());
+    let dense = w.contiguous();
+    for elem in MxElemDtype::ALL {
+        assert_eq!(MxElemDtype::parse(elem.name()).unwrap(), elem);
+        for mode in [
+            ScaleCalculationMode::Floor,
+            ScaleCalculationMode::Rceil,
+            ScaleCalculationMode::Ceil,
+            ScaleCalculationMode::Even,
+        ] {
+            let (s1, d1) = to_mx(&w, elem, 32, mode).unwrap();
+            let (s2, d2) = to_mx(&dense, elem, 32, mode).unwrap();
+            assert_eq!(
+                (bytes(&s1), bytes(&d1)),
+                (bytes(&s2), bytes(&d2)),
+                "{elem} {mode}"
+            );
+        }
+    }
+    let (s1, d1) = nvfp4_quantize(&w, 16, None).unwrap();
+    let (s2, d2) = nvfp4_quantize(&dense, 16, None).unwrap();
+    assert_eq!((bytes(&s1), bytes(&d1)), (bytes(&s2), bytes(&d2)));
+}
