@@ -101,7 +101,7 @@ build: venv
 # The criterion benches run once each in criterion's test mode (`cargo test
 # --bench`, the dev build the tests already made): every bench must run and
 # finish, without the 6-minute optimized build `make bench` does for timing.
-test: $(MINILM_STAMP) $(CT_STAMP)
+test: $(MINILM_STAMP) $(CT_STAMP) $(AO18_STAMP)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --lib --no-default-features -- -D warnings
@@ -259,7 +259,7 @@ gpu-check: $(DEMO_STAMP)
 	TCH_QUANT_REQUIRE_CUDA=1 TCH_QUANT_REQUIRE_ORACLE=1 cargo test --release --all-features \
 	    --test parity_live --test parity_fixtures --test recipe_parity --test cli \
 	    --test linear_parity --test linear_layers --test hqq_parity --test gguf_qqq_parity \
-	    --test observer_parity -- --nocapture
+	    --test observer_parity --test mx_parity -- --nocapture
 	mkdir -p $(GPU_OUT)
 	model="$(DEMO_MODEL)" && \
 	target/release/tch-quant quantize "$$model" -o $(GPU_OUT)/int4-g32.safetensors \
@@ -283,6 +283,12 @@ linear-fixtures: venv
 observer-fixtures: $(DEMO_STAMP)
 	$(PYTHON) tests/observers/oracle.py fixtures --out tests/observers/fixtures \
 	    --checkpoint "$(DEMO_MODEL)"
+
+# Rewrites the committed MX / NVFP4 fixtures (torch 2.13.0 + torchao 0.18.0
+# only, from .venv-ao18).
+.PHONY: mx-fixtures
+mx-fixtures: $(AO18_STAMP)
+	$(PYTHON_AO18) tests/mx/oracle.py fixtures --out tests/mx/fixtures
 
 # Rewrites the committed HQQ fixtures (same versions only).
 .PHONY: hqq-fixtures

@@ -42,6 +42,7 @@
 //! | both in one pass | [`choose_qparams_and_quantize_affine`] | `chain.rs` |
 //! | half-quadratic (HQQ) codes and qparams | [`choose_qparams_and_quantize_affine_hqq`], [`HqqOptions`], [`HqqSolverOptions`], [`HqqQuantized`] | `hqq.rs` |
 //! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
+//! | MX (e8m0 block scales; fp8, fp6, fp4 elements) and NVFP4, torchao 0.18 | [`to_mx`], [`mx::to_dtype`], [`MxTensor`], [`ScaleCalculationMode`], [`MxElemDtype`], [`nvfp4_quantize`], [`per_tensor_amax_to_scale`], [`Nvfp4Tensor`] | `mx/` |
 //! | fp6, fp5, ... | [`FloatxDtype`], [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
 //! | GGUF Q4_K-style super-blocks | [`choose_qparams_gguf`], [`quantize_gguf`], [`dequantize_gguf`], [`GgufQParams`], [`gguf_weight_only`], [`GgufWeight`] | `gguf.rs` |
 //! | QQQ (W4A8) weights | [`choose_qparams_and_quantize_affine_qqq`], [`dequantize_affine_qqq`], [`QqqQuantized`] | `qqq.rs` |
@@ -88,6 +89,7 @@ mod hqq;
 pub mod linear;
 mod mapping;
 mod model;
+pub mod mx;
 mod observer;
 mod qparams;
 mod qqq;
@@ -121,6 +123,10 @@ pub use linear::{
 pub use mapping::{MappingType, ZeroPointDomain};
 pub use model::{
     quantize_tensors, quantize_var_store, Decision, QuantizedModel, Selection, SkipReason,
+};
+pub use mx::{
+    nvfp4_quantize, per_tensor_amax_to_scale, to_mx, MxElemDtype, MxTensor, Nvfp4Tensor,
+    ScaleCalculationMode, MX_BLOCK_SIZE_DEFAULT, NVFP4_BLOCK_SIZE,
 };
 pub use observer::{
     AffineQuantizedMinMaxObserver, AffineQuantizedMovingAverageMinMaxObserver, MinMaxObserver,

@@ -131,6 +131,10 @@ tensor_scalar_ops! {
     gt => atg_gt;
     /// `t < s`, as bool (`Tensor::f_lt`).
     lt => atg_lt;
+    /// `t == s`, as bool (`Tensor::f_eq`).
+    eq => atg_eq;
+    /// `t != s`, as bool (`Tensor::f_ne`).
+    ne => atg_ne;
     /// `t & s` (`Tensor::f_bitwise_and`).
     bitwise_and => atg_bitwise_and;
     /// `t << s` (`Tensor::f_bitwise_left_shift_tensor_scalar`).
@@ -149,6 +153,43 @@ pub(crate) fn clamp(
     let mut out = [null_mut(); 1];
     // SAFETY: as in `tensor_scalar`, with two scalars.
     unsafe { c_generated::atg_clamp(out.as_mut_ptr(), handle(t), min.0, max.0) };
+    check()?;
+    // SAFETY: as in `tensor_scalar`.
+    unsafe { tensor_from(out[0]) }
+}
+
+/// `where(condition, s, other)`, `s` a scalar: the dtype is `other`'s
+/// (a scalar does not promote it), as Python's `torch.where(c, 255, t)`
+/// (`Tensor::f_where_scalarself`).
+pub(crate) fn where_scalar_self(
+    condition: &Tensor,
+    s: impl Into<Num>,
+    other: &Tensor,
+) -> Result<Tensor, TchError> {
+    let s = CScalar::new(s.into())?;
+    let mut out = [null_mut(); 1];
+    // SAFETY: as in `tensor_scalar`, with two tensors and one scalar.
+    unsafe {
+        c_generated::atg_where_scalarself(out.as_mut_ptr(), handle(condition), s.0, handle(other))
+    };
+    check()?;
+    // SAFETY: as in `tensor_scalar`.
+    unsafe { tensor_from(out[0]) }
+}
+
+/// `where(condition, t, s)`, `s` a scalar: the dtype is `t`'s, as
+/// Python's `torch.where(c, t, float("nan"))` (`Tensor::f_where_scalarother`).
+pub(crate) fn where_scalar_other(
+    condition: &Tensor,
+    t: &Tensor,
+    s: impl Into<Num>,
+) -> Result<Tensor, TchError> {
+    let s = CScalar::new(s.into())?;
+    let mut out = [null_mut(); 1];
+    // SAFETY: as in `tensor_scalar`, with two tensors and one scalar.
+    unsafe {
+        c_generated::atg_where_scalarother(out.as_mut_ptr(), handle(condition), handle(t), s.0)
+    };
     check()?;
     // SAFETY: as in `tensor_scalar`.
     unsafe { tensor_from(out[0]) }
@@ -241,6 +282,17 @@ mod tests {
                 &t.f_gt(Scalar::float(-0.0)).unwrap()
             ));
             assert!(same(&lt(t, 3i64).unwrap(), &t.f_lt(3i64).unwrap()));
+            assert!(same(&eq(t, 0.5).unwrap(), &t.f_eq(0.5).unwrap()));
+            assert!(same(&ne(t, 3i64).unwrap(), &t.f_ne(3i64).unwrap()));
+            let c = t.f_isnan().unwrap();
+            assert!(same(
+                &where_scalar_self(&c, 2.5, t).unwrap(),
+                &Tensor::f_where_scalarself(&c, 2.5, t).unwrap()
+            ));
+            assert!(same(
+                &where_scalar_other(&c, t, f64::NAN).unwrap(),
+                &t.f_where_scalarother(&c, f64::NAN).unwrap()
+            ));
         }
         assert!(same(
             &bitwise_and(&b, 0x0fi64).unwrap(),

@@ -1,0 +1,321 @@
+//! MX quantization (`to_mx`) and dequantization (`to_dtype`), and the
+//! tensor type that carries both halves (torchao 0.18's `MXTensor`, naive
+//! scale layout, emulated kernels).
+
+use tch::{Kind, Tensor};
+
+use super::checks::{
+    check_block_size, check_device, check_input, check_kind, check_last_dim, check_output,
+};
+use super::elements::{f32_to_floatx_unpacked, floatx_unpacked_to_f32, pack_uint4, unpack_uint4};
+use super::scale::{self, scale_blocks};
+use super::{MxElemDtype, ScaleCalculationMode};
+use crate::error::{Error, Result, TorchContext};
+
+/// torchao 0.18's `to_mx(data_hp, elem_dtype, block_size, scaling_mode)`:
+/// cuts the last dim of `data_hp` into blocks of `block_size`, gives each
+/// block one power-of-two scale and casts `data / scale` to `elem_dtype`.
+/// Returns `(scale, data)`.
+///
+/// Each block's `amax = max |x|` is taken in the input dtype and cast to
+/// float32, as is the data; then the scale follows `scaling_mode` (see
+/// [`ScaleCalculationMode`]). FLOOR, CEIL and EVEN divide the float32 data
+/// by the float32 scale (at least `2^-126`), and clamp to `[-max_pos,
+/// max_pos]` for float8 elements; RCEIL multiplies by the reciprocal scale
+/// and clamps for every element dtype. The cast to float8 is libtorch's
+/// (round to nearest even); to fp6 and fp4 it is torchao's bit-level
+/// rounding to nearest even, saturating at `max_pos`.
+///
+/// - `scale`: the e8m0 bytes as uint8 (`2^(e - 127)`, 255 for a block
+///   whose amax is NaN), shape `(..., K / block_size)`;
+/// - `data`: `Kind::Float8e4m3fn` / `Kind::Float8e5m2` of the input's
+///   shape, fp6 codes as uint8 of the input's shape, or fp4 codes packed
+///   two per uint8, shape `(..., K / 2)`.
+///
+/// `data_hp` must be float32 or bfloat16 (as torchao asserts; float16 is
+/// [`Error::UnsupportedKind`]), strided, of rank at least 1, its last dim a
+/// multiple of `block_size` (at least 1), and even for fp4 (the packing
+/// pairs neighbours). A non-contiguous input gives torchao's result for
+/// its contiguous copy (torchao asserts contiguity).
+///
+/// # Examples
+/// ```
+/// use tch::{Device, Kind, Tensor};
+/// use tch_quant::{to_mx, MxElemDtype, ScaleCalculationMode};
+///
+/// let x = Tensor::from_slice(&[1.0f32, -3.0, 0.5, 6.0]).view([1, 4]);
+/// let (scale, data) = to_mx(&x, MxElemDtype::Float4E2m1fnX2, 4, ScaleCalculationMode::Floor)?;
+/// // amax 6 = 1.5 * 2^2 and fp4's largest power of two is 2^2: scale 2^0.
+/// assert_eq!(Vec::<u8>::try_from(scale.view([-1])).unwrap(), [127]);
+/// // Codes 1.0 -> 0b0010, -3.0 -> 0b1101, 0.5 -> 0b0001, 6.0 -> 0b0111.
+/// assert_eq!(Vec::<u8>::try_from(data.view([-1])).unwrap(), [0xd2, 0x71]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn to_mx(
+    data_hp: &Tensor,
+    elem_dtype: MxElemDtype,
+    block_size: i64,
+    scaling_mode: ScaleCalculationMode,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "to_mx";
+    check_input(OP, "data_hp", data_hp)?;
+    check_block_size(OP, block_size)?;
+    let orig_shape = data_hp.size();
+    check_last_dim(OP, "data_hp", &orig_shape, block_size)?;
+    let last = orig_shape[orig_shape.len() - 1];
+    if elem_dtype == MxElemDtype::Float4E2m1fnX2 && last % 2 != 0 {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            arg: "data_hp",
+            got: orig_shape,
+            reason: "its last dim must be even for fp4, which packs two elements a byte".into(),
+        });
+    }
+    let compute = || -> std::result::Result<(Tensor, Tensor), tch::TchError> {
+        let mut blocked = orig_shape[..orig_shape.len() - 1].to_vec();
+        blocked.extend([last / block_size, block_size]);
+        let data = data_hp.f_reshape(blocked.as_slice())?;
+        let max_abs = data
+            .f_abs()?
+            .f_amax([-1i64].as_slice(), false)?
+            .f_unsqueeze(-1)?;
+        let data = data.f_to_kind(Kind::Float)?;
+        let max_abs = max_abs.f_to_kind(Kind::Float)?;
+        let scaled = scale_blocks(&data, &max_abs, elem_dtype, scaling_mode)?;
+
+        let data_lp = match elem_dtype.sub_byte() {
+            None => scaled
+                .data_lp
+                .f_to_kind(elem_dtype.storage_kind())?
+                .f_reshape(orig_shape.as_slice())?,
+            Some(format) if elem_dtype == MxElemDtype::Float4E2m1fnX2 => {
+                let data = scaled.data_lp.f_reshape(orig_shape.as_slice())?;
+                pack_uint4(&f32_to_floatx_unpacked(&data, format)?)?
+            }
+            Some(format) => {
+                f32_to_floatx_unpacked(&scaled.data_lp, format)?.f_reshape(orig_shape.as_slice())?
+            }
+        };
+        Ok((scaled.scale_e8m0.f_squeeze_dim(-1)?, data_lp))
+    };
+    compute().op(OP)
+}
+
+/// torchao 0.18's `to_dtype(data_lp, scale_e8m0, elem_dtype, block_size,
+/// target_dtype)`: MX elements and their e8m0 scales back to
+/// `target_dtype`.
+///
+/// The elements become `target_dtype` (float8 by libtorch's cast; fp6 and
+/// fp4 codes through their exact float32 value), the scales become
+/// `2^(e - 127)` in float32 ([`get_fp_scale`], NaN for 255) and then
+/// `target_dtype`, and the two are multiplied in `target_dtype`, one scale
+/// per `block_size` consecutive elements in row-major order. A float16
+/// target holds only scales from `2^-24` to `2^15`: others become 0 or
+/// infinity before the multiply, as in torchao.
+///
+/// `data_lp` has `elem_dtype`'s storage kind ([`MxElemDtype::storage_kind`];
+/// fp4 packed two a byte along the last dim), `scale_e8m0` is uint8 with
+/// one byte per block, both on one device. A non-contiguous `data_lp` must
+/// be the transpose of a contiguous 2-D tensor (its scale transposed with
+/// it): it is dequantized in that row-major order and transposed back, as
+/// torchao does. `target_dtype` is float32, bfloat16 or float16.
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::mx::to_dtype;
+/// use tch_quant::MxElemDtype;
+///
+/// // fp6 e2m3 codes of 1.5 and -0.125, scale 2^3 (e8m0 byte 130).
+/// let codes = Tensor::from_slice(&[0b00_0_01_100u8, 0b00_1_00_001]).view([1, 2]);
+/// let scale = Tensor::from_slice(&[130u8]).view([1, 1]);
+/// let x = to_dtype(&codes, &scale, MxElemDtype::Fp6E2m3, 2, Kind::Float)?;
+/// assert_eq!(Vec::<f32>::try_from(x.view([-1])).unwrap(), [12.0, -1.0]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn to_dtype(
+    data_lp: &Tensor,
+    scale_e8m0: &Tensor,
+    elem_dtype: MxElemDtype,
+    block_size: i64,
+    target_dtype: Kind,
+) -> Result<Tensor> {
+    const OP: &str = "to_dtype";
+    let storage = elem_dtype.storage_kind();
+    let expected = match elem_dtype {
+        MxElemDtype::Float8E4m3fn => "float8_e4m3fn",
+        MxElemDtype::Float8E5m2 => "float8_e5m2",
+        _ => "uint8",
+    };
+    check_kind(OP, "data_lp", data_lp, &[storage], expected)?;
+    check_kind(
+        OP,
+        "scale_e8m0",
+        scale_e8m0,
+        &[Kind::Uint8],
+        "uint8 (the e8m0 bytes)",
+    )?;
+    check_output(OP, "target_dtype", target_dtype)?;
+    check_block_size(OP, block_size)?;
+    check_device(OP, "scale_e8m0", scale_e8m0, data_lp.device(), false)?;
+    let size = data_lp.size();
+    if size.is_empty() {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            arg: "data_lp",
+            got: size,
+            reason: "expected at least one dim".into(),
+        });
+    }
+    let is_transposed = !data_lp.is_contiguous();
+    if is_transposed && (size.len() != 2 || !data_lp.tr().is_contiguous() || scale_e8m0.dim() > 2) {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            arg: "data_lp",
+            got: size,
+            reason: "must be contiguous, or the transpose of a contiguous 2-D tensor (with a \
+                     scale of at most 2 dims)"
+                .into(),
+        });
+    }
+    let per_byte = if elem_dtype == MxElemDtype::Float4E2m1fnX2 {
+        2
+    } else {
+        1
+    };
+    let elements = data_lp.numel() as i64 * per_byte;
+    if elements % block_size != 0 || scale_e8m0.numel() as i64 != elements / block_size {
+        return Err(Error::ShapeMismatch {
+            op: OP,
+            arg: "scale_e8m0",
+            got: scale_e8m0.size(),
+            reason: format!(
+                "expected one scale per block of {block_size} of the {elements} elements"
+            ),
+        });
+    }
+
+    let compute = || -> std::result::Result<Tensor, tch::TchError> {
+        let (data_lp, scale_e8m0, mut orig_shape) = if is_transposed {
+            (data_lp.f_tr()?, scale_e8m0.f_tr()?, vec![size[1], size[0]])
+        } else {
+            (
+                data_lp.shallow_clone(),
+                scale_e8m0.shallow_clone(),
+                size.clone(),
+            )
+        };
+        let data_hp = match elem_dtype.sub_byte() {
+            None => data_lp.f_to_kind(target_dtype)?,
+            Some(format) if elem_dtype == MxElemDtype::Float4E2m1fnX2 => {
+                let f32 = floatx_unpacked_to_f32(&unpack_uint4(&data_lp)?, format)?;
+                if let Some(last) = orig_shape.last_mut() {
+                    *last *= 2;
+                }
+                f32.f_to_kind(target_dtype)?
+            }
+            Some(format) => floatx_unpacked_to_f32(&data_lp, format)?
+                .f_to_kind(target_dtype)?
+                .f_reshape(orig_shape.as_slice())?,
+        };
+        let data_hp = data_hp.f_reshape([-1, block_size].as_slice())?;
+        let s_fp = scale::get_fp_scale(&scale_e8m0)?
+            .f_reshape([-1i64, 1].as_slice())?
+            .f_to_kind(target_dtype)?;
+        let data_hp = data_hp.f_mul(&s_fp)?.f_reshape(orig_shape.as_slice())?;
+        if is_transposed {
+            data_hp.f_tr()
+        } else {
+            Ok(data_hp)
+        }
+    };
+    compute().op(OP)
+}
+
+/// torchao 0.18's `get_fp_scale`: e8m0 bytes (uint8) to their float32
+/// value `2^(e - 127)`, NaN for 255. Byte 0 is `2^-127`, a float32
+/// subnormal.
+///
+/// # Examples
+/// ```
+/// use tch::Tensor;
+/// let s = tch_quant::mx::get_fp_scale(&Tensor::from_slice(&[127u8, 130, 0, 255]))?;
+/// let v = Vec::<f32>::try_from(s).unwrap();
+/// assert_eq!(&v[..3], &[1.0, 8.0, 2f32.powi(-127)]);
+/// assert!(v[3].is_nan());
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn get_fp_scale(scale_e8m0: &Tensor) -> Result<Tensor> {
+    const OP: &str = "get_fp_scale";
+    check_kind(
+        OP,
+        "scale_e8m0",
+        scale_e8m0,
+        &[Kind::Uint8],
+        "uint8 (the e8m0 bytes)",
+    )?;
+    scale::get_fp_scale(scale_e8m0).op(OP)
+}
+
+/// An MX-quantized tensor: torchao 0.18's `MXTensor` with its scales in the
+/// naive layout (one e8m0 byte per block, shape `(..., K / block_size)`),
+/// emulated (no swizzled scales, no fused kernels).
+#[derive(Debug)]
+pub struct MxTensor {
+    /// The elements, as [`to_mx`] returns them.
+    pub qdata: Tensor,
+    /// The e8m0 scale bytes, as uint8.
+    pub scale: Tensor,
+    /// The element dtype.
+    pub elem_dtype: MxElemDtype,
+    /// Elements per scale, along the last dim.
+    pub block_size: i64,
+    /// The dtype of the tensor quantized, [`MxTensor::dequantize`]'s
+    /// default output.
+    pub orig_dtype: Kind,
+}
+
+impl MxTensor {
+    /// `MXTensor.to_mx(data_hp, elem_dtype, block_size, scaling_mode)`:
+    /// [`to_mx`], kept with what dequantization needs.
+    ///
+    /// # Examples
+    /// ```
+    /// use tch::{Device, Kind, Tensor};
+    /// use tch_quant::{MxElemDtype, MxTensor, ScaleCalculationMode, MX_BLOCK_SIZE_DEFAULT};
+    ///
+    /// let w = Tensor::randn([8, 64], (Kind::BFloat16, Device::Cpu));
+    /// let q = MxTensor::to_mx(&w, MxElemDtype::Float8E4m3fn, MX_BLOCK_SIZE_DEFAULT,
+    ///                         ScaleCalculationMode::Rceil)?;
+    /// assert_eq!(q.scale.size(), [8, 2]);
+    /// assert_eq!(q.dequantize(None)?.kind(), Kind::BFloat16);
+    /// # Ok::<(), tch_quant::Error>(())
+    /// ```
+    pub fn to_mx(
+        data_hp: &Tensor,
+        elem_dtype: MxElemDtype,
+        block_size: i64,
+        scaling_mode: ScaleCalculationMode,
+    ) -> Result<Self> {
+        let (scale, qdata) = to_mx(data_hp, elem_dtype, block_size, scaling_mode)?;
+        Ok(MxTensor {
+            qdata,
+            scale,
+            elem_dtype,
+            block_size,
+            orig_dtype: data_hp.kind(),
+        })
+    }
+
+    /// `MXTensor.dequantize(output_dtype)`: [`to_dtype`] into
+    /// `output_dtype`, by default the quantized tensor's dtype.
+    pub fn dequantize(&self, output_dtype: Option<Kind>) -> Result<Tensor> {
+        to_dtype(
+            &self.qdata,
+            &self.scale,
+            self.elem_dtype,
+            self.block_size,
+            output_dtype.unwrap_or(self.orig_dtype),
+        )
+    }
+}
