@@ -10,8 +10,8 @@ use crate::block::BlockLayout;
 use crate::error::{Result, TorchContext};
 use crate::fused::dequantize::{
     dequantize_kept, dequantize_kept_packed, dequantize_reduced, dequantize_reduced_packed,
-    nan_free, Blocks, Code, DeqKinds, FloatFormula, Formula, IntFormula, OutElem, Packed, Plane,
-    CHUNK,
+    nan_free, Blocks, Code, DeqKinds, FloatFormula, Formula, IntFormula, IntOutFormula, OutElem,
+    Packed, Plane, CHUNK,
 };
 use crate::fused::gate;
 use crate::fused::layout::{Batch, Folded, Walk};
@@ -22,6 +22,7 @@ use crate::fused::view::{
     Codes, Out, Values,
 };
 use crate::mapping::ZeroPointDomain;
+use crate::semantics::Semantics;
 
 /// The codes to dequantize.
 pub(crate) enum CodesArg<'a> {
@@ -43,6 +44,8 @@ pub(crate) struct DequantizeArgs<'a> {
     pub quant_min: f64,
     pub quant_max: f64,
     pub domain: ZeroPointDomain,
+    /// The release whose Int-domain formula applies.
+    pub semantics: Semantics,
     pub output: Kind,
 }
 
@@ -108,6 +111,7 @@ fn covered<R>(
     }
     let Some(kinds) = gate::dequantize(
         args.domain,
+        args.semantics,
         args.output,
         args.scale.kind(),
         args.zero_point.map(Tensor::kind),
@@ -227,6 +231,8 @@ fn dispatch_dequantize(pass: &Pass, source: &Source, out: Out) -> bool {
     }
     if pass.kinds.domain == ZeroPointDomain::Float {
         by_out!(FloatFormula)
+    } else if pass.kinds.int_in_output {
+        by_out!(IntOutFormula)
     } else {
         by_out!(IntFormula)
     }
@@ -354,6 +360,10 @@ impl Pass<'_, '_> {
     fn constants(&self, block0: usize, scale: &mut [f32], zp: &mut [f32], zp_int: &mut [i32]) {
         self.scale.read(block0, scale);
         match (self.kinds.domain, self.zp) {
+            (ZeroPointDomain::Int, Some(z)) if self.kinds.int_in_output => {
+                z.read(block0, zp);
+                round_slice(self.kinds.output, zp);
+            }
             (ZeroPointDomain::Int, Some(z)) => z.read_int32(block0, zp_int),
             (ZeroPointDomain::Float, Some(z)) => {
                 z.read(block0, zp);
@@ -391,6 +401,7 @@ mod tests {
                 Some(_) => ZeroPointDomain::Int,
                 None => ZeroPointDomain::None,
             },
+            semantics: Semantics::Torchao0_11,
             output,
         };
         dequantize("t", codes, shape, &layout, &args).unwrap()
@@ -420,6 +431,7 @@ mod tests {
             quant_min: 0.0,
             quant_max: 15.0,
             domain: ZeroPointDomain::Int,
+            semantics: Semantics::Torchao0_11,
             output: Kind::Float,
         };
         let planes = [(4, 0)];
