@@ -1303,3 +1303,68 @@ fn view_qparam(
     }
     t.f_reshape(&layout.shape_after_reduction).op(op)
 }
+
+#[cfg(test)]
+mod tests {
+    use tch::{Kind, Tensor};
+
+    use super::*;
+
+    /// Packed codes under 0.18 (what `AffineQuantizedTensor::dequantize`
+    /// takes) give the bits of unpacked codes on the reference path.
+    #[test]
+    fn packed_dequantize_follows_the_semantics() {
+        for (bits, dtype) in [(4, QuantDtype::UInt4), (3, QuantDtype::UInt3)] {
+            let codes = Tensor::randint(1 << bits, [4, 32], (Kind::Uint8, Device::Cpu));
+            let shards = crate::bitpacking::pack_uintx(&codes, bits, -1).unwrap();
+            let scale = Tensor::rand([4, 2], (Kind::Float, Device::Cpu)) * 3.0;
+            let zero_points = [
+                Tensor::randint(1 << bits, [4, 2], (Kind::Int, Device::Cpu)),
+                Tensor::rand([4, 2], (Kind::BFloat16, Device::Cpu)) * 9.0,
+            ];
+            for zp in &zero_points {
+                for output in [Kind::Float, Kind::BFloat16, Kind::Half] {
+                    for (semantics, domain) in [
+                        (Semantics::Torchao0_18, ZeroPointDomain::Int),
+                        (Semantics::Torchao0_11, ZeroPointDomain::Int),
+                        (Semantics::Torchao0_18, ZeroPointDomain::Float),
+                    ] {
+                        let options = QuantizeOptions {
+                            zero_point_domain: domain,
+                            semantics,
+                            ..Default::default()
+                        };
+                        let args = (&[1, 16][..], &scale, Some(zp), dtype, &options);
+                        let fused = dequantize_packed(
+                            &shards, bits, &[4, 32], args.0, args.1, args.2, args.3, args.4,
+                            output,
+                        )
+                        .unwrap()
+                        .expect("the fused path covers packed codes");
+                        let reference = QuantizeOptions {
+                            force_reference: true,
+                            ..options
+                        };
+                        let want = Prepared::new(
+                            Op::Dequantize,
+                            &codes,
+                            args.0,
+                            &scale,
+                            Some(zp),
+                            dtype,
+                            &reference,
+                        )
+                        .unwrap()
+                        .dequantize(&codes, output)
+                        .unwrap();
+                        assert!(
+                            fused.equal(&want),
+                            "{semantics} {domain} {dtype} {:?} -> {output:?}",
+                            zp.kind()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

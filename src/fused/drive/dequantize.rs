@@ -454,4 +454,38 @@ mod tests {
         assert!(run(CodesArg::Plain(&wide), &[2, 4], &zero, None, Kind::Half).is_none());
         assert!(run(CodesArg::Plain(&codes), &[2, 4], &zero, None, Kind::Half).is_some());
     }
+
+    #[test]
+    fn covers_the_0_18_int_domain_and_subtracts_in_the_output_dtype() {
+        // In bfloat16 (integers above 256 in steps of 2): 0.11 computes
+        // 383 - 1 = 382 in int32, exact; 0.18 rounds 383 to 384 first and
+        // 384 - 1 = 383 back to 384.
+        let codes = Tensor::from_slice(&[383i16, 257, 255, 0]).view([1, 4]);
+        let layout = BlockLayout::new("t", &[1, 4], &[1, 4]).unwrap();
+        let scale = Tensor::from_slice(&[1.0f32]).view([1, 1]);
+        let zp = Tensor::from_slice(&[1i32]).view([1, 1]);
+        let dequantize_with = |semantics, zero_point: Option<&Tensor>| {
+            let args = DequantizeArgs {
+                scale: &scale,
+                zero_point,
+                quant_min: -32768.0,
+                quant_max: 32767.0,
+                domain: ZeroPointDomain::Int,
+                semantics,
+                output: Kind::BFloat16,
+            };
+            dequantize("t", CodesArg::Plain(&codes), &[1, 4], &layout, &args)
+                .unwrap()
+                .expect("covered")
+                .to_kind(Kind::Float)
+        };
+        let old = dequantize_with(Semantics::Torchao0_11, Some(&zp));
+        let new = dequantize_with(Semantics::Torchao0_18, Some(&zp));
+        assert_eq!(Vec::<f32>::try_from(old.view(-1)).unwrap()[0], 382.0);
+        assert_eq!(Vec::<f32>::try_from(new.view(-1)).unwrap()[0], 384.0);
+        // Without a zero point 0.18's Int domain is `q.to(O) * scale`.
+        let plain = dequantize_with(Semantics::Torchao0_18, None);
+        let want = [384.0f32, 256.0, 255.0, 0.0];
+        assert_eq!(Vec::<f32>::try_from(plain.view(-1)).unwrap(), want);
+    }
 }
