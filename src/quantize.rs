@@ -1336,7 +1336,14 @@ mod tests {
                         };
                         let args = (&[1, 16][..], &scale, Some(zp), dtype, &options);
                         let fused = dequantize_packed(
-                            &shards, bits, &[4, 32], args.0, args.1, args.2, args.3, args.4,
+                            &shards,
+                            bits,
+                            &[4, 32],
+                            args.0,
+                            args.1,
+                            args.2,
+                            args.3,
+                            args.4,
                             output,
                         )
                         .unwrap()

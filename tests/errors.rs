@@ -4,9 +4,9 @@ use tch::{Device, Kind, Tensor};
 use tch_quant::{
     choose_qparams_affine, choose_qparams_affine_dont_preserve_zero,
     choose_qparams_affine_tinygemm, choose_qparams_affine_with_min_max,
-    choose_qparams_and_quantize_affine, dequantize_affine, dequantize_affine_into,
-    quantize_affine, quantize_affine_tinygemm, Error, Granularity, MappingType, QParamsOptions,
-    QuantDtype, QuantizeOptions, Semantics, ZeroPointDomain,
+    choose_qparams_and_quantize_affine, dequantize_affine, dequantize_affine_into, quantize_affine,
+    quantize_affine_tinygemm, Error, Granularity, MappingType, QParamsOptions, QuantDtype,
+    QuantizeOptions, Semantics, ZeroPointDomain,
 };
 
 fn x(shape: &[i64], kind: Kind) -> Tensor {
@@ -428,7 +428,10 @@ fn semantics_refusals_name_the_option_and_the_0_18_function() {
             options,
         )
     };
-    assert_eq!(arg(&f8(&QParamsOptions::default()).unwrap_err()), "mapping_type");
+    assert_eq!(
+        arg(&f8(&QParamsOptions::default()).unwrap_err()),
+        "mapping_type"
+    );
     assert!(f8(&new).is_ok());
 }
 
@@ -453,7 +456,10 @@ fn quantize_and_dequantize_under_0_18_take_the_int_domain() {
         let e = quantize_affine(&t, &[1, 8], &scale, zero_point, QuantDtype::UInt8, &options)
             .unwrap_err();
         assert_eq!(arg(&e), "zero_point_domain", "{e}");
-        assert!(e.to_string().contains(&format!("quantize_affine_{hint}")), "{e}");
+        assert!(
+            e.to_string().contains(&format!("quantize_affine_{hint}")),
+            "{e}"
+        );
         let e = dequantize_affine(
             &codes,
             &[1, 8],
@@ -465,7 +471,10 @@ fn quantize_and_dequantize_under_0_18_take_the_int_domain() {
         )
         .unwrap_err();
         assert_eq!(arg(&e), "zero_point_domain", "{e}");
-        assert!(e.to_string().contains(&format!("dequantize_affine_{hint}")), "{e}");
+        assert!(
+            e.to_string().contains(&format!("dequantize_affine_{hint}")),
+            "{e}"
+        );
         let mut out = Tensor::empty([2, 8], (Kind::Float, Device::Cpu));
         let e = dequantize_affine_into(
             &codes,
@@ -485,13 +494,24 @@ fn quantize_and_dequantize_under_0_18_take_the_int_domain() {
     };
     let e = quantize_affine(&t, &[1, 8], &scale, None, QuantDtype::UInt8, &new).unwrap_err();
     assert_eq!(arg(&e), "zero_point", "{e}");
-    let e = quantize_affine_tinygemm(&t, &[1, 8], &scale, None, QuantDtype::UInt4, &new)
-        .unwrap_err();
+    let e =
+        quantize_affine_tinygemm(&t, &[1, 8], &scale, None, QuantDtype::UInt4, &new).unwrap_err();
     assert_eq!(arg(&e), "zero_point", "{e}");
     // 0.18's dequantize_affine takes a missing zero point; 0.11's does not.
     let codes_dq = |options: &QuantizeOptions| {
-        dequantize_affine(&codes, &[1, 8], &scale, None, QuantDtype::UInt8, options, Kind::Float)
+        dequantize_affine(
+            &codes,
+            &[1, 8],
+            &scale,
+            None,
+            QuantDtype::UInt8,
+            options,
+            Kind::Float,
+        )
     };
     assert!(codes_dq(&new).is_ok());
-    assert_eq!(arg(&codes_dq(&QuantizeOptions::default()).unwrap_err()), "zero_point");
+    assert_eq!(
+        arg(&codes_dq(&QuantizeOptions::default()).unwrap_err()),
+        "zero_point"
+    );
 }
