@@ -75,7 +75,7 @@ fn quantize(
     let last = orig_shape[orig_shape.len() - 1];
     if elem_dtype == MxElemDtype::Float4E2m1fnX2 && last % 2 != 0 {
         return Err(Error::ShapeMismatch {
-            op: op,
+            op,
             arg: "data_hp",
             got: orig_shape,
             reason: "its last dim must be even for fp4, which packs two elements a byte".into(),

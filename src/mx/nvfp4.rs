@@ -132,7 +132,7 @@ fn quantize(
     check_last_dim(op, "data_hp", &orig_shape, block_size)?;
     if orig_shape.len() < 2 || orig_shape[0] == 0 {
         return Err(Error::ShapeMismatch {
-            op: op,
+            op,
             arg: "data_hp",
             got: orig_shape,
             reason: "expected at least 2 dims and a nonempty first dim (torchao views it as \
