@@ -24,7 +24,9 @@ use crate::error::{Error, Result, TorchContext};
 /// max_pos]` for float8 elements; RCEIL multiplies by the reciprocal scale
 /// and clamps for every element dtype. The cast to float8 is libtorch's
 /// (round to nearest even); to fp6 and fp4 it is torchao's bit-level
-/// rounding to nearest even, saturating at `max_pos`.
+/// rounding to nearest even, saturating at `max_pos` (a NaN element, which
+/// no clamp removes, gets the code of 1.5 with its sign, as in torchao;
+/// its block's scale is NaN, so it dequantizes to NaN).
 ///
 /// - `scale`: the e8m0 bytes as uint8 (`2^(e - 127)`, 255 for a block
 ///   whose amax is NaN), shape `(..., K / block_size)`;
@@ -36,7 +38,9 @@ use crate::error::{Error, Result, TorchContext};
 /// [`Error::UnsupportedKind`]), strided, of rank at least 1, its last dim a
 /// multiple of `block_size` (at least 1), and even for fp4 (the packing
 /// pairs neighbours). A non-contiguous input gives torchao's result for
-/// its contiguous copy (torchao asserts contiguity).
+/// its contiguous copy (torchao asserts contiguity). An empty input gives
+/// empty outputs; an input that requires grad is quantized from its
+/// values, as in torchao.
 ///
 /// # Examples
 /// ```
@@ -121,14 +125,19 @@ fn quantize(
 /// `target_dtype`, and the two are multiplied in `target_dtype`, one scale
 /// per `block_size` consecutive elements in row-major order. A float16
 /// target holds only scales from `2^-24` to `2^15`: others become 0 or
-/// infinity before the multiply, as in torchao.
+/// infinity before the multiply, as in torchao. fp6 bytes with their two
+/// high bits set decode as torchao decodes them (its uint8 arithmetic
+/// wraps).
 ///
 /// `data_lp` has `elem_dtype`'s storage kind ([`MxElemDtype::storage_kind`];
-/// fp4 packed two a byte along the last dim), `scale_e8m0` is uint8 with
-/// one byte per block, both on one device. A non-contiguous `data_lp` must
-/// be the transpose of a contiguous 2-D tensor (its scale transposed with
-/// it): it is dequantized in that row-major order and transposed back, as
-/// torchao does. `target_dtype` is float32, bfloat16 or float16.
+/// fp4 packed two a byte along the last dim) and at least one dim;
+/// `block_size` (at least 1) divides its element count (twice its bytes
+/// for fp4); `scale_e8m0` is uint8 with exactly one byte per block, in any
+/// shape (read in row-major order), on `data_lp`'s device. A non-contiguous
+/// `data_lp` must be the transpose of a contiguous 2-D tensor, its scale
+/// (at most 2-D) transposed with it: it is dequantized in that row-major
+/// order and transposed back, as torchao does. `target_dtype` is float32,
+/// bfloat16, float16 or float64.
 ///
 /// # Examples
 /// ```
@@ -337,6 +346,11 @@ pub fn get_fp_scale(scale_e8m0: &Tensor) -> Result<Tensor> {
 /// An MX-quantized tensor: torchao 0.18's `MXTensor` with its scales in the
 /// naive layout (one e8m0 byte per block, shape `(..., K / block_size)`),
 /// emulated (no swizzled scales, no fused kernels).
+///
+/// The fields are public, so a tensor can be built from stored parts;
+/// [`MxTensor::dequantize`] checks them as [`to_dtype`] checks its
+/// arguments, and its refusals name the field (`qdata`, `scale`,
+/// `block_size`, `orig_dtype`).
 #[derive(Debug)]
 pub struct MxTensor {
     /// The elements, as [`to_mx`] returns them.
@@ -391,7 +405,8 @@ impl MxTensor {
     }
 
     /// `MXTensor.dequantize(output_dtype)`: [`to_dtype`] into
-    /// `output_dtype`, by default the quantized tensor's dtype.
+    /// `output_dtype` (float32, bfloat16, float16 or float64), by default
+    /// [`MxTensor::orig_dtype`].
     pub fn dequantize(&self, output_dtype: Option<Kind>) -> Result<Tensor> {
         let names = Names {
             op: "MxTensor::dequantize",

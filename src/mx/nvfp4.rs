@@ -88,8 +88,10 @@ fn check_per_tensor_scale(
 /// `data_hp` is float32 or bfloat16, of rank at least 2 with a nonempty
 /// first dim (torchao's `reshape(rows, -1, 16)` needs them), its last dim
 /// a multiple of 16; `block_size` must be 16; `per_tensor_scale` is
-/// float32 on the input's device (or a 0-d CPU tensor). A non-contiguous
-/// input gives torchao's result for its contiguous copy.
+/// float32 on the input's device (or a 0-d CPU tensor), of any value (0,
+/// NaN and infinity are used as torchao uses them). A non-contiguous input
+/// gives torchao's result for its contiguous copy; an empty one (a zero
+/// dim after the first) gives empty outputs.
 ///
 /// # Examples
 /// ```
@@ -183,13 +185,23 @@ fn quantize(
 /// An NVFP4-quantized tensor: torchao 0.18's `NVFP4Tensor` with its block
 /// scales in the plain layout (not swizzled), quantized by the reference
 /// ops (not the Triton kernel).
+///
+/// The fields are public, so a tensor can be built from stored parts;
+/// [`Nvfp4Tensor::get_hp_scales`] and [`Nvfp4Tensor::dequantize`] check
+/// them and name the field they refuse. The high-precision shape is read
+/// from `qdata`'s strides, as torchao's constructor reads it
+/// (`tensor_size_fp4x2_to_hp`): when `qdata.stride(-2) > qdata.stride(-1)`
+/// the last dim is the packed one, otherwise the dim before it; the codes
+/// are transposed when `qdata.stride(-2) < qdata.stride(-1)`. With equal
+/// strides (an empty `(M, 0)` qdata's) the dim before the last is doubled,
+/// so such a tensor dequantizes to `(2M, 0)`, as in torchao.
 #[derive(Debug)]
 pub struct Nvfp4Tensor {
     /// fp4 codes, two per uint8 along the last dim: `(..., M, K / 2)`, or
     /// the transpose of the last two dims of such a tensor.
     pub qdata: Tensor,
-    /// The e4m3fn block scales, `(..., M, K / 16)` (transposed with
-    /// `qdata`).
+    /// The e4m3fn block scales, exactly `(..., M, K / 16)` (transposed
+    /// with `qdata`; any empty shape beside an empty `qdata`).
     pub scale: Tensor,
     /// The float32 per-tensor scale (0-d) or per-expert scales (`(E, 1,
     /// 1)`), if any.
@@ -290,9 +302,10 @@ impl Nvfp4Tensor {
                 "NVFP4 requires block_size 16",
             ));
         }
-        // torchao's orientation test; the packed dim is the last one unless
-        // the codes are transposed (equal strides, as of an empty tensor,
-        // count as the last: torchao's `tensor_size_fp4x2_to_hp`).
+        // torchao's two stride tests: its constructor's for the packed dim
+        // (`tensor_size_fp4x2_to_hp`: the last only when stride(-2) is the
+        // larger, so equal strides double the one before), its
+        // `dequantize`'s for the orientation.
         let stride = self.qdata.stride();
         let r = packed.len();
         let is_transposed = stride[r - 2] < stride[r - 1];
@@ -381,7 +394,12 @@ impl Nvfp4Tensor {
     }
 
     /// `NVFP4Tensor.get_hp_scales()`: the block scales in float32, times
-    /// the per-tensor scale when there is one.
+    /// the per-tensor scale when there is one, in `scale`'s orientation.
+    ///
+    /// The parts are checked first: `qdata` uint8 of 2 or 3 dims whose
+    /// unpacked K is a multiple of 16, `scale` float8_e4m3fn of the shape
+    /// above on `qdata`'s device, `block_size` 16, `per_tensor_scale`
+    /// float32, 0-d or `(E, 1, 1)` beside a 3-D `qdata`.
     pub fn get_hp_scales(&self) -> Result<Tensor> {
         const OP: &str = "Nvfp4Tensor::get_hp_scales";
         let layout = self.layout(OP)?;
