@@ -935,6 +935,54 @@ fn refusal_cases(p: &mut Probe) {
         || good.dequantize(Some(Kind::Int8)),
     );
 
+    // Above libtorch's 64-dim reductions: refused at the door, before any
+    // shape is read.
+    let rank65 = Tensor::zeros(vec![1i64; 65], (Kind::Float, CPU));
+    let u65 = rank65.to_kind(Kind::Uint8);
+    p.refuses("to_mx 65 dims", "to_mx", "data_hp", || {
+        mx(&rank65, Fp6E2m3, 1)
+    });
+    p.refuses("to_dtype 65 dims", "to_dtype", "data_lp", || {
+        dq(&u65, &s8, Fp6E2m3, 1, Kind::Float)
+    });
+    p.refuses("get_fp_scale 65 dims", "get_fp_scale", "scale_e8m0", || {
+        get_fp_scale(&u65)
+    });
+    p.refuses("nvfp4 65 dims", "nvfp4_quantize", "data_hp", || {
+        q(&rank65, 16, None)
+    });
+    p.refuses("amax 65 dims", "per_tensor_amax_to_scale", "amax", || {
+        per_tensor_amax_to_scale(&rank65)
+    });
+    p.refuses(
+        "nvfp4 65-dim scale",
+        "nvfp4_quantize",
+        "per_tensor_scale",
+        || q(&w, 16, Some(&rank65)),
+    );
+
+    if tch::Cuda::is_available() {
+        let gpu = Device::Cuda(0);
+        p.refuses("to_dtype scale on CUDA", "to_dtype", "scale_e8m0", || {
+            dq(&d8, &s8.to_device(gpu), Float8E4m3fn, 32, Kind::Float)
+        });
+        p.refuses(
+            "nvfp4 per-expert scale on CUDA",
+            "nvfp4_quantize",
+            "per_tensor_scale",
+            || {
+                let e = randn(&[2, 4, 32], Kind::Float);
+                q(&e, 16, Some(&Tensor::ones([2, 1, 1], (Kind::Float, gpu))))
+            },
+        );
+        p.refuses(
+            "Nvfp4Tensor scale on CUDA",
+            "Nvfp4Tensor::dequantize",
+            "scale",
+            || nv_with(&|t| t.scale = t.scale.to_device(gpu), true),
+        );
+    }
+
     p.refuses(
         "MxElemDtype::parse empty",
         "MxElemDtype::parse",
