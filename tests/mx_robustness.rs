@@ -90,7 +90,13 @@ impl Probe {
     fn survives<T>(&mut self, what: &str, f: impl FnOnce() -> Outcome<T>) {
         match guarded(f) {
             Err(panic) => self.failures.push(format!("{what}: panicked: {panic}")),
-            Ok(_) => self.survived += 1,
+            Ok(outcome) => {
+                let outcome = outcome.err().map_or("computed".to_string(), |e| {
+                    e.to_string().lines().next().unwrap_or_default().to_string()
+                });
+                println!("  survived {what}: {outcome}");
+                self.survived += 1;
+            }
         }
     }
 
