@@ -199,7 +199,7 @@ fn mx_refusals_are_typed_and_name_the_argument() {
             dq(&data, &scale.narrow(1, 0, 1), Fp6E2m3, 32, Kind::Float),
         ),
         ("scale_e8m0", dq(&d4, &s4, Float4E2m1fnX2, 16, Kind::Float)),
-        ("target_dtype", dq(&data, &scale, Fp6E2m3, 32, Kind::Double)),
+        ("target_dtype", dq(&data, &scale, Fp6E2m3, 32, Kind::Int64)),
         ("target_dtype", dq(&data, &scale, Fp6E2m3, 32, Kind::Int8)),
         ("block_size", dq(&data, &scale, Fp6E2m3, 0, Kind::Float)),
         (
@@ -229,7 +229,7 @@ fn mx_refusals_are_typed_and_name_the_argument() {
         block_size: 32,
         orig_dtype: Kind::Float,
     };
-    assert_eq!(arg(bad.dequantize(None).unwrap_err()), "data_lp");
+    assert_eq!(arg(bad.dequantize(None).unwrap_err()), "qdata");
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn nvfp4_refusals_are_typed_and_name_the_argument() {
             "per_tensor_scale",
             with(&|t| t.per_tensor_scale = Some(s.to_kind(Kind::Half))),
         ),
-        ("output_dtype", with(&|t| t.orig_dtype = Kind::Double)),
+        ("orig_dtype", with(&|t| t.orig_dtype = Kind::Int64)),
     ];
     for (want, got) in cases {
         assert_eq!(arg(got.expect_err(want)), want);

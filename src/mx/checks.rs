@@ -53,15 +53,19 @@ pub(super) fn check_input(op: &'static str, arg: &'static str, t: &Tensor) -> Re
     )
 }
 
-/// A dequantized output dtype: float32, bfloat16 or float16.
+/// A dequantized output dtype: float32, bfloat16, float16 or float64 (the
+/// float dtypes torchao's `.to(target_dtype)` casts and multiplies in).
 pub(super) fn check_output(op: &'static str, arg: &'static str, kind: Kind) -> Result<()> {
-    if matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
+    if matches!(
+        kind,
+        Kind::Float | Kind::BFloat16 | Kind::Half | Kind::Double
+    ) {
         Ok(())
     } else {
         Err(Error::UnsupportedKind {
             op,
             arg,
-            expected: "float32, bfloat16 or float16",
+            expected: "float32, bfloat16, float16 or float64",
             got: kind,
         })
     }

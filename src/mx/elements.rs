@@ -7,8 +7,10 @@
 //! A code sits in the low bits of its byte: `s eeee m` for fp4 e2m1 is
 //! `0000 s e e m`; fp6 e2m3 is `00 s ee mmm`, e3m2 `00 s eee mm`. No code
 //! is reserved for infinity or NaN: the cast rounds to nearest, ties to
-//! even, and saturates everything at or above the largest magnitude (NaN
-//! and infinity included) to it, sign kept.
+//! even, and saturates everything at or above the largest magnitude
+//! (infinity included) to it, sign kept. A NaN fails every comparison, so
+//! its bits are rounded as a normal float32's would be: the canonical NaN
+//! becomes the code of 1.5, its sign kept, in all three formats.
 
 use tch::{Device, Kind, Tensor};
 

@@ -11,7 +11,7 @@
 //! | need | items | file |
 //! | --- | --- | --- |
 //! | MX quantization and back | [`to_mx`], [`to_dtype`], [`MxTensor`] | `mx_tensor.rs` |
-//! | the e8m0 block scale and its value | [`ScaleCalculationMode`], [`get_fp_scale`] | `scale.rs` |
+//! | the e8m0 block scale and its value | [`ScaleCalculationMode`] (defined here), [`get_fp_scale`] | `scale.rs` (the checked `get_fp_scale` in `mx_tensor.rs`) |
 //! | fp6 / fp4 element codes, fp4 packing | (internal) | `elements.rs` |
 //! | NVFP4 | [`nvfp4_quantize`], [`per_tensor_amax_to_scale`], [`Nvfp4Tensor`] | `nvfp4.rs` |
 //!

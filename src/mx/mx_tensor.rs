@@ -24,7 +24,9 @@ use crate::error::{Error, Result, TorchContext};
 /// max_pos]` for float8 elements; RCEIL multiplies by the reciprocal scale
 /// and clamps for every element dtype. The cast to float8 is libtorch's
 /// (round to nearest even); to fp6 and fp4 it is torchao's bit-level
-/// rounding to nearest even, saturating at `max_pos`.
+/// rounding to nearest even, saturating at `max_pos` (a NaN element, which
+/// no clamp removes, gets the code of 1.5 with its sign, as in torchao;
+/// its block's scale is NaN, so it dequantizes to NaN).
 ///
 /// - `scale`: the e8m0 bytes as uint8 (`2^(e - 127)`, 255 for a block
 ///   whose amax is NaN), shape `(..., K / block_size)`;
@@ -36,7 +38,9 @@ use crate::error::{Error, Result, TorchContext};
 /// [`Error::UnsupportedKind`]), strided, of rank at least 1, its last dim a
 /// multiple of `block_size` (at least 1), and even for fp4 (the packing
 /// pairs neighbours). A non-contiguous input gives torchao's result for
-/// its contiguous copy (torchao asserts contiguity).
+/// its contiguous copy (torchao asserts contiguity). An empty input gives
+/// empty outputs; an input that requires grad is quantized from its
+/// values, as in torchao.
 ///
 /// # Examples
 /// ```
@@ -57,15 +61,25 @@ pub fn to_mx(
     block_size: i64,
     scaling_mode: ScaleCalculationMode,
 ) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "to_mx";
-    check_input(OP, "data_hp", data_hp)?;
-    check_block_size(OP, block_size)?;
+    quantize("to_mx", data_hp, elem_dtype, block_size, scaling_mode)
+}
+
+/// [`to_mx`], its refusals naming `op`, the entry point called.
+fn quantize(
+    op: &'static str,
+    data_hp: &Tensor,
+    elem_dtype: MxElemDtype,
+    block_size: i64,
+    scaling_mode: ScaleCalculationMode,
+) -> Result<(Tensor, Tensor)> {
+    check_input(op, "data_hp", data_hp)?;
+    check_block_size(op, block_size)?;
     let orig_shape = data_hp.size();
-    check_last_dim(OP, "data_hp", &orig_shape, block_size)?;
+    check_last_dim(op, "data_hp", &orig_shape, block_size)?;
     let last = orig_shape[orig_shape.len() - 1];
     if elem_dtype == MxElemDtype::Float4E2m1fnX2 && last % 2 != 0 {
         return Err(Error::ShapeMismatch {
-            op: OP,
+            op,
             arg: "data_hp",
             got: orig_shape,
             reason: "its last dim must be even for fp4, which packs two elements a byte".into(),
@@ -98,7 +112,7 @@ pub fn to_mx(
         };
         Ok((scaled.scale_e8m0.f_squeeze_dim(-1)?, data_lp))
     };
-    compute().op(OP)
+    compute().op(op)
 }
 
 /// torchao 0.18's `to_dtype(data_lp, scale_e8m0, elem_dtype, block_size,
@@ -111,14 +125,19 @@ pub fn to_mx(
 /// `target_dtype`, and the two are multiplied in `target_dtype`, one scale
 /// per `block_size` consecutive elements in row-major order. A float16
 /// target holds only scales from `2^-24` to `2^15`: others become 0 or
-/// infinity before the multiply, as in torchao.
+/// infinity before the multiply, as in torchao. fp6 bytes with their two
+/// high bits set decode as torchao decodes them (its uint8 arithmetic
+/// wraps).
 ///
 /// `data_lp` has `elem_dtype`'s storage kind ([`MxElemDtype::storage_kind`];
-/// fp4 packed two a byte along the last dim), `scale_e8m0` is uint8 with
-/// one byte per block, both on one device. A non-contiguous `data_lp` must
-/// be the transpose of a contiguous 2-D tensor (its scale transposed with
-/// it): it is dequantized in that row-major order and transposed back, as
-/// torchao does. `target_dtype` is float32, bfloat16 or float16.
+/// fp4 packed two a byte along the last dim) and at least one dim;
+/// `block_size` (at least 1) divides its element count (twice its bytes
+/// for fp4); `scale_e8m0` is uint8 with exactly one byte per block, in any
+/// shape (read in row-major order), on `data_lp`'s device. A non-contiguous
+/// `data_lp` must be the transpose of a contiguous 2-D tensor, its scale
+/// (at most 2-D) transposed with it: it is dequantized in that row-major
+/// order and transposed back, as torchao does. `target_dtype` is float32,
+/// bfloat16, float16 or float64.
 ///
 /// # Examples
 /// ```
@@ -140,41 +159,89 @@ pub fn to_dtype(
     block_size: i64,
     target_dtype: Kind,
 ) -> Result<Tensor> {
-    const OP: &str = "to_dtype";
+    let names = Names {
+        op: "to_dtype",
+        data: "data_lp",
+        scale: "scale_e8m0",
+        target: "target_dtype",
+    };
+    dequantize(
+        names,
+        data_lp,
+        scale_e8m0,
+        elem_dtype,
+        block_size,
+        target_dtype,
+    )
+}
+
+/// The names the refusals of MX dequantization give: the entry point and
+/// its arguments ([`to_dtype`]'s, or [`MxTensor`]'s fields).
+#[derive(Clone, Copy)]
+struct Names {
+    op: &'static str,
+    data: &'static str,
+    scale: &'static str,
+    target: &'static str,
+}
+
+/// [`to_dtype`], its refusals naming what `names` says.
+fn dequantize(
+    names: Names,
+    data_lp: &Tensor,
+    scale_e8m0: &Tensor,
+    elem_dtype: MxElemDtype,
+    block_size: i64,
+    target_dtype: Kind,
+) -> Result<Tensor> {
+    let Names {
+        op,
+        data: data_arg,
+        scale: scale_arg,
+        target: target_arg,
+    } = names;
     let storage = elem_dtype.storage_kind();
     let expected = match elem_dtype {
         MxElemDtype::Float8E4m3fn => "float8_e4m3fn",
         MxElemDtype::Float8E5m2 => "float8_e5m2",
         _ => "uint8",
     };
-    check_kind(OP, "data_lp", data_lp, &[storage], expected)?;
+    check_kind(op, data_arg, data_lp, &[storage], expected)?;
     check_kind(
-        OP,
-        "scale_e8m0",
+        op,
+        scale_arg,
         scale_e8m0,
         &[Kind::Uint8],
         "uint8 (the e8m0 bytes)",
     )?;
-    check_output(OP, "target_dtype", target_dtype)?;
-    check_block_size(OP, block_size)?;
-    check_device(OP, "scale_e8m0", scale_e8m0, data_lp.device(), false)?;
+    check_output(op, target_arg, target_dtype)?;
+    check_block_size(op, block_size)?;
+    check_device(op, scale_arg, scale_e8m0, data_lp.device(), false)?;
     let size = data_lp.size();
     if size.is_empty() {
         return Err(Error::ShapeMismatch {
-            op: OP,
-            arg: "data_lp",
+            op,
+            arg: data_arg,
             got: size,
             reason: "expected at least one dim".into(),
         });
     }
     let is_transposed = !data_lp.is_contiguous();
-    if is_transposed && (size.len() != 2 || !data_lp.tr().is_contiguous() || scale_e8m0.dim() > 2) {
+    if is_transposed && (size.len() != 2 || !data_lp.tr().is_contiguous()) {
         return Err(Error::ShapeMismatch {
-            op: OP,
-            arg: "data_lp",
+            op,
+            arg: data_arg,
             got: size,
-            reason: "must be contiguous, or the transpose of a contiguous 2-D tensor (with a \
-                     scale of at most 2 dims)"
+            reason: "must be contiguous, or the transpose of a contiguous 2-D tensor".into(),
+        });
+    }
+    if is_transposed && scale_e8m0.dim() > 2 {
+        return Err(Error::ShapeMismatch {
+            op,
+            arg: scale_arg,
+            got: scale_e8m0.size(),
+            reason: "beside a transposed 2-D data tensor, expected at most 2 dims (it is \
+                     transposed with the data)"
                 .into(),
         });
     }
@@ -183,14 +250,33 @@ pub fn to_dtype(
     } else {
         1
     };
-    let elements = data_lp.numel() as i64 * per_byte;
-    if elements % block_size != 0 || scale_e8m0.numel() as i64 != elements / block_size {
+    // A contiguous tensor's numel fits in i64 (libtorch checks), but twice
+    // it may not.
+    let elements = i64::try_from(data_lp.numel())
+        .ok()
+        .and_then(|n| n.checked_mul(per_byte))
+        .ok_or_else(|| Error::ShapeMismatch {
+            op,
+            arg: data_arg,
+            got: size.clone(),
+            reason: "has more elements than an i64 counts".into(),
+        })?;
+    if elements % block_size != 0 {
+        return Err(Error::invalid(
+            op,
+            "block_size",
+            block_size,
+            format!("must divide the {elements} elements of `{data_arg}` {size:?}"),
+        ));
+    }
+    if scale_e8m0.numel() as u64 != (elements / block_size) as u64 {
         return Err(Error::ShapeMismatch {
-            op: OP,
-            arg: "scale_e8m0",
+            op,
+            arg: scale_arg,
             got: scale_e8m0.size(),
             reason: format!(
-                "expected one scale per block of {block_size} of the {elements} elements"
+                "expected one scale per block of {block_size} of the {elements} elements, {}",
+                elements / block_size
             ),
         });
     }
@@ -229,7 +315,7 @@ pub fn to_dtype(
             Ok(data_hp)
         }
     };
-    compute().op(OP)
+    compute().op(op)
 }
 
 /// torchao 0.18's `get_fp_scale`: e8m0 bytes (uint8) to their float32
@@ -260,6 +346,11 @@ pub fn get_fp_scale(scale_e8m0: &Tensor) -> Result<Tensor> {
 /// An MX-quantized tensor: torchao 0.18's `MXTensor` with its scales in the
 /// naive layout (one e8m0 byte per block, shape `(..., K / block_size)`),
 /// emulated (no swizzled scales, no fused kernels).
+///
+/// The fields are public, so a tensor can be built from stored parts;
+/// [`MxTensor::dequantize`] checks them as [`to_dtype`] checks its
+/// arguments, and its refusals name the field (`qdata`, `scale`,
+/// `block_size`, `orig_dtype`).
 #[derive(Debug)]
 pub struct MxTensor {
     /// The elements, as [`to_mx`] returns them.
@@ -297,7 +388,13 @@ impl MxTensor {
         block_size: i64,
         scaling_mode: ScaleCalculationMode,
     ) -> Result<Self> {
-        let (scale, qdata) = to_mx(data_hp, elem_dtype, block_size, scaling_mode)?;
+        let (scale, qdata) = quantize(
+            "MxTensor::to_mx",
+            data_hp,
+            elem_dtype,
+            block_size,
+            scaling_mode,
+        )?;
         Ok(MxTensor {
             qdata,
             scale,
@@ -308,9 +405,21 @@ impl MxTensor {
     }
 
     /// `MXTensor.dequantize(output_dtype)`: [`to_dtype`] into
-    /// `output_dtype`, by default the quantized tensor's dtype.
+    /// `output_dtype` (float32, bfloat16, float16 or float64), by default
+    /// [`MxTensor::orig_dtype`].
     pub fn dequantize(&self, output_dtype: Option<Kind>) -> Result<Tensor> {
-        to_dtype(
+        let names = Names {
+            op: "MxTensor::dequantize",
+            data: "qdata",
+            scale: "scale",
+            target: if output_dtype.is_some() {
+                "output_dtype"
+            } else {
+                "orig_dtype"
+            },
+        };
+        dequantize(
+            names,
             &self.qdata,
             &self.scale,
             self.elem_dtype,

@@ -21,8 +21,8 @@ const E4M3_EPS: f64 = 0.015625;
 /// float32, the per-tensor scale under which a block whose amax is the
 /// tensor's gets the largest e4m3 block scale, 448.
 ///
-/// `amax` is any float tensor (float32, bfloat16, float16), cast to
-/// float32 first.
+/// `amax` is a float tensor of any shape (float32, bfloat16, float16,
+/// float64), cast to float32 first; the result has its shape.
 ///
 /// # Examples
 /// ```
@@ -37,8 +37,8 @@ pub fn per_tensor_amax_to_scale(amax: &Tensor) -> Result<Tensor> {
         OP,
         "amax",
         amax,
-        &[Kind::Float, Kind::BFloat16, Kind::Half],
-        "float32, bfloat16 or float16",
+        &[Kind::Float, Kind::BFloat16, Kind::Half, Kind::Double],
+        "float32, bfloat16, float16 or float64",
     )?;
     let compute = || scalar_ops::div(&amax.f_to_kind(Kind::Float)?, F8E4M3_MAX * F4_E2M1_MAX);
     compute().op(OP)
@@ -88,8 +88,10 @@ fn check_per_tensor_scale(
 /// `data_hp` is float32 or bfloat16, of rank at least 2 with a nonempty
 /// first dim (torchao's `reshape(rows, -1, 16)` needs them), its last dim
 /// a multiple of 16; `block_size` must be 16; `per_tensor_scale` is
-/// float32 on the input's device (or a 0-d CPU tensor). A non-contiguous
-/// input gives torchao's result for its contiguous copy.
+/// float32 on the input's device (or a 0-d CPU tensor), of any value (0,
+/// NaN and infinity are used as torchao uses them). A non-contiguous input
+/// gives torchao's result for its contiguous copy; an empty one (a zero
+/// dim after the first) gives empty outputs.
 ///
 /// # Examples
 /// ```
@@ -109,21 +111,30 @@ pub fn nvfp4_quantize(
     block_size: i64,
     per_tensor_scale: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "nvfp4_quantize";
-    check_input(OP, "data_hp", data_hp)?;
+    quantize("nvfp4_quantize", data_hp, block_size, per_tensor_scale)
+}
+
+/// [`nvfp4_quantize`], its refusals naming `op`, the entry point called.
+fn quantize(
+    op: &'static str,
+    data_hp: &Tensor,
+    block_size: i64,
+    per_tensor_scale: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    check_input(op, "data_hp", data_hp)?;
     if block_size != NVFP4_BLOCK_SIZE {
         return Err(Error::invalid(
-            OP,
+            op,
             "block_size",
             block_size,
             "NVFP4 requires block_size 16",
         ));
     }
     let orig_shape = data_hp.size();
-    check_last_dim(OP, "data_hp", &orig_shape, block_size)?;
+    check_last_dim(op, "data_hp", &orig_shape, block_size)?;
     if orig_shape.len() < 2 || orig_shape[0] == 0 {
         return Err(Error::ShapeMismatch {
-            op: OP,
+            op,
             arg: "data_hp",
             got: orig_shape,
             reason: "expected at least 2 dims and a nonempty first dim (torchao views it as \
@@ -132,7 +143,7 @@ pub fn nvfp4_quantize(
         });
     }
     if let Some(s) = per_tensor_scale {
-        check_per_tensor_scale(OP, s, &orig_shape, data_hp.device())?;
+        check_per_tensor_scale(op, s, &orig_shape, data_hp.device())?;
     }
     let compute = || -> std::result::Result<(Tensor, Tensor), tch::TchError> {
         let data = data_hp
@@ -168,19 +179,29 @@ pub fn nvfp4_quantize(
         let data_lp = pack_uint4(&f32_to_floatx_unpacked(&data_scaled, F4_E2M1)?)?;
         Ok((out_scales, data_lp))
     };
-    compute().op(OP)
+    compute().op(op)
 }
 
 /// An NVFP4-quantized tensor: torchao 0.18's `NVFP4Tensor` with its block
 /// scales in the plain layout (not swizzled), quantized by the reference
 /// ops (not the Triton kernel).
+///
+/// The fields are public, so a tensor can be built from stored parts;
+/// [`Nvfp4Tensor::get_hp_scales`] and [`Nvfp4Tensor::dequantize`] check
+/// them and name the field they refuse. The high-precision shape is read
+/// from `qdata`'s strides, as torchao's constructor reads it
+/// (`tensor_size_fp4x2_to_hp`): when `qdata.stride(-2) > qdata.stride(-1)`
+/// the last dim is the packed one, otherwise the dim before it; the codes
+/// are transposed when `qdata.stride(-2) < qdata.stride(-1)`. With equal
+/// strides (an empty `(M, 0)` qdata's) the dim before the last is doubled,
+/// so such a tensor dequantizes to `(2M, 0)`, as in torchao.
 #[derive(Debug)]
 pub struct Nvfp4Tensor {
     /// fp4 codes, two per uint8 along the last dim: `(..., M, K / 2)`, or
     /// the transpose of the last two dims of such a tensor.
     pub qdata: Tensor,
-    /// The e4m3fn block scales, `(..., M, K / 16)` (transposed with
-    /// `qdata`).
+    /// The e4m3fn block scales, exactly `(..., M, K / 16)` (transposed
+    /// with `qdata`; any empty shape beside an empty `qdata`).
     pub scale: Tensor,
     /// The float32 per-tensor scale (0-d) or per-expert scales (`(E, 1,
     /// 1)`), if any.
@@ -232,7 +253,7 @@ impl Nvfp4Tensor {
                 reason: "expected a 2-D (M, K) or 3-D (E, M, K) tensor".into(),
             });
         }
-        let (scales, qdata) = nvfp4_quantize(data_hp, block_size, per_tensor_scale)?;
+        let (scales, qdata) = quantize(OP, data_hp, block_size, per_tensor_scale)?;
         let mut scale_shape = size.clone();
         let last = scale_shape.len() - 1;
         scale_shape[last] /= block_size;
@@ -281,29 +302,68 @@ impl Nvfp4Tensor {
                 "NVFP4 requires block_size 16",
             ));
         }
+        // torchao's two stride tests: its constructor's for the packed dim
+        // (`tensor_size_fp4x2_to_hp`: the last only when stride(-2) is the
+        // larger, so equal strides double the one before), its
+        // `dequantize`'s for the orientation.
         let stride = self.qdata.stride();
         let r = packed.len();
-        let mut shape = packed.clone();
-        if stride[r - 2] > stride[r - 1] {
-            shape[r - 1] *= 2;
-        } else {
-            shape[r - 2] *= 2;
-        }
         let is_transposed = stride[r - 2] < stride[r - 1];
+        let mut shape = packed.clone();
+        let packed_dim = if stride[r - 2] > stride[r - 1] {
+            r - 1
+        } else {
+            r - 2
+        };
+        shape[packed_dim] =
+            shape[packed_dim]
+                .checked_mul(2)
+                .ok_or_else(|| Error::ShapeMismatch {
+                    op,
+                    arg: "qdata",
+                    got: packed.clone(),
+                    reason: "twice its packed dim overflows i64".into(),
+                })?;
         let (m, k) = if is_transposed {
             (shape[r - 1], shape[r - 2])
         } else {
             (shape[r - 2], shape[r - 1])
         };
+        if k % self.block_size != 0 {
+            return Err(Error::ShapeMismatch {
+                op,
+                arg: "qdata",
+                got: packed,
+                reason: format!(
+                    "its unpacked shape {shape:?} has K = {k}, not a multiple of 16 (K is the \
+                     last dim, or the one before when the strides say it is transposed)"
+                ),
+            });
+        }
         let leading = shape[..r - 2].to_vec();
-        let blocks: i64 = leading.iter().product::<i64>() * m * (k / self.block_size);
-        if k % self.block_size != 0 || self.scale.numel() as i64 != blocks {
+        let mut want = leading.clone();
+        want.extend([m, k / self.block_size]);
+        let mut oriented = self.scale.size();
+        let n = oriented.len();
+        if is_transposed && n >= 2 {
+            oriented.swap(n - 2, n - 1);
+        }
+        // torchao views the scale, so an empty one fits any empty shape
+        // (its own `(M, 0)` tensors unpack to `(2M, 0)`).
+        let both_empty = self.scale.numel() == 0 && want.contains(&0);
+        if oriented != want && !both_empty {
+            let also = if is_transposed {
+                ", transposed with qdata"
+            } else {
+                ""
+            };
             return Err(Error::ShapeMismatch {
                 op,
                 arg: "scale",
                 got: self.scale.size(),
                 reason: format!(
-                    "expected one scale per block of 16 of the {shape:?} elements of qdata"
+                    "expected one scale per block of 16 of qdata's {shape:?} elements, shape \
+                     {want:?}{also}"
                 ),
             });
         }
@@ -334,7 +394,12 @@ impl Nvfp4Tensor {
     }
 
     /// `NVFP4Tensor.get_hp_scales()`: the block scales in float32, times
-    /// the per-tensor scale when there is one.
+    /// the per-tensor scale when there is one, in `scale`'s orientation.
+    ///
+    /// The parts are checked first: `qdata` uint8 of 2 or 3 dims whose
+    /// unpacked K is a multiple of 16, `scale` float8_e4m3fn of the shape
+    /// above on `qdata`'s device, `block_size` 16, `per_tensor_scale`
+    /// float32, 0-d or `(E, 1, 1)` beside a 3-D `qdata`.
     pub fn get_hp_scales(&self) -> Result<Tensor> {
         const OP: &str = "Nvfp4Tensor::get_hp_scales";
         let layout = self.layout(OP)?;
@@ -343,12 +408,20 @@ impl Nvfp4Tensor {
 
     /// `NVFP4Tensor.dequantize(output_dtype)`: each fp4 code's float32
     /// value times its block's float32 scale ([`Nvfp4Tensor::get_hp_scales`]),
-    /// in float32, then cast to `output_dtype` (float32, bfloat16 or
-    /// float16; by default the quantized tensor's dtype).
+    /// in float32, then cast to `output_dtype` (float32, bfloat16, float16
+    /// or float64; by default [`Nvfp4Tensor::orig_dtype`]).
+    ///
+    /// The parts are checked first, as [`Nvfp4Tensor::get_hp_scales`]
+    /// does.
     pub fn dequantize(&self, output_dtype: Option<Kind>) -> Result<Tensor> {
         const OP: &str = "Nvfp4Tensor::dequantize";
+        let arg = if output_dtype.is_some() {
+            "output_dtype"
+        } else {
+            "orig_dtype"
+        };
         let output_dtype = output_dtype.unwrap_or(self.orig_dtype);
-        check_output(OP, "output_dtype", output_dtype)?;
+        check_output(OP, arg, output_dtype)?;
         let layout = self.layout(OP)?;
         let compute = || -> std::result::Result<Tensor, tch::TchError> {
             let data = if layout.is_transposed {
