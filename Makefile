@@ -259,7 +259,7 @@ gpu-check: $(DEMO_STAMP)
 	TCH_QUANT_REQUIRE_CUDA=1 TCH_QUANT_REQUIRE_ORACLE=1 cargo test --release --all-features \
 	    --test parity_live --test parity_fixtures --test recipe_parity --test cli \
 	    --test linear_parity --test linear_layers --test hqq_parity --test gguf_qqq_parity \
-	    --test observer_parity --test mx_parity -- --nocapture
+	    --test observer_parity --test mx_parity --test mx_robustness --test parity_0_18 -- --nocapture
 	mkdir -p $(GPU_OUT)
 	model="$(DEMO_MODEL)" && \
 	target/release/tch-quant quantize "$$model" -o $(GPU_OUT)/int4-g32.safetensors \
