@@ -113,16 +113,6 @@ impl FloatxDtype {
         2f64.powi(exponent) * mantissa
     }
 
-    /// Smallest normal magnitude, `2^(1 - bias)`.
-    fn min_normal(self) -> f64 {
-        2f64.powi((1 - self.exp_bias()) as i32)
-    }
-
-    /// Largest code magnitude (all bits but the sign set).
-    fn max_int(self) -> i64 {
-        (1 << (self.ebits + self.mbits)) - 1
-    }
-
     fn sign_mask(self) -> i64 {
         1 << (self.ebits + self.mbits)
     }
@@ -288,60 +278,20 @@ pub fn dequantize_affine_floatx(
     compute().op(OP)
 }
 
-/// torchao's float32 to floatx conversion, op for op: the three branches
-/// (saturate, subnormal, normal) are computed for every element on the
-/// float32 bits and combined with masks, so that every intermediate, NaN
-/// included, matches.
+/// torchao's float32 to floatx conversion, `_f32_to_floatx_unpacked`, op
+/// for op: the three branches (saturate, subnormal, normal) are computed for
+/// every element on the float32 bits and combined with masks, so that every
+/// intermediate, NaN included, matches. torchao 0.11 and 0.18 share that
+/// function, and so do this module and MX's fp6/fp4 elements
+/// (`mx/elements.rs`).
 fn f32_to_floatx(x: &Tensor, format: FloatxDtype) -> std::result::Result<Tensor, tch::TchError> {
-    let (ebits, mbits) = (format.ebits as i64, format.mbits as i64);
-    let exp_bias = format.exp_bias();
-    let mant_shift = MBITS_F32 as i64 - mbits;
-    // Adding 2^(denorm_exp - 127) aligns a subnormal's mantissa so that the
-    // float addition itself rounds it, to nearest even.
-    let denorm_exp = (F32_EXP_BIAS - exp_bias) + mant_shift + 1;
-    let denorm_mask_int = denorm_exp << MBITS_F32;
-    let denorm_mask_float = Tensor::f_from_slice(&[denorm_mask_int as i32])?
-        .f_view_dtype(Kind::Float)?
-        .f_view(())?;
-    let magic_adder = (1i64 << (mant_shift - 1)) - 1;
-    let val_to_add = (exp_bias - F32_EXP_BIAS) * (1 << MBITS_F32) + magic_adder;
-
-    let bits = x.f_view_dtype(Kind::Int)?;
-    let sign = scalar_ops::bitwise_and(&bits, i32::MIN as i64)?;
-    let magnitude_bits = bits.f_bitwise_xor_tensor(&sign)?;
-    let magnitude = magnitude_bits.f_view_dtype(Kind::Float)?;
-
-    let saturate_mask = scalar_ops::ge(&magnitude, format.max_normal())?;
-    let denormal_mask = saturate_mask
-        .f_logical_not()?
-        .f_logical_and(&scalar_ops::lt(&magnitude, format.min_normal())?)?;
-    let normal_mask = saturate_mask
-        .f_logical_or(&denormal_mask)?
-        .f_logical_not()?;
-
-    let denormal_bits = magnitude
-        .f_add(&denorm_mask_float)?
-        .f_view_dtype(Kind::Int)?;
-    let denormal_x = scalar_ops::sub(&denormal_bits, denorm_mask_int)?.f_to_kind(Kind::Uint8)?;
-
-    let mant_odd =
-        scalar_ops::bitwise_and(&scalar_ops::shift_right(&magnitude_bits, mant_shift)?, 1i64)?;
-    let normal_bits = scalar_ops::add(&magnitude_bits, val_to_add)?.f_add(&mant_odd)?;
-    let normal_x = scalar_ops::shift_right(&normal_bits, mant_shift)?.f_to_kind(Kind::Uint8)?;
-
-    let saturated = scalar_ops::full_like(
-        &Tensor::f_empty(magnitude.size(), (Kind::Uint8, x.device()))?,
-        format.max_int(),
-    )?;
-    let combined = denormal_x.f_where_self(&denormal_mask, &saturated)?;
-    let combined = normal_x.f_where_self(&normal_mask, &combined)?;
-
-    let sign_shift = (MBITS_F32 + EBITS_F32) as i64 - mbits - ebits;
-    let sign_lp = scalar_ops::bitwise_and(
-        &scalar_ops::shift_right(&sign, sign_shift)?.f_to_kind(Kind::Uint8)?,
-        format.sign_mask(),
-    )?;
-    combined.f_bitwise_or_tensor(&sign_lp)
+    crate::mx::f32_to_floatx_unpacked(
+        x,
+        crate::mx::SubByteFloat {
+            ebits: format.ebits as i64,
+            mbits: format.mbits as i64,
+        },
+    )
 }
 
 /// The float32 bits torchao's `_floatx_unpacked_to_f32` gives each of the

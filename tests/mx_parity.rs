@@ -19,13 +19,10 @@
 
 #[path = "common/cuda.rs"]
 mod common_cuda;
-#[allow(dead_code)]
 #[path = "common/oracle.rs"]
 mod common_oracle;
 #[path = "common/live.rs"]
 mod live;
-#[path = "mx/python.rs"]
-mod python;
 #[path = "mx/replay.rs"]
 mod replay;
 #[path = "common/store.rs"]
@@ -118,7 +115,7 @@ fn fixtures_and_live_cases_are_bit_identical() -> Result<()> {
     let (same, all) = fixtures.total();
 
     let (seed, n) = (live::seed(), live::count(COUNT));
-    let live = match python::oracle_python_ao18() {
+    let live = match common_oracle::oracle_python_ao18() {
         Some(python) => {
             let checkpoint = common_oracle::minilm_checkpoint(&python);
             let mut devices = vec![Device::Cpu];

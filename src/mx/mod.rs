@@ -32,11 +32,11 @@ mod scale;
 
 use std::fmt;
 
+pub(crate) use elements::{f32_to_floatx_unpacked, SubByteFloat};
 pub use mx_tensor::{get_fp_scale, to_dtype, to_mx, MxTensor};
 pub use nvfp4::{nvfp4_quantize, per_tensor_amax_to_scale, Nvfp4Tensor};
 
 use crate::error::{Error, Result};
-use elements::SubByteFloat;
 
 /// torchao's `BLOCK_SIZE_DEFAULT`: the MX block size of the OCP spec.
 pub const MX_BLOCK_SIZE_DEFAULT: i64 = 32;
