@@ -17,9 +17,10 @@ use crate::QuantDtype;
 
 /// Chooses the qparams of every block and quantizes `input` with them:
 /// exactly [`choose_qparams_affine`] followed by [`quantize_affine`] with the
-/// same block size, quant range and zero-point domain and `target_dtype` as
-/// the code dtype, bit for bit, but in one pass over the input where the
-/// blocks allow it.
+/// same block size, quant range, zero-point domain, semantics (see
+/// [`Semantics`](crate::Semantics): 0.11 or 0.18's choose, and `keepdim`
+/// under 0.18) and `target_dtype` as the code dtype, bit for bit, but in one
+/// pass over the input where the blocks allow it.
 ///
 /// On contiguous CPU float32/float16/bfloat16 inputs whose outermost
 /// non-unit dim is a dim of blocks (per row, per group along the last dim,
@@ -60,10 +61,11 @@ pub fn choose_qparams_and_quantize_affine(
         let kind = check_float_input(OP, "input", input)?;
         let layout = BlockLayout::new(OP, block_size, &input.size())?;
         let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
+        let keep = |qp| plan.keep_dims(qp, &input.size(), block_size);
         match choose_and_quantize(OP, input, &layout, &plan.spec, target_dtype)? {
-            Chained::Done(qp, codes) => return Ok((qp, codes)),
+            Chained::Done(qp, codes) => return Ok((keep(qp)?, codes)),
             Chained::Chosen(qp) => {
-                return quantize_with(input, block_size, qp, target_dtype, options)
+                return quantize_with(input, block_size, keep(qp)?, target_dtype, options)
             }
             Chained::NotCovered => {}
         }

@@ -130,7 +130,10 @@ pub use observer::{
     MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver, ObserverDtype,
     PerChannelMinMaxObserver, QScheme, UniformObserverOptions,
 };
-pub use qparams::{choose_qparams_affine, choose_qparams_affine_with_min_max, QParamsOptions};
+pub use qparams::{
+    choose_qparams_affine, choose_qparams_affine_dont_preserve_zero,
+    choose_qparams_affine_tinygemm, choose_qparams_affine_with_min_max, QParamsOptions,
+};
 pub use qqq::{
     choose_qparams_and_quantize_affine_qqq, dequantize_affine_qqq, QqqQuantized, QQQ_GROUP_SIZE,
 };

@@ -4,7 +4,7 @@
 use tch::{Kind, Tensor};
 
 use crate::block::BlockLayout;
-use crate::dtype::{check_scalar_fits, float_eps, is_input_float, kind_name, INPUT_FLOATS};
+use crate::dtype::{check_scalar_fits, is_input_float, kind_name, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
 use crate::formula::{mid_point, symmetric_zero_point, ChooseSpec, QParams};
 use crate::mapping::{MappingType, ZeroPointDomain};
@@ -13,8 +13,8 @@ use crate::semantics::Semantics;
 use crate::strided::check_strided;
 use crate::QuantDtype;
 
-/// Optional arguments of [`choose_qparams_affine`], with torchao 0.11's
-/// defaults.
+/// Optional arguments of [`choose_qparams_affine`] and the other chooses,
+/// with torchao 0.11's defaults (see [`Semantics`] for 0.18's).
 ///
 /// # Examples
 /// ```
@@ -36,18 +36,27 @@ pub struct QParamsOptions {
     pub quant_min: Option<f64>,
     /// Largest code; defaults to the target dtype's upper bound.
     pub quant_max: Option<f64>,
-    /// Smallest scale; defaults to `torch.finfo(input.dtype).eps`
-    /// (float32 2^-23, float16 2^-10, bfloat16 2^-7).
+    /// Smallest scale; defaults to [`Semantics::default_eps`] of the input
+    /// dtype: `torch.finfo(input.dtype).eps` under 0.11 (float32 2^-23,
+    /// float16 2^-10, bfloat16 2^-7), `smallest_normal` under 0.18.
     pub eps: Option<f64>,
     /// dtype of the returned scale; defaults to the input's dtype.
     pub scale_dtype: Option<Kind>,
-    /// dtype of the returned zero point; defaults to int32 for the
-    /// asymmetric Int domain and to the input's dtype otherwise.
+    /// dtype of the returned zero point. Defaults to int32 for the
+    /// asymmetric Int domain and to the input's dtype otherwise, except for
+    /// 0.18's [`choose_qparams_affine`], whose default is int32 for every
+    /// mapping (torchao 0.18's `zero_point_dtype=torch.int32`).
     pub zero_point_dtype: Option<Kind>,
     /// Make float 0 exactly representable by widening the range to include
-    /// it (`min = min(min, 0)`, `max = max(max, 0)`).
+    /// it (`min = min(min, 0)`, `max = max(max, 0)`). torchao 0.18 removed
+    /// the option (its chooses always preserve zero): under 0.18 it must be
+    /// `true`, and [`choose_qparams_affine_dont_preserve_zero`] or
+    /// [`choose_qparams_affine_tinygemm`] do without.
     pub preserve_zero: bool,
-    /// Where the zero point lives.
+    /// Where the zero point lives. torchao 0.18 removed the option (its
+    /// chooses return an Int-domain zero point): under 0.18 it must be
+    /// [`ZeroPointDomain::Int`], and [`choose_qparams_affine_tinygemm`]
+    /// gives the Float domain.
     pub zero_point_domain: ZeroPointDomain,
     /// Always run the libtorch op sequence (the reference path), never the
     /// fused CPU kernel. Both give identical bits; this exists for
@@ -56,7 +65,9 @@ pub struct QParamsOptions {
     /// Which torchao release's bits to reproduce (0.11 by default).
     pub semantics: Semantics,
     /// Keep the reduced dims: return qparams with the input's rank, each dim
-    /// `input_size / block_size` (torchao 0.18's `keepdim=True`).
+    /// `input_size / block_size` (torchao 0.18's `keepdim=True`; only
+    /// [`choose_qparams_affine`] under 0.18 takes it, the values are the
+    /// same).
     pub keepdim: bool,
 }
 
@@ -78,7 +89,8 @@ impl Default for QParamsOptions {
 }
 
 /// Chooses scale and zero point for each block of `input`, bit-identical to
-/// torchao 0.11's `choose_qparams_affine`.
+/// torchao's `choose_qparams_affine` of the release `options.semantics`
+/// names (0.11 by default).
 ///
 /// `block_size` has one entry per input dim (see [`Granularity`](crate::Granularity)
 /// for the common ones). Per block, in the input's dtype:
@@ -99,6 +111,20 @@ impl Default for QParamsOptions {
 ///    `zp = min_neg + scale * (quant_max + quant_min + 1) / 2`.
 /// 4. `scale` is cast to `scale_dtype`, `zp` to `zero_point_dtype`.
 ///
+/// # Semantics
+/// - [`Semantics::Torchao0_11`]: as above, `eps` defaults to
+///   `torch.finfo(input.dtype).eps`; `keepdim` must be `false` (0.11 has
+///   none); float8 targets take only the symmetric mapping.
+/// - [`Semantics::Torchao0_18`]: always `preserve_zero` and the Int domain
+///   (0.18 removed both options, so `preserve_zero = false` and the other
+///   domains are refused: [`choose_qparams_affine_dont_preserve_zero`] and
+///   [`choose_qparams_affine_tinygemm`] are 0.18's functions for them);
+///   `eps` defaults to `torch.finfo(input.dtype).smallest_normal`; the zero
+///   point is cast to `zero_point_dtype`, int32 by default for every
+///   mapping (the symmetric one included); every mapping for float8 targets;
+///   with `keepdim`, scale and zero point are reshaped to
+///   `[input_size[i] / block_size[i]]` (the input's rank; same values).
+///
 /// NaN in a block makes that block's min/max, and so its scale, NaN (and an
 /// Int-domain zero point whatever libtorch's NaN-to-int cast gives, as in
 /// torchao); an infinite element gives an infinite or NaN scale likewise.
@@ -108,17 +134,26 @@ impl Default for QParamsOptions {
 /// wrong length, has entries `< 1`, does not divide the input, or reduces no
 /// dim of a multi-element tensor; quant range outside the dtype or reversed;
 /// symmetric mappings with `preserve_zero = false` or the Float domain; a
-/// non-symmetric mapping for float8; scalars libtorch cannot represent in
-/// the input dtype (e.g. an int32 range on float16 with the Int domain).
+/// non-symmetric mapping for float8 (0.11); scalars libtorch cannot
+/// represent in the input dtype (e.g. an int32 range on float16 with the
+/// Int domain); under 0.18, `preserve_zero = false` or a domain other than
+/// Int, under 0.11 `keepdim = true` ([`Error::InvalidArgument`] naming the
+/// option).
 ///
 /// # Examples
 /// ```
 /// use tch::{Kind, Tensor};
-/// use tch_quant::{choose_qparams_affine, MappingType, QParamsOptions, QuantDtype};
+/// use tch_quant::{choose_qparams_affine, MappingType, QParamsOptions, QuantDtype, Semantics};
 /// let w = Tensor::from_slice(&[-1.0f32, 0.5, 2.0, 3.0]).view([2, 2]);
 /// let qp = choose_qparams_affine(&w, MappingType::Asymmetric, &[1, 2], QuantDtype::UInt8,
 ///                                &QParamsOptions::default())?;
 /// assert_eq!(qp.scale.size(), vec![2]);
+/// assert_eq!(qp.zero_point.unwrap().kind(), Kind::Int);
+/// // torchao 0.18: an int32 symmetric zero point, and keepdim.
+/// let new = QParamsOptions { semantics: Semantics::Torchao0_18, keepdim: true,
+///                            ..Default::default() };
+/// let qp = choose_qparams_affine(&w, MappingType::Symmetric, &[1, 2], QuantDtype::Int8, &new)?;
+/// assert_eq!(qp.scale.size(), vec![2, 1]);
 /// assert_eq!(qp.zero_point.unwrap().kind(), Kind::Int);
 /// # Ok::<(), tch_quant::Error>(())
 /// ```
@@ -129,18 +164,139 @@ pub fn choose_qparams_affine(
     target_dtype: QuantDtype,
     options: &QParamsOptions,
 ) -> Result<QParams> {
-    const OP: &str = "choose_qparams_affine";
-    check_strided(OP, "input", input)?;
-    let kind = check_float_input(OP, "input", input)?;
-    let layout = BlockLayout::new(OP, block_size, &input.size())?;
-    let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
+    choose(
+        "choose_qparams_affine",
+        Entry::Affine,
+        input,
+        mapping_type,
+        block_size,
+        target_dtype,
+        options,
+    )
+}
+
+/// torchao 0.18's `_choose_qparams_affine_tinygemm`: the asymmetric choose
+/// of the tinygemm int4 layout, which does not preserve zero and puts the
+/// zero point in the float domain.
+///
+/// Per block, in the input's dtype: `min = amin(block)`, `max = amax(block)`,
+/// `scale = max((max - min) / (quant_max - quant_min), eps)`,
+/// `zp = min + scale * mid` with `mid = (quant_max + quant_min + 1) / 2`;
+/// `scale` cast to `scale_dtype`, `zp` to `zero_point_dtype` (default: the
+/// input's dtype). `eps` defaults to `torch.finfo(input.dtype).smallest_normal`.
+///
+/// The function exists only in torchao 0.18 and follows it whatever
+/// `options.semantics` says; `preserve_zero` and `zero_point_domain` are
+/// fixed by it and ignored (the same op sequence as 0.11's
+/// [`choose_qparams_affine`] with `preserve_zero = false` and the Float
+/// domain, but for the eps default).
+///
+/// # Errors
+/// A mapping other than [`MappingType::Asymmetric`], `keepdim = true`, and
+/// what [`choose_qparams_affine`] refuses.
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::{choose_qparams_affine_tinygemm, MappingType, QParamsOptions, QuantDtype};
+/// let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([1, 4]);
+/// let qp = choose_qparams_affine_tinygemm(&w, MappingType::Asymmetric, &[1, 4],
+///     QuantDtype::UInt4, &QParamsOptions::default())?;
+/// assert_eq!(qp.scale.double_value(&[0]), (3.0f32 / 15.0) as f64);
+/// assert_eq!(qp.zero_point.unwrap().kind(), Kind::Float);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn choose_qparams_affine_tinygemm(
+    input: &Tensor,
+    mapping_type: MappingType,
+    block_size: &[i64],
+    target_dtype: QuantDtype,
+    options: &QParamsOptions,
+) -> Result<QParams> {
+    choose(
+        "choose_qparams_affine_tinygemm",
+        Entry::Tinygemm,
+        input,
+        mapping_type,
+        block_size,
+        target_dtype,
+        options,
+    )
+}
+
+/// torchao 0.18's `_choose_qparams_affine_dont_preserve_zero`: the
+/// asymmetric choose with an Int-domain zero point that does not widen the
+/// range to hold zero.
+///
+/// Per block, in the input's dtype: `min = amin(block)`, `max = amax(block)`,
+/// `scale = max((max - min) / (quant_max - quant_min), eps)`,
+/// `zp = clamp(quant_min - round(min / scale), quant_min, quant_max)`
+/// (round half to even); `scale` cast to `scale_dtype`, `zp` to
+/// `zero_point_dtype` (default int32). `eps` defaults to
+/// `torch.finfo(input.dtype).smallest_normal`.
+///
+/// The function exists only in torchao 0.18 and follows it whatever
+/// `options.semantics` says; `preserve_zero` and `zero_point_domain` are
+/// fixed by it and ignored.
+///
+/// # Errors
+/// A mapping other than [`MappingType::Asymmetric`], `keepdim = true`, and
+/// what [`choose_qparams_affine`] refuses.
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::{choose_qparams_affine_dont_preserve_zero, MappingType, QParamsOptions,
+///                 QuantDtype};
+/// let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([1, 4]);
+/// let qp = choose_qparams_affine_dont_preserve_zero(&w, MappingType::Asymmetric, &[1, 4],
+///     QuantDtype::UInt8, &QParamsOptions::default())?;
+/// // The range is [1, 4], not [0, 4].
+/// assert_eq!(qp.scale.double_value(&[0]), (3.0f32 / 255.0) as f64);
+/// assert_eq!(qp.zero_point.unwrap().kind(), Kind::Int);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn choose_qparams_affine_dont_preserve_zero(
+    input: &Tensor,
+    mapping_type: MappingType,
+    block_size: &[i64],
+    target_dtype: QuantDtype,
+    options: &QParamsOptions,
+) -> Result<QParams> {
+    choose(
+        "choose_qparams_affine_dont_preserve_zero",
+        Entry::DontPreserveZero,
+        input,
+        mapping_type,
+        block_size,
+        target_dtype,
+        options,
+    )
+}
+
+/// The chooses that reduce an input: validation, the fused path where it
+/// covers the call, else the op sequence; then `keepdim`.
+fn choose(
+    op: &'static str,
+    entry: Entry,
+    input: &Tensor,
+    mapping_type: MappingType,
+    block_size: &[i64],
+    target_dtype: QuantDtype,
+    options: &QParamsOptions,
+) -> Result<QParams> {
+    check_strided(op, "input", input)?;
+    let kind = check_float_input(op, "input", input)?;
+    let layout = BlockLayout::new(op, block_size, &input.size())?;
+    let plan = Plan::for_entry(op, entry, mapping_type, target_dtype, options, kind)?;
     if !options.force_reference {
-        if let Some(qp) = crate::fused::choose_qparams(OP, input, &layout, &plan.spec)? {
-            return Ok(qp);
+        if let Some(qp) = crate::fused::choose_qparams(op, input, &layout, &plan.spec)? {
+            return plan.keep_dims(qp, &input.size(), block_size);
         }
     }
-    let (min_val, max_val) = block_min_max(input, &layout).op(OP)?;
-    plan.qparams(min_val, max_val)
+    let (min_val, max_val) = block_min_max(input, &layout).op(op)?;
+    let qp = plan.qparams(min_val, max_val)?;
+    plan.keep_dims(qp, &input.size(), block_size)
 }
 
 /// [`choose_qparams_affine`] from per-block minima and maxima that were
@@ -150,6 +306,14 @@ pub fn choose_qparams_affine(
 /// dtype supplies the default eps and scale dtype. `block_size` is checked for
 /// positive entries and otherwise, as in torchao, only documents the blocks
 /// the minima were taken over.
+///
+/// Under [`Semantics::Torchao0_18`] the eps default is
+/// `torch.finfo(min_val.dtype).smallest_normal`, `preserve_zero` must be
+/// `true` and the domain Int (0.18 removed both options); unlike 0.18's
+/// [`choose_qparams_affine`], the zero point's dtype defaults to int32 only
+/// for the asymmetric mapping (0.18's `zero_point_dtype=None` here): the
+/// symmetric zero point stays in `min_val`'s dtype. `keepdim` must be
+/// `false` (neither release takes it here).
 ///
 /// # Examples
 /// ```
@@ -206,7 +370,14 @@ pub fn choose_qparams_affine_with_min_max(
             format!("entry {b} must be at least 1"),
         ));
     }
-    let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
+    let plan = Plan::for_entry(
+        OP,
+        Entry::WithMinMax,
+        mapping_type,
+        target_dtype,
+        options,
+        kind,
+    )?;
     plan.qparams(min_val.shallow_clone(), max_val.shallow_clone())
 }
 
@@ -246,15 +417,32 @@ pub(crate) fn block_min_max(
     Ok((blocks.f_amin(dims, false)?, blocks.f_amax(dims, false)?))
 }
 
+/// The torchao function a [`Plan`] computes: under 0.18 they differ in
+/// their defaults and in the options they take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// `choose_qparams_affine`.
+    Affine,
+    /// `choose_qparams_affine_with_min_max`.
+    WithMinMax,
+    /// 0.18's `_choose_qparams_affine_tinygemm`.
+    Tinygemm,
+    /// 0.18's `_choose_qparams_affine_dont_preserve_zero`.
+    DontPreserveZero,
+}
+
 /// Everything about a qparams computation that is known before touching
 /// data, validated once.
 pub(crate) struct Plan {
     op: &'static str,
+    /// Reshape the qparams to the input's rank (0.18's `keepdim=True`).
+    keepdim: bool,
     /// What both paths compute.
     pub spec: ChooseSpec,
 }
 
 impl Plan {
+    /// The plan of [`choose_qparams_affine`] under `options`.
     pub(crate) fn new(
         op: &'static str,
         mapping_type: MappingType,
@@ -262,19 +450,61 @@ impl Plan {
         options: &QParamsOptions,
         kind: Kind,
     ) -> Result<Self> {
+        Self::for_entry(op, Entry::Affine, mapping_type, target_dtype, options, kind)
+    }
+
+    /// The plan of `entry` under `options`, for an input (or min/max) of
+    /// float dtype `kind`.
+    pub(crate) fn for_entry(
+        op: &'static str,
+        entry: Entry,
+        mapping_type: MappingType,
+        target_dtype: QuantDtype,
+        options: &QParamsOptions,
+        kind: Kind,
+    ) -> Result<Self> {
         let (quant_min, quant_max) =
             target_dtype.resolve_range(op, options.quant_min, options.quant_max)?;
-        if target_dtype.is_float8() && mapping_type != MappingType::Symmetric {
+        let semantics = match entry {
+            Entry::Tinygemm | Entry::DontPreserveZero => Semantics::Torchao0_18,
+            Entry::Affine | Entry::WithMinMax => options.semantics,
+        };
+        if options.keepdim && !(entry == Entry::Affine && semantics == Semantics::Torchao0_18) {
+            let why = match entry {
+                Entry::Affine => "torchao 0.11 has no keepdim; choose with semantics 0.18",
+                _ => "only choose_qparams_affine under semantics 0.18 takes keepdim",
+            };
+            return Err(Error::invalid(op, "keepdim", true, why));
+        }
+        let (preserve_zero, domain) = match entry {
+            Entry::Tinygemm => {
+                check_asymmetric(op, mapping_type)?;
+                (false, ZeroPointDomain::Float)
+            }
+            Entry::DontPreserveZero => {
+                check_asymmetric(op, mapping_type)?;
+                (false, ZeroPointDomain::Int)
+            }
+            Entry::Affine | Entry::WithMinMax => {
+                if semantics == Semantics::Torchao0_18 {
+                    check_removed_options(op, options)?;
+                }
+                (options.preserve_zero, options.zero_point_domain)
+            }
+        };
+        if semantics == Semantics::Torchao0_11
+            && target_dtype.is_float8()
+            && mapping_type != MappingType::Symmetric
+        {
             return Err(Error::invalid(
                 op,
                 "mapping_type",
                 mapping_type,
-                format!("{target_dtype} supports only symmetric mapping"),
+                format!("{target_dtype} supports only symmetric mapping under torchao 0.11"),
             ));
         }
         let symmetric = mapping_type != MappingType::Asymmetric;
-        let domain = options.zero_point_domain;
-        if symmetric && !options.preserve_zero {
+        if symmetric && !preserve_zero {
             return Err(Error::invalid(
                 op,
                 "preserve_zero",
@@ -290,7 +520,7 @@ impl Plan {
                 format!("{mapping_type} mapping supports the int or none domain"),
             ));
         }
-        let eps = options.eps.unwrap_or_else(|| float_eps(kind));
+        let eps = options.eps.unwrap_or_else(|| semantics.default_eps(kind));
         if !(eps.is_finite() && eps >= 0.0) {
             return Err(Error::invalid(
                 op,
@@ -345,9 +575,16 @@ impl Plan {
                 ));
             }
         }
-        let zero_point_dtype = match (options.zero_point_dtype, mapping_type, domain) {
-            (None, MappingType::Asymmetric, ZeroPointDomain::Int) => Some(Kind::Int),
-            (zp, _, _) => zp,
+        // torchao 0.18's choose_qparams_affine defaults zero_point_dtype to
+        // int32 in its signature; everywhere else only the asymmetric Int
+        // domain casts to int32 by default.
+        let int_default = match (entry, semantics) {
+            (Entry::Affine, Semantics::Torchao0_18) => domain == ZeroPointDomain::Int,
+            _ => mapping_type == MappingType::Asymmetric && domain == ZeroPointDomain::Int,
+        };
+        let zero_point_dtype = match options.zero_point_dtype {
+            None if int_default => Some(Kind::Int),
+            zp => zp,
         };
         let spec = ChooseSpec {
             mapping_type,
@@ -356,10 +593,37 @@ impl Plan {
             eps,
             scale_dtype,
             zero_point_dtype,
-            preserve_zero: options.preserve_zero,
+            preserve_zero,
             domain,
         };
-        Ok(Plan { op, spec })
+        Ok(Plan {
+            op,
+            keepdim: options.keepdim,
+            spec,
+        })
+    }
+
+    /// `qp` reshaped to `[input_size[i] / block_size[i]]` with `keepdim`
+    /// (torchao 0.18 reshapes its `keepdim=True` reduction so), else as is.
+    pub(crate) fn keep_dims(
+        &self,
+        qp: QParams,
+        input_size: &[i64],
+        block_size: &[i64],
+    ) -> Result<QParams> {
+        if !self.keepdim {
+            return Ok(qp);
+        }
+        let shape: Vec<i64> = input_size
+            .iter()
+            .zip(block_size)
+            .map(|(&n, &b)| n / b)
+            .collect();
+        let reshape = |t: Tensor| t.f_reshape(&shape).op(self.op);
+        Ok(QParams {
+            scale: reshape(qp.scale)?,
+            zero_point: qp.zero_point.map(reshape).transpose()?,
+        })
     }
 
     fn qparams(&self, min_val: Tensor, max_val: Tensor) -> Result<QParams> {
@@ -420,5 +684,51 @@ impl Plan {
             _ => None,
         };
         Ok((scalar_ops::clamp_min(&scale, self.spec.eps)?, zero_point))
+    }
+}
+
+/// Refuses a mapping other than the asymmetric one, the only one torchao
+/// 0.18's tinygemm and don't-preserve-zero chooses take.
+fn check_asymmetric(op: &'static str, mapping_type: MappingType) -> Result<()> {
+    if mapping_type != MappingType::Asymmetric {
+        return Err(Error::invalid(
+            op,
+            "mapping_type",
+            mapping_type,
+            "supports only the asymmetric mapping (as torchao 0.18)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses the options torchao 0.18 removed from its chooses, naming the
+/// 0.18 function that does what they asked for.
+fn check_removed_options(op: &'static str, options: &QParamsOptions) -> Result<()> {
+    if !options.preserve_zero {
+        return Err(Error::invalid(
+            op,
+            "preserve_zero",
+            false,
+            "torchao 0.18 removed preserve_zero (it always preserves zero); use \
+             choose_qparams_affine_dont_preserve_zero (Int zero point) or \
+             choose_qparams_affine_tinygemm (Float zero point)",
+        ));
+    }
+    match options.zero_point_domain {
+        ZeroPointDomain::Int => Ok(()),
+        ZeroPointDomain::Float => Err(Error::invalid(
+            op,
+            "zero_point_domain",
+            ZeroPointDomain::Float,
+            "torchao 0.18 removed zero_point_domain (its zero point is an int); use \
+             choose_qparams_affine_tinygemm for the float domain",
+        )),
+        ZeroPointDomain::None => Err(Error::invalid(
+            op,
+            "zero_point_domain",
+            ZeroPointDomain::None,
+            "torchao 0.18 removed zero_point_domain (it always returns a zero point); \
+             drop the zero point and use quantize_affine_no_zero_point",
+        )),
     }
 }

@@ -8,6 +8,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use tch::Kind;
+
+use crate::dtype::float_eps;
 use crate::error::Error;
 
 /// The torchao release whose op sequence (and so whose bits) a call
@@ -47,6 +50,32 @@ impl Semantics {
         match self {
             Semantics::Torchao0_11 => "0.11.0",
             Semantics::Torchao0_18 => "0.18.0",
+        }
+    }
+
+    /// The smallest scale the chooses clamp to when `eps` is not given, for
+    /// an input (or observed min/max) of float dtype `kind`:
+    /// `torch.finfo(kind).eps` under 0.11 (float32 2^-23, float16 2^-10,
+    /// bfloat16 2^-7, float64 2^-52), `torch.finfo(kind).smallest_normal`
+    /// under 0.18 (float32 and bfloat16 2^-126, float16 2^-14, float64
+    /// 2^-1022).
+    ///
+    /// # Examples
+    /// ```
+    /// use tch::Kind;
+    /// use tch_quant::Semantics;
+    /// assert_eq!(Semantics::Torchao0_11.default_eps(Kind::BFloat16), 2f64.powi(-7));
+    /// assert_eq!(Semantics::Torchao0_18.default_eps(Kind::BFloat16), 2f64.powi(-126));
+    /// assert_eq!(Semantics::Torchao0_18.default_eps(Kind::Half), 2f64.powi(-14));
+    /// ```
+    pub fn default_eps(self, kind: Kind) -> f64 {
+        match self {
+            Semantics::Torchao0_11 => float_eps(kind),
+            Semantics::Torchao0_18 => match kind {
+                Kind::Half => f64::powi(2.0, -14),
+                Kind::Double => f64::MIN_POSITIVE,
+                _ => f64::powi(2.0, -126),
+            },
         }
     }
 }
