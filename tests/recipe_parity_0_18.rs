@@ -32,7 +32,7 @@ fn check_versions(store: &store::Store) {
 }
 
 fn fail_on(tally: &replay::Tally, what: &str) {
-    for f in tally.failures.iter().take(400) {
+    for f in tally.failures.iter().take(20) {
         eprintln!("MISMATCH ({what}) {f}");
     }
     assert!(

@@ -7,7 +7,7 @@ use tch_quant::checkpoint::dtype::dtype_of;
 use tch_quant::checkpoint::format::scheme_json;
 use tch_quant::{
     kind_name, parse_kind, CustomRecipe, Granularity, MappingType, QParamsOptions, QuantDtype,
-    Recipe, ZeroPointDomain,
+    Recipe, Semantics, ZeroPointDomain,
 };
 
 use crate::cli::{CustomArgs, QuantizeArgs, SchemeName};
@@ -87,6 +87,16 @@ impl Scheme {
                 Recipe::Float8WeightOnly
             }
             SchemeName::Custom => {
+                if args.semantics != Semantics::Torchao0_11 {
+                    fail!(
+                        Category::Usage,
+                        "--semantics {}: --scheme custom has no torchao {} recipe in tch-quant \
+                         yet (the library's CustomRecipe takes options.semantics; the command \
+                         offers int8-weight-only and float8-weight-only under 0.18)",
+                        args.semantics,
+                        args.semantics.torchao_version()
+                    );
+                }
                 if args.group_size.is_some() {
                     fail!(
                         Category::Usage,
@@ -97,11 +107,33 @@ impl Scheme {
             }
         };
         recipe.validate().map_err(flag_error)?;
+        let recipe = match args.semantics {
+            Semantics::Torchao0_11 => recipe,
+            semantics => recipe
+                .with_semantics(semantics)
+                .map_err(|e| semantics_error(args.scheme, semantics, e))?,
+        };
         Ok(Scheme {
             args: scheme_json(&recipe),
             recipe,
         })
     }
+}
+
+/// `--semantics S` with a scheme that has no recipe in torchao release S.
+fn semantics_error(scheme: SchemeName, semantics: Semantics, e: tch_quant::Error) -> Failure {
+    let why = match e {
+        tch_quant::Error::InvalidArgument { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    Failure::new(
+        Category::Usage,
+        format!(
+            "--semantics {semantics}: --scheme {} has no torchao {} recipe: {why}",
+            scheme.cli_name(),
+            semantics.torchao_version()
+        ),
+    )
 }
 
 /// A preset's argument refused by [`Recipe::validate`], in the words of the
