@@ -101,7 +101,7 @@ build: venv
 # The criterion benches run once each in criterion's test mode (`cargo test
 # --bench`, the dev build the tests already made): every bench must run and
 # finish, without the 6-minute optimized build `make bench` does for timing.
-test: $(MINILM_STAMP) $(CT_STAMP)
+test: $(MINILM_STAMP) $(CT_STAMP) $(AO18_STAMP)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --all-features -- -D warnings
 	cargo clippy --lib --no-default-features -- -D warnings

@@ -933,6 +933,92 @@ mod tests {
     }
 
     #[test]
+    fn semantics_map_presets_and_refuse_what_0_18_lacks() {
+        let s18 = Semantics::Torchao0_18;
+        let v2 = Recipe::Int8WeightOnly {
+            group_size: Some(32),
+        }
+        .with_semantics(s18)
+        .unwrap();
+        assert_eq!(
+            v2,
+            Recipe::Int8WeightOnlyV2 {
+                granularity: Granularity::PerGroup(32)
+            }
+        );
+        assert_eq!(v2.semantics(), s18);
+        assert_eq!(
+            v2.with_semantics(Semantics::Torchao0_11).unwrap(),
+            Recipe::Int8WeightOnly {
+                group_size: Some(32)
+            }
+        );
+        assert!(v2.qparams_options().keepdim);
+        for old in [
+            Recipe::Int4WeightOnly {
+                group_size: 32,
+                use_hqq: false,
+            },
+            Recipe::UIntXWeightOnly {
+                bits: 4,
+                group_size: 32,
+                use_hqq: false,
+            },
+        ] {
+            let err = old.with_semantics(s18).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument { arg: "semantics", ref value, .. } if value == "0.18"),
+                "{err}"
+            );
+        }
+        let per_tensor = Recipe::Int8WeightOnlyV2 {
+            granularity: Granularity::PerTensor,
+        };
+        assert!(per_tensor.with_semantics(Semantics::Torchao0_11).is_err());
+        let intx = Recipe::IntxWeightOnly {
+            bits: 4,
+            granularity: Granularity::PerGroup(32),
+            mapping: MappingType::Asymmetric,
+        };
+        assert_eq!(intx.quant_range(), (-8.0, 7.0));
+        assert_eq!(intx.eps_for(Kind::Half), 2f64.powi(-14));
+        assert!(matches!(
+            intx.check(&[2, 4, 64], Kind::Float),
+            Err(Unfit::NoBlockSize(_))
+        ));
+        let bad = [
+            Recipe::IntxWeightOnly {
+                bits: 9,
+                granularity: Granularity::PerAxis(0),
+                mapping: MappingType::Symmetric,
+            },
+            Recipe::IntxWeightOnly {
+                bits: 4,
+                granularity: Granularity::PerAxis(1),
+                mapping: MappingType::Symmetric,
+            },
+            Recipe::Float8WeightOnlyV2 {
+                granularity: Granularity::PerRow,
+                float8_dtype: QuantDtype::Int8,
+            },
+            Recipe::Int8WeightOnlyV2 {
+                granularity: Granularity::PerAxis(0),
+            },
+        ];
+        for r in bad {
+            assert!(r.validate().is_err(), "{r}");
+        }
+        assert_eq!(
+            Recipe::Float8WeightOnlyV2 {
+                granularity: Granularity::PerRow,
+                float8_dtype: QuantDtype::Float8E5M2
+            }
+            .eps_for(Kind::Float),
+            0.0
+        );
+    }
+
+    #[test]
     fn checks_follow_the_block_rules() {
         let int8 = Recipe::Int8WeightOnly { group_size: None };
         assert_eq!(int8.check(&[8, 64], Kind::Float), Ok(vec![1, 64]));

@@ -36,6 +36,20 @@ const SCHEMES: &[(&str, &[&str], &str)] = &[
         &["--scheme", "float8-weight-only", "--semantics", "0.18.0"],
         "float8-weight-only-v2",
     ),
+    (
+        "intx4-g32",
+        &[
+            "--scheme",
+            "intx-weight-only",
+            "--bits",
+            "4",
+            "--group-size",
+            "32",
+            "--semantics",
+            "0.18",
+        ],
+        "intx-weight-only",
+    ),
 ];
 
 /// The torchao 0.18.0 oracle's Python, or `None` (a printed skip) without
@@ -64,34 +78,41 @@ fn ao18_python() -> Option<PathBuf> {
 fn semantics_0_18_is_recorded_followed_and_bit_identical_to_torchao_0_18() {
     let work = Work::new();
     let input = tiny(&work);
-    let mut check_args: Vec<PathBuf> = Vec::new();
-    let mut pairs = Vec::new();
-    for (name, args, recorded) in SCHEMES {
-        let quantized = work.path(&format!("{name}.safetensors"));
-        let restored = work.path(&format!("{name}-restored.safetensors"));
-        assert_ok(&quantize(&input, &quantized, args));
-        let (_, meta) = read_back(&quantized);
-        assert_eq!(meta["tch_quant.torchao_version"], "0.18.0", "{name}");
-        let scheme: Value = serde_json::from_str(&meta["tch_quant.scheme"]).unwrap();
-        assert_eq!(scheme["name"], *recorded, "{name}");
-        let records: Value = serde_json::from_str(&meta["tch_quant.tensors"]).unwrap();
-        let records = records.as_object().unwrap();
-        assert!(!records.is_empty(), "{name}: nothing quantized");
-        for (tensor, r) in records {
-            assert_eq!(r["semantics"], "0.18", "{name}: {tensor}");
-        }
-        let inspect = tch_quant(["inspect".as_ref(), quantized.as_os_str()]);
-        assert_ok(&inspect);
-        assert!(text(&inspect.stdout).contains("0.18.0"), "{name}: inspect");
-        assert_ok(&tch_quant([
-            "dequantize".as_ref(),
-            quantized.as_os_str(),
-            "-o".as_ref(),
-            restored.as_os_str(),
-        ]));
-        check_args.push(quantized.clone());
-        pairs.push((quantized, restored));
-    }
+    // One thread per scheme: each quantizes, inspects and dequantizes.
+    let pairs: Vec<(PathBuf, PathBuf)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = SCHEMES
+            .iter()
+            .map(|(name, args, recorded)| {
+                let (work, input) = (&work, &input);
+                scope.spawn(move || {
+                    let quantized = work.path(&format!("{name}.safetensors"));
+                    let restored = work.path(&format!("{name}-restored.safetensors"));
+                    assert_ok(&quantize(input, &quantized, args));
+                    let (_, meta) = read_back(&quantized);
+                    assert_eq!(meta["tch_quant.torchao_version"], "0.18.0", "{name}");
+                    let scheme: Value = serde_json::from_str(&meta["tch_quant.scheme"]).unwrap();
+                    assert_eq!(scheme["name"], *recorded, "{name}");
+                    let records: Value = serde_json::from_str(&meta["tch_quant.tensors"]).unwrap();
+                    let records = records.as_object().unwrap();
+                    assert!(!records.is_empty(), "{name}: nothing quantized");
+                    for (tensor, r) in records {
+                        assert_eq!(r["semantics"], "0.18", "{name}: {tensor}");
+                    }
+                    let inspect = tch_quant(["inspect".as_ref(), quantized.as_os_str()]);
+                    assert_ok(&inspect);
+                    assert!(text(&inspect.stdout).contains("0.18.0"), "{name}: inspect");
+                    assert_ok(&tch_quant([
+                        "dequantize".as_ref(),
+                        quantized.as_os_str(),
+                        "-o".as_ref(),
+                        restored.as_os_str(),
+                    ]));
+                    (quantized, restored)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     // A 0.11 file beside them keeps recording 0.11.
     let old = work.path("int8-0.11.safetensors");
     assert_ok(&quantize(&input, &old, &["--scheme", "int8-weight-only"]));
@@ -106,7 +127,7 @@ fn semantics_0_18_is_recorded_followed_and_bit_identical_to_torchao_0_18() {
     check
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/torchao_check.py"))
         .arg(&input)
-        .args(&check_args);
+        .args(pairs.iter().map(|(q, _)| q));
     for (quantized, restored) in &pairs {
         check.arg("--dequantized").arg(quantized).arg(restored);
     }
@@ -173,6 +194,13 @@ fn schemes_without_a_0_18_recipe_are_refused() {
         assert_refused(&out, 2, &format!("--scheme {scheme}"));
         assert!(!output.exists(), "{scheme}: nothing is written");
     }
+    // intx-weight-only exists only in torchao 0.18.
+    let out = quantize(
+        &input,
+        &output,
+        &["--scheme", "intx-weight-only", "--bits", "4"],
+    );
+    assert_refused(&out, 2, "needs --semantics 0.18");
     let out = quantize(
         &input,
         &output,

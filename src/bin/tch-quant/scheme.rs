@@ -37,10 +37,15 @@ impl Scheme {
                 args.scheme.cli_name()
             );
         }
-        if args.bits.is_some() && args.scheme != SchemeName::UintxWeightOnly {
+        if args.bits.is_some()
+            && !matches!(
+                args.scheme,
+                SchemeName::UintxWeightOnly | SchemeName::IntxWeightOnly
+            )
+        {
             fail!(
                 Category::Usage,
-                "--bits only applies to --scheme uintx-weight-only"
+                "--bits only applies to --scheme uintx-weight-only and intx-weight-only"
             );
         }
         if args.hqq
@@ -75,6 +80,28 @@ impl Scheme {
                     bits,
                     group_size: args.group_size.unwrap_or(64),
                     use_hqq: args.hqq,
+                }
+            }
+            SchemeName::IntxWeightOnly => {
+                if args.semantics != Semantics::Torchao0_18 {
+                    fail!(
+                        Category::Usage,
+                        "--scheme intx-weight-only is torchao 0.18's IntxWeightOnlyConfig; it \
+                         needs --semantics 0.18 (torchao 0.11's nearest is uintx-weight-only)"
+                    );
+                }
+                let Some(bits) = args.bits else {
+                    fail!(
+                        Category::Usage,
+                        "--scheme intx-weight-only needs --bits (1 to 8)"
+                    );
+                };
+                Recipe::IntxWeightOnly {
+                    bits,
+                    granularity: args
+                        .group_size
+                        .map_or(Granularity::PerAxis(0), Granularity::PerGroup),
+                    mapping: MappingType::Symmetric,
                 }
             }
             SchemeName::Float8WeightOnly => {
@@ -156,6 +183,7 @@ impl SchemeName {
             SchemeName::Int8WeightOnly => "int8-weight-only",
             SchemeName::Int4WeightOnly => "int4-weight-only",
             SchemeName::UintxWeightOnly => "uintx-weight-only",
+            SchemeName::IntxWeightOnly => "intx-weight-only",
             SchemeName::Float8WeightOnly => "float8-weight-only",
             SchemeName::Custom => "custom",
         }
