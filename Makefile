@@ -43,7 +43,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all venv venv-ao18 build test demo minilm-check check-minilm bench bench-linear bench-hqq bench-checkpoint gpu-check \
-	fixtures linear-fixtures observer-fixtures doc \
+	fixtures linear-fixtures observer-fixtures ao18-fixtures doc \
 	clean-venv
 
 all: build
@@ -288,6 +288,11 @@ observer-fixtures: $(DEMO_STAMP)
 .PHONY: hqq-fixtures
 hqq-fixtures: venv
 	$(PYTHON) tests/hqq/oracle.py fixtures --out tests/hqq/fixtures
+
+# Rewrites the committed torchao 0.18 fixtures (torch 2.13.0 + torchao
+# 0.18.0 only; tests/parity_0_18.rs replays them).
+ao18-fixtures: $(AO18_STAMP)
+	$(PYTHON_AO18) tests/ao18/oracle.py fixtures --out tests/ao18/fixtures
 
 doc: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps

@@ -138,8 +138,9 @@ pub use qqq::{
     choose_qparams_and_quantize_affine_qqq, dequantize_affine_qqq, QqqQuantized, QQQ_GROUP_SIZE,
 };
 pub use quantize::{
-    dequantize_affine, dequantize_affine_into, fake_quantize_affine,
-    fake_quantize_affine_cachemask, quantize_affine, QuantizeOptions,
+    dequantize_affine, dequantize_affine_into, dequantize_affine_no_zero_point,
+    dequantize_affine_tinygemm, fake_quantize_affine, fake_quantize_affine_cachemask,
+    quantize_affine, quantize_affine_no_zero_point, quantize_affine_tinygemm, QuantizeOptions,
 };
 pub use quantized::{AffineQuantizedTensor, QuantizedParts, StorageLayout, PACK_DIM};
 pub use recipe::{CustomRecipe, Recipe, Unfit, INT4_GROUP_SIZES};

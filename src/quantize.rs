@@ -80,7 +80,8 @@ impl From<&QParamsOptions> for QuantizeOptions {
 }
 
 /// Quantizes `input` with per-block `scale` and `zero_point`, bit-identical
-/// to torchao 0.11's `quantize_affine`.
+/// to torchao's `quantize_affine` of the release `options.semantics` names
+/// (0.11 by default).
 ///
 /// Per element, in the dtype libtorch promotes `input` and `scale` to:
 /// - Int domain: `q = clamp(round(x * (1.0 / scale)) + zp, quant_min, quant_max)`
@@ -89,6 +90,12 @@ impl From<&QParamsOptions> for QuantizeOptions {
 ///   with `mid = (quant_max + quant_min + 1) / 2`;
 /// - None domain: `q = clamp(round(x * (1.0 / scale)), ...)`, and for float8
 ///   targets `clamp(x * reciprocal(scale), ...)` without rounding.
+///
+/// Under [`Semantics::Torchao0_18`] only the Int domain is taken (0.18
+/// removed `zero_point_domain`; [`quantize_affine_tinygemm`] and
+/// [`quantize_affine_no_zero_point`] are its other domains), with the same
+/// formula, also for float8 targets (rounded, then clamped to the float8
+/// range and cast).
 ///
 /// Rounding is half to even. The codes are cast to `output_dtype`'s storage:
 /// `uint1..=uint7` in uint8 (as torchao), `int1..=int7` in int8 (torchao 0.11
@@ -102,7 +109,9 @@ impl From<&QParamsOptions> for QuantizeOptions {
 /// Input not float32/float16/bfloat16 or empty; invalid `block_size` (as in
 /// `choose_qparams_affine`); `scale`/`zero_point` shapes that do not match the
 /// blocks or live on another device; the Int or Float domain without a zero
-/// point, or a zero point with the None domain; an invalid quant range.
+/// point, or a zero point with the None domain; an invalid quant range;
+/// under 0.18 a domain other than Int ([`Error::InvalidArgument`] naming
+/// `zero_point_domain`).
 ///
 /// # Examples
 /// ```
@@ -128,8 +137,32 @@ pub fn quantize_affine(
 ) -> Result<Tensor> {
     const OP: &str = Op::Quantize.name();
     check_tensors(OP, input, scale, zero_point)?;
-    let prep = Prepared::new(
+    check_int_domain_0_18(OP, options, "quantize_affine")?;
+    quantize_with(
         Op::Quantize,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        output_dtype,
+        options,
+    )
+}
+
+/// [`quantize_affine`]'s body for `options` whose domain selects the
+/// formula (the 0.18 entry points fix it).
+fn quantize_with(
+    call: Op,
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    output_dtype: QuantDtype,
+    options: &QuantizeOptions,
+) -> Result<Tensor> {
+    let op = call.name();
+    let prep = Prepared::new(
+        call,
         input,
         block_size,
         scale,
@@ -146,21 +179,31 @@ pub fn quantize_affine(
             dtype: output_dtype,
             domain: prep.domain,
         };
-        if let Some(q) = crate::fused::quantize(OP, input, &prep.layout, &args)? {
+        if let Some(q) = crate::fused::quantize(op, input, &prep.layout, &args)? {
             return Ok(q);
         }
     }
     let q = prep.quantize_no_cast(input)?;
-    q.f_to_kind(output_dtype.storage_kind()).op(OP)
+    q.f_to_kind(output_dtype.storage_kind()).op(op)
 }
 
-/// Maps codes back to floats, bit-identical to torchao 0.11's
-/// `dequantize_affine`.
+/// Maps codes back to floats, bit-identical to torchao's
+/// `dequantize_affine` of the release `options.semantics` names (0.11 by
+/// default).
 ///
-/// - Int domain: `x = (q.to(int32) - zp.to(int32)).to(output_dtype) * scale`;
+/// - Int domain: `x = (q.to(int32) - zp.to(int32)).to(output_dtype) * scale`
+///   under 0.11; under 0.18 `x = (q.to(output_dtype) - zp.to(output_dtype)) * scale`,
+///   the subtraction rounded in `output_dtype` (so codes or zero points that
+///   `output_dtype` does not hold exactly, as int16 codes in bfloat16, give
+///   other bits), the zero point optional (`x = q.to(output_dtype) * scale`
+///   without);
 /// - Float domain: `x = (q - mid).to(output_dtype) * scale + zp`, computed in
 ///   place in `output_dtype` as torchao does;
 /// - None domain: `x = q.to(output_dtype) * scale`.
+///
+/// Under 0.18 only the Int domain is taken ([`dequantize_affine_tinygemm`]
+/// and [`dequantize_affine_no_zero_point`] are 0.18's Float and None
+/// domains, with 0.11's formulas).
 ///
 /// The product is finally cast to `output_dtype` (float32, float16 or
 /// bfloat16). Codes outside `[quant_min, quant_max]` are not rejected, as in
@@ -178,7 +221,7 @@ pub fn quantize_affine(
 /// Codes whose dtype is not `input_dtype`'s storage dtype (uint8 for
 /// `uint1..=7`, int8 for `int1..=7`); everything [`quantize_affine`] refuses
 /// about blocks, qparams and quant range; an `output_dtype` that is not a
-/// float of the three above.
+/// float of the three above; under 0.18 a domain other than Int.
 ///
 /// # Examples
 /// ```
@@ -202,11 +245,38 @@ pub fn dequantize_affine(
     output_dtype: Kind,
 ) -> Result<Tensor> {
     const OP: &str = Op::Dequantize.name();
-    check_codes(OP, input, scale, zero_point, input_dtype)?;
-    check_output_float(OP, output_dtype)?;
-    check_float8_domain(OP, input_dtype, options.zero_point_domain)?;
-    let prep = Prepared::new(
+    check_int_domain_0_18(OP, options, "dequantize_affine")?;
+    dequantize_with(
         Op::Dequantize,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        input_dtype,
+        options,
+        output_dtype,
+    )
+}
+
+/// [`dequantize_affine`]'s body for `options` whose domain selects the
+/// formula.
+#[allow(clippy::too_many_arguments)]
+fn dequantize_with(
+    call: Op,
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    output_dtype: Kind,
+) -> Result<Tensor> {
+    let op = call.name();
+    check_codes(op, input, scale, zero_point, input_dtype)?;
+    check_output_float(op, output_dtype)?;
+    check_float8_domain(op, input_dtype, options.zero_point_domain)?;
+    let prep = Prepared::new(
+        call,
         input,
         block_size,
         scale,
@@ -267,6 +337,7 @@ pub fn dequantize_affine_into(
 ) -> Result<()> {
     const OP: &str = Op::DequantizeInto.name();
     check_strided(OP, "out", out)?;
+    check_int_domain_0_18(OP, options, "dequantize_affine")?;
     check_codes(OP, input, scale, zero_point, input_dtype)?;
     check_float8_domain(OP, input_dtype, options.zero_point_domain)?;
     let prep = Prepared::new(
@@ -296,6 +367,224 @@ pub fn dequantize_affine_into(
     let x = prep.dequantize(input, out.kind())?;
     out.f_copy_(&x).op(OP)?;
     Ok(())
+}
+
+/// Refuses, under torchao 0.18, a domain other than Int for `function`
+/// (`quantize_affine` or `dequantize_affine`), which 0.18 reduced to the Int
+/// domain, naming the 0.18 functions of the other domains.
+fn check_int_domain_0_18(
+    op: &'static str,
+    options: &QuantizeOptions,
+    function: &'static str,
+) -> Result<()> {
+    let domain = options.zero_point_domain;
+    if options.semantics != Semantics::Torchao0_18 || domain == ZeroPointDomain::Int {
+        return Ok(());
+    }
+    let instead = match domain {
+        ZeroPointDomain::Float => "tinygemm",
+        _ => "no_zero_point",
+    };
+    Err(Error::invalid(
+        op,
+        "zero_point_domain",
+        domain,
+        format!(
+            "torchao 0.18's {function} takes only the int domain (it removed \
+             zero_point_domain); use {function}_{instead}"
+        ),
+    ))
+}
+
+/// The options of a 0.18 entry point whose domain is fixed.
+fn fixed_domain(options: &QuantizeOptions, domain: ZeroPointDomain) -> QuantizeOptions {
+    QuantizeOptions {
+        zero_point_domain: domain,
+        semantics: Semantics::Torchao0_18,
+        ..*options
+    }
+}
+
+/// torchao 0.18's `_quantize_affine_tinygemm`: quantize with a Float-domain
+/// zero point (as [`choose_qparams_affine_tinygemm`](crate::choose_qparams_affine_tinygemm)
+/// chooses it), the tinygemm int4 layout.
+///
+/// Per element: `q = clamp(round((x - (zp - scale * mid)) / scale), quant_min, quant_max)`
+/// with `mid = (quant_max + quant_min + 1) / 2` (round half to even), cast
+/// to `output_dtype`'s storage. The same op sequence as 0.11's
+/// [`quantize_affine`] in the Float domain.
+///
+/// The function exists only in torchao 0.18: `options.zero_point_domain`
+/// and `options.semantics` are ignored.
+///
+/// # Errors
+/// A missing zero point (torchao fails on it too), and what
+/// [`quantize_affine`] refuses.
+///
+/// # Examples
+/// ```
+/// use tch::Tensor;
+/// use tch_quant::{quantize_affine_tinygemm, QuantDtype, QuantizeOptions};
+/// let x = Tensor::from_slice(&[1.0f32, 2.0, 4.0]).view([1, 3]);
+/// let scale = Tensor::from_slice(&[0.2f32]);
+/// let zp = Tensor::from_slice(&[2.6f32]); // min + scale * 8
+/// let q = quantize_affine_tinygemm(&x, &[1, 3], &scale, Some(&zp), QuantDtype::UInt4,
+///                                  &QuantizeOptions::default())?;
+/// assert_eq!(Vec::<u8>::try_from(q.view(-1)).unwrap(), vec![0, 5, 15]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn quantize_affine_tinygemm(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    output_dtype: QuantDtype,
+    options: &QuantizeOptions,
+) -> Result<Tensor> {
+    check_tensors(Op::QuantizeTinygemm.name(), input, scale, zero_point)?;
+    quantize_with(
+        Op::QuantizeTinygemm,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        output_dtype,
+        &fixed_domain(options, ZeroPointDomain::Float),
+    )
+}
+
+/// torchao 0.18's `_quantize_affine_no_zero_point`: quantize with a scale
+/// alone.
+///
+/// Per element: `q = clamp(round(x * (1.0 / scale)), quant_min, quant_max)`
+/// (round half to even, also for float8 targets, unlike 0.11's None
+/// domain, which skipped the rounding for them), cast to `output_dtype`'s
+/// storage. torchao's `zero_point` argument, which it ignores, is left out.
+///
+/// The function exists only in torchao 0.18: `options.zero_point_domain`
+/// and `options.semantics` are ignored.
+///
+/// # Errors
+/// What [`quantize_affine`] refuses.
+///
+/// # Examples
+/// ```
+/// use tch::Tensor;
+/// use tch_quant::{quantize_affine_no_zero_point, QuantDtype, QuantizeOptions};
+/// let x = Tensor::from_slice(&[-1.0f32, 0.26, 1.0]).view([1, 3]);
+/// let scale = Tensor::from_slice(&[0.5f32]);
+/// let q = quantize_affine_no_zero_point(&x, &[1, 3], &scale, QuantDtype::Int8,
+///                                       &QuantizeOptions::default())?;
+/// assert_eq!(Vec::<i8>::try_from(q.view(-1)).unwrap(), vec![-2, 1, 2]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn quantize_affine_no_zero_point(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    output_dtype: QuantDtype,
+    options: &QuantizeOptions,
+) -> Result<Tensor> {
+    check_tensors(Op::QuantizeNoZeroPoint.name(), input, scale, None)?;
+    quantize_with(
+        Op::QuantizeNoZeroPoint,
+        input,
+        block_size,
+        scale,
+        None,
+        output_dtype,
+        &fixed_domain(options, ZeroPointDomain::None),
+    )
+}
+
+/// torchao 0.18's `_dequantize_affine_tinygemm`: values from codes with a
+/// Float-domain zero point.
+///
+/// `x = (q - mid)` (an integer tensor minus a Python float: float32),
+/// `.to(output_dtype)`, then in place in `output_dtype` `*= scale` and
+/// `+= zp` (when given), and a final cast to `output_dtype`; `mid =
+/// (quant_max + quant_min + 1) / 2`. The same op sequence as 0.11's
+/// [`dequantize_affine`] in the Float domain, on the same fused path.
+///
+/// The function exists only in torchao 0.18: `options.zero_point_domain`
+/// and `options.semantics` are ignored.
+///
+/// # Errors
+/// What [`dequantize_affine`] refuses, and float8 codes.
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::{dequantize_affine_tinygemm, QuantDtype, QuantizeOptions};
+/// let q = Tensor::from_slice(&[0u8, 8, 15]).view([1, 3]);
+/// let scale = Tensor::from_slice(&[0.5f32]);
+/// let zp = Tensor::from_slice(&[1.0f32]);
+/// let x = dequantize_affine_tinygemm(&q, &[1, 3], &scale, Some(&zp), QuantDtype::UInt4,
+///                                    &QuantizeOptions::default(), Kind::Float)?;
+/// assert_eq!(Vec::<f32>::try_from(x.view(-1)).unwrap(), vec![-3.0, 1.0, 4.5]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn dequantize_affine_tinygemm(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    zero_point: Option<&Tensor>,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    output_dtype: Kind,
+) -> Result<Tensor> {
+    dequantize_with(
+        Op::DequantizeTinygemm,
+        input,
+        block_size,
+        scale,
+        zero_point,
+        input_dtype,
+        &fixed_domain(options, ZeroPointDomain::Float),
+        output_dtype,
+    )
+}
+
+/// torchao 0.18's `_dequantize_affine_no_zero_point`: values from codes
+/// with a scale alone, `x = q.to(output_dtype) * scale`, cast to
+/// `output_dtype` (0.11's None domain, on the same fused path).
+/// torchao's `zero_point` argument, which must be `None`, is left out.
+///
+/// The function exists only in torchao 0.18: `options.zero_point_domain`
+/// and `options.semantics` are ignored.
+///
+/// # Errors
+/// What [`dequantize_affine`] refuses.
+///
+/// # Examples
+/// ```
+/// use tch::{Kind, Tensor};
+/// use tch_quant::{dequantize_affine_no_zero_point, QuantDtype, QuantizeOptions};
+/// let q = Tensor::from_slice(&[-2i8, 1, 2]).view([1, 3]);
+/// let scale = Tensor::from_slice(&[0.5f32]);
+/// let x = dequantize_affine_no_zero_point(&q, &[1, 3], &scale, QuantDtype::Int8,
+///                                         &QuantizeOptions::default(), Kind::Float)?;
+/// assert_eq!(Vec::<f32>::try_from(x.view(-1)).unwrap(), vec![-1.0, 0.5, 1.0]);
+/// # Ok::<(), tch_quant::Error>(())
+/// ```
+pub fn dequantize_affine_no_zero_point(
+    input: &Tensor,
+    block_size: &[i64],
+    scale: &Tensor,
+    input_dtype: QuantDtype,
+    options: &QuantizeOptions,
+    output_dtype: Kind,
+) -> Result<Tensor> {
+    dequantize_with(
+        Op::DequantizeNoZeroPoint,
+        input,
+        block_size,
+        scale,
+        None,
+        input_dtype,
+        &fixed_domain(options, ZeroPointDomain::None),
+        output_dtype,
+    )
 }
 
 /// Refuses codes and qparams that are not strided, and codes whose dtype is
@@ -507,8 +796,12 @@ pub(crate) fn dequantize_packed_into(
 }
 
 /// Quantizes and dequantizes back to `input`'s dtype without the cast to a
-/// code dtype, as torchao 0.11's `fake_quantize_affine` (the forward pass of
-/// quantization-aware training).
+/// code dtype, as torchao's `fake_quantize_affine` of the release
+/// `options.semantics` names (the forward pass of quantization-aware
+/// training). Under 0.18 every domain is still taken: Int quantizes as
+/// [`quantize_affine`] and dequantizes with 0.18's subtraction in the input
+/// dtype, Float is the tinygemm pair, None is the no-zero-point pair (which
+/// rounds float8 codes too).
 ///
 /// Equal to [`dequantize_affine`] of the unrounded-to-storage codes of
 /// [`quantize_affine`], in `input`'s dtype.
@@ -677,7 +970,11 @@ fn storage_name(dtype: QuantDtype) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
     Quantize,
+    QuantizeTinygemm,
+    QuantizeNoZeroPoint,
     Dequantize,
+    DequantizeTinygemm,
+    DequantizeNoZeroPoint,
     DequantizeInto,
     FakeQuantize,
     FakeQuantizeCachemask,
@@ -688,7 +985,11 @@ impl Op {
     const fn name(self) -> &'static str {
         match self {
             Op::Quantize => "quantize_affine",
+            Op::QuantizeTinygemm => "quantize_affine_tinygemm",
+            Op::QuantizeNoZeroPoint => "quantize_affine_no_zero_point",
             Op::Dequantize => "dequantize_affine",
+            Op::DequantizeTinygemm => "dequantize_affine_tinygemm",
+            Op::DequantizeNoZeroPoint => "dequantize_affine_no_zero_point",
             Op::DequantizeInto => "dequantize_affine_into",
             Op::FakeQuantize => "fake_quantize_affine",
             Op::FakeQuantizeCachemask => "fake_quantize_affine_cachemask",
@@ -698,7 +999,13 @@ impl Op {
     /// Whether `input` holds floats to quantize (rather than codes, whose
     /// dtype `dequantize_affine` checks against the code dtype itself).
     fn takes_floats(self) -> bool {
-        !matches!(self, Op::Dequantize | Op::DequantizeInto)
+        !matches!(
+            self,
+            Op::Dequantize
+                | Op::DequantizeTinygemm
+                | Op::DequantizeNoZeroPoint
+                | Op::DequantizeInto
+        )
     }
 }
 
@@ -714,6 +1021,8 @@ struct Prepared {
     quant_max: f64,
     dtype: QuantDtype,
     domain: ZeroPointDomain,
+    /// Which release's op sequence to run.
+    semantics: Semantics,
 }
 
 impl Prepared {
@@ -760,7 +1069,16 @@ impl Prepared {
         let (quant_min, quant_max) =
             dtype.resolve_range(op, options.quant_min, options.quant_max)?;
         let domain = options.zero_point_domain;
-        check_zero_point_domain(op, domain, zero_point)?;
+        // torchao 0.18's dequantize_affine and _dequantize_affine_tinygemm
+        // take an optional zero point (its quantizes do not: `+ None` and
+        // `None - scale * mid` raise).
+        let zero_point_optional = call == Op::DequantizeTinygemm
+            || (options.semantics == Semantics::Torchao0_18
+                && domain == ZeroPointDomain::Int
+                && !call.takes_floats());
+        if !(zero_point_optional && zero_point.is_none()) {
+            check_zero_point_domain(op, domain, zero_point)?;
+        }
         if !is_input_float(scale.kind()) && scale.kind() != Kind::Double {
             return Err(Error::UnsupportedKind {
                 op,
@@ -784,6 +1102,7 @@ impl Prepared {
             quant_max,
             dtype,
             domain,
+            semantics: options.semantics,
         })
     }
 
@@ -819,7 +1138,9 @@ impl Prepared {
                     .and_then(|d| d.f_div(scale))
                     .and_then(|q| q.f_round())
             }
-            (ZeroPointDomain::None, _) if self.dtype.is_float8() => {
+            (ZeroPointDomain::None, _)
+                if self.dtype.is_float8() && self.semantics == Semantics::Torchao0_11 =>
+            {
                 scale.f_reciprocal().and_then(|r| x.f_mul(&r))
             }
             (_, zp) => {
@@ -853,6 +1174,7 @@ impl Prepared {
             quant_min: self.quant_min,
             quant_max: self.quant_max,
             domain: self.domain,
+            semantics: self.semantics,
             output: output_dtype,
         };
         crate::fused::dequantize(self.op, codes, &self.original_shape, &self.layout, &args)
@@ -871,6 +1193,7 @@ impl Prepared {
             quant_min: self.quant_min,
             quant_max: self.quant_max,
             domain: self.domain,
+            semantics: self.semantics,
             output: out.kind(),
         };
         let (shape, layout) = (&self.original_shape, &self.layout);
@@ -894,6 +1217,14 @@ impl Prepared {
                 Ok(d)
             })(),
             (ZeroPointDomain::None, _) => q.f_to_kind(output_dtype).and_then(|d| d.f_mul(scale)),
+            (ZeroPointDomain::Int, zp) if self.semantics == Semantics::Torchao0_18 => (|| {
+                let mut d = q.f_to_kind(output_dtype)?;
+                if let Some(zp) = zp {
+                    d = d.f_sub(&zp.f_to_kind(output_dtype)?)?;
+                }
+                d.f_mul(scale)
+            })(
+            ),
             (ZeroPointDomain::Int, zp) => (|| {
                 let mut d = q.f_to_kind(Kind::Int)?;
                 if let Some(zp) = zp {
@@ -971,4 +1302,76 @@ fn view_qparam(
         ));
     }
     t.f_reshape(&layout.shape_after_reduction).op(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Kind, Tensor};
+
+    use super::*;
+
+    /// Packed codes under 0.18 (what `AffineQuantizedTensor::dequantize`
+    /// takes) give the bits of unpacked codes on the reference path.
+    #[test]
+    fn packed_dequantize_follows_the_semantics() {
+        for (bits, dtype) in [(4, QuantDtype::UInt4), (3, QuantDtype::UInt3)] {
+            let codes = Tensor::randint(1 << bits, [4, 32], (Kind::Uint8, Device::Cpu));
+            let shards = crate::bitpacking::pack_uintx(&codes, bits, -1).unwrap();
+            let scale = Tensor::rand([4, 2], (Kind::Float, Device::Cpu)) * 3.0;
+            let zero_points = [
+                Tensor::randint(1 << bits, [4, 2], (Kind::Int, Device::Cpu)),
+                Tensor::rand([4, 2], (Kind::BFloat16, Device::Cpu)) * 9.0,
+            ];
+            for zp in &zero_points {
+                for output in [Kind::Float, Kind::BFloat16, Kind::Half] {
+                    for (semantics, domain) in [
+                        (Semantics::Torchao0_18, ZeroPointDomain::Int),
+                        (Semantics::Torchao0_11, ZeroPointDomain::Int),
+                        (Semantics::Torchao0_18, ZeroPointDomain::Float),
+                    ] {
+                        let options = QuantizeOptions {
+                            zero_point_domain: domain,
+                            semantics,
+                            ..Default::default()
+                        };
+                        let args = (&[1, 16][..], &scale, Some(zp), dtype, &options);
+                        let fused = dequantize_packed(
+                            &shards,
+                            bits,
+                            &[4, 32],
+                            args.0,
+                            args.1,
+                            args.2,
+                            args.3,
+                            args.4,
+                            output,
+                        )
+                        .unwrap()
+                        .expect("the fused path covers packed codes");
+                        let reference = QuantizeOptions {
+                            force_reference: true,
+                            ..options
+                        };
+                        let want = Prepared::new(
+                            Op::Dequantize,
+                            &codes,
+                            args.0,
+                            &scale,
+                            Some(zp),
+                            dtype,
+                            &reference,
+                        )
+                        .unwrap()
+                        .dequantize(&codes, output)
+                        .unwrap();
+                        assert!(
+                            fused.equal(&want),
+                            "{semantics} {domain} {dtype} {:?} -> {output:?}",
+                            zp.kind()
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -20,7 +20,7 @@ use std::fmt;
 use tch::Kind;
 
 use crate::block::{check_block_size, BlockRefusal};
-use crate::dtype::{float_eps, is_input_float, kind_name};
+use crate::dtype::{is_input_float, kind_name};
 use crate::error::{Error, Result};
 use crate::granularity::Granularity;
 use crate::mapping::{MappingType, ZeroPointDomain};
@@ -621,10 +621,7 @@ impl Recipe {
         }
         self.qparams_options()
             .eps
-            .unwrap_or_else(|| match self.semantics() {
-                Semantics::Torchao0_11 => float_eps(kind),
-                Semantics::Torchao0_18 => smallest_normal(kind),
-            })
+            .unwrap_or_else(|| self.semantics().default_eps(kind))
     }
 
     /// Bits per code when the codes are stored packed along the last dim
@@ -871,15 +868,6 @@ fn v2_granularity(op: &'static str, config: &str, granularity: Granularity) -> R
             format!("{other:?}"),
             format!("{config} (version 2) takes PerTensor, PerRow or PerGroup"),
         )),
-    }
-}
-
-/// `torch.finfo(kind).smallest_normal` of a weight dtype: 2^-126 for
-/// float32 and bfloat16, 2^-14 for float16.
-fn smallest_normal(kind: Kind) -> f64 {
-    match kind {
-        Kind::Half => 2f64.powi(-14),
-        _ => 2f64.powi(-126),
     }
 }
 

@@ -2,8 +2,11 @@
 
 use tch::{Device, Kind, Tensor};
 use tch_quant::{
-    choose_qparams_affine, choose_qparams_affine_with_min_max, dequantize_affine, quantize_affine,
-    Error, Granularity, MappingType, QParamsOptions, QuantDtype, QuantizeOptions, ZeroPointDomain,
+    choose_qparams_affine, choose_qparams_affine_dont_preserve_zero,
+    choose_qparams_affine_tinygemm, choose_qparams_affine_with_min_max,
+    choose_qparams_and_quantize_affine, dequantize_affine, dequantize_affine_into, quantize_affine,
+    quantize_affine_tinygemm, Error, Granularity, MappingType, QParamsOptions, QuantDtype,
+    QuantizeOptions, Semantics, ZeroPointDomain,
 };
 
 fn x(shape: &[i64], kind: Kind) -> Tensor {
@@ -312,4 +315,203 @@ fn names_parse_and_refuse() {
         assert_eq!(d.to_string().parse::<QuantDtype>().unwrap(), d);
     }
     assert!("sym".parse::<MappingType>().is_err());
+}
+
+/// The options torchao 0.18 removed are refused under 0.18, naming the
+/// option and the 0.18 function to use; keepdim is refused where the
+/// release or function has none.
+#[test]
+fn semantics_refusals_name_the_option_and_the_0_18_function() {
+    let t = x(&[4, 8], Kind::Float);
+    let new = QParamsOptions {
+        semantics: Semantics::Torchao0_18,
+        ..Default::default()
+    };
+    let cases = [
+        (
+            QParamsOptions {
+                preserve_zero: false,
+                ..new
+            },
+            "preserve_zero",
+            "choose_qparams_affine_dont_preserve_zero",
+        ),
+        (
+            QParamsOptions {
+                zero_point_domain: ZeroPointDomain::Float,
+                ..new
+            },
+            "zero_point_domain",
+            "choose_qparams_affine_tinygemm",
+        ),
+        (
+            QParamsOptions {
+                zero_point_domain: ZeroPointDomain::None,
+                ..new
+            },
+            "zero_point_domain",
+            "quantize_affine_no_zero_point",
+        ),
+        (
+            QParamsOptions {
+                keepdim: true,
+                ..Default::default()
+            },
+            "keepdim",
+            "0.18",
+        ),
+    ];
+    for (options, option, hint) in cases {
+        for force_reference in [false, true] {
+            let options = QParamsOptions {
+                force_reference,
+                ..options
+            };
+            let e = choose(&t, &[1, 8], options).unwrap_err();
+            assert_eq!(arg(&e), option, "{e}");
+            assert!(e.to_string().contains(hint), "{e}");
+            let chained = choose_qparams_and_quantize_affine(
+                &t,
+                MappingType::Asymmetric,
+                &[1, 8],
+                QuantDtype::UInt8,
+                &options,
+            )
+            .unwrap_err();
+            assert_eq!(arg(&chained), option, "{chained}");
+        }
+    }
+    // keepdim: neither release's with_min_max takes it, nor 0.18's tinygemm.
+    let (mn, mx) = (x(&[4], Kind::Float), x(&[4], Kind::Float));
+    let keep = QParamsOptions {
+        keepdim: true,
+        ..new
+    };
+    let e = choose_qparams_affine_with_min_max(
+        &mn,
+        &mx,
+        MappingType::Symmetric,
+        &[1, 8],
+        QuantDtype::Int8,
+        &keep,
+    )
+    .unwrap_err();
+    assert_eq!(arg(&e), "keepdim", "{e}");
+    let e = choose_qparams_affine_tinygemm(
+        &t,
+        MappingType::Asymmetric,
+        &[1, 8],
+        QuantDtype::UInt4,
+        &keep,
+    )
+    .unwrap_err();
+    assert_eq!(arg(&e), "keepdim", "{e}");
+    // The 0.18-only chooses take the asymmetric mapping alone.
+    for mapping in [MappingType::Symmetric, MappingType::SymmetricNoClippingErr] {
+        let e = choose_qparams_affine_dont_preserve_zero(
+            &t,
+            mapping,
+            &[1, 8],
+            QuantDtype::UInt8,
+            &QParamsOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(arg(&e), "mapping_type", "{e}");
+    }
+    // float8 with the asymmetric mapping: 0.11 refuses, 0.18 computes.
+    let f8 = |options: &QParamsOptions| {
+        choose_qparams_affine(
+            &t,
+            MappingType::Asymmetric,
+            &[1, 8],
+            QuantDtype::Float8E4M3Fn,
+            options,
+        )
+    };
+    assert_eq!(
+        arg(&f8(&QParamsOptions::default()).unwrap_err()),
+        "mapping_type"
+    );
+    assert!(f8(&new).is_ok());
+}
+
+/// 0.18's quantize_affine and dequantize_affine take the Int domain only;
+/// its quantizes need a zero point, its dequantizes do not.
+#[test]
+fn quantize_and_dequantize_under_0_18_take_the_int_domain() {
+    let t = x(&[2, 8], Kind::Float);
+    let scale = Tensor::ones([2], (Kind::Float, Device::Cpu));
+    let zp = Tensor::zeros([2], (Kind::Float, Device::Cpu));
+    let codes = Tensor::zeros([2, 8], (Kind::Uint8, Device::Cpu));
+    for (domain, hint) in [
+        (ZeroPointDomain::Float, "tinygemm"),
+        (ZeroPointDomain::None, "no_zero_point"),
+    ] {
+        let options = QuantizeOptions {
+            zero_point_domain: domain,
+            semantics: Semantics::Torchao0_18,
+            ..Default::default()
+        };
+        let zero_point = (domain == ZeroPointDomain::Float).then_some(&zp);
+        let e = quantize_affine(&t, &[1, 8], &scale, zero_point, QuantDtype::UInt8, &options)
+            .unwrap_err();
+        assert_eq!(arg(&e), "zero_point_domain", "{e}");
+        assert!(
+            e.to_string().contains(&format!("quantize_affine_{hint}")),
+            "{e}"
+        );
+        let e = dequantize_affine(
+            &codes,
+            &[1, 8],
+            &scale,
+            zero_point,
+            QuantDtype::UInt8,
+            &options,
+            Kind::Float,
+        )
+        .unwrap_err();
+        assert_eq!(arg(&e), "zero_point_domain", "{e}");
+        assert!(
+            e.to_string().contains(&format!("dequantize_affine_{hint}")),
+            "{e}"
+        );
+        let mut out = Tensor::empty([2, 8], (Kind::Float, Device::Cpu));
+        let e = dequantize_affine_into(
+            &codes,
+            &[1, 8],
+            &scale,
+            zero_point,
+            QuantDtype::UInt8,
+            &options,
+            &mut out,
+        )
+        .unwrap_err();
+        assert_eq!(arg(&e), "zero_point_domain", "{e}");
+    }
+    let new = QuantizeOptions {
+        semantics: Semantics::Torchao0_18,
+        ..Default::default()
+    };
+    let e = quantize_affine(&t, &[1, 8], &scale, None, QuantDtype::UInt8, &new).unwrap_err();
+    assert_eq!(arg(&e), "zero_point", "{e}");
+    let e =
+        quantize_affine_tinygemm(&t, &[1, 8], &scale, None, QuantDtype::UInt4, &new).unwrap_err();
+    assert_eq!(arg(&e), "zero_point", "{e}");
+    // 0.18's dequantize_affine takes a missing zero point; 0.11's does not.
+    let codes_dq = |options: &QuantizeOptions| {
+        dequantize_affine(
+            &codes,
+            &[1, 8],
+            &scale,
+            None,
+            QuantDtype::UInt8,
+            options,
+            Kind::Float,
+        )
+    };
+    assert!(codes_dq(&new).is_ok());
+    assert_eq!(
+        arg(&codes_dq(&QuantizeOptions::default()).unwrap_err()),
+        "zero_point"
+    );
 }

@@ -19,6 +19,12 @@
 //! run the widest the CPU has; `every_simd_level_is_bit_identical` re-runs
 //! the random cases in child processes capped (`TCH_QUANT_SIMD`) at the
 //! narrower levels.
+//!
+//! About two random cases in five follow torchao 0.18 (`Semantics::Torchao0_18`:
+//! its eps default, int32 zero points, `keepdim`, the Int-domain
+//! dequantize that subtracts in the output dtype); the tallies are keyed by
+//! semantics. The 0.18 fixtures are replayed on both paths against the
+//! oracle by `tests/parity_0_18.rs`.
 
 // Only the oracle loading and comparison of the parity harness are used.
 #[allow(dead_code)]
@@ -38,7 +44,7 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tch_quant::{
     choose_qparams_affine, choose_qparams_and_quantize_affine, quantize_affine, MappingType,
-    QParamsOptions, QuantDtype, QuantizeOptions, ZeroPointDomain,
+    QParamsOptions, QuantDtype, QuantizeOptions, Semantics, ZeroPointDomain,
 };
 
 /// The outputs of one call, or that it failed.
@@ -74,6 +80,13 @@ impl Call {
             Call::Choose { .. } => "choose",
             Call::Quantize { .. } => "quantize",
             Call::Chain { .. } => "chain",
+        }
+    }
+
+    fn semantics(&self) -> Semantics {
+        match self {
+            Call::Choose { options, .. } | Call::Chain { options, .. } => options.semantics,
+            Call::Quantize { options, .. } => options.semantics,
         }
     }
 
@@ -476,7 +489,13 @@ fn random_choose(
     };
     let (quant_min, quant_max) = random_range(rng, dtype, edges);
     let asym = mapping == MappingType::Asymmetric;
-    let domain = if asym {
+    let semantics = random_semantics(rng);
+    let new = semantics == Semantics::Torchao0_18;
+    // 0.18 takes only preserve_zero and the Int domain (the rest is refused
+    // on both paths alike, drawn now and then).
+    let domain = if new && !rng.chance(0.03) {
+        ZeroPointDomain::Int
+    } else if asym {
         rng.pick(&[
             ZeroPointDomain::Int,
             ZeroPointDomain::Int,
@@ -513,13 +532,23 @@ fn random_choose(
                 Kind::Double,
             ])
         }),
-        preserve_zero: !asym || rng.chance(0.6) || rng.chance(0.02),
+        preserve_zero: !asym || (new && !rng.chance(0.03)) || rng.chance(0.6) || rng.chance(0.02),
         zero_point_domain: domain,
         force_reference: false,
-        ..Default::default()
+        semantics,
+        keepdim: new && rng.chance(0.3),
     };
     let _ = kind;
     (mapping, dtype, options)
+}
+
+/// torchao 0.18 for about two cases in five, else 0.11.
+fn random_semantics(rng: &mut Rng) -> Semantics {
+    if rng.chance(0.4) {
+        Semantics::Torchao0_18
+    } else {
+        Semantics::Torchao0_11
+    }
 }
 
 /// Scale and zero point for a quantize call: from the reference choose, or
@@ -635,7 +664,7 @@ fn random_case(rng: &mut Rng, big: bool) -> Result<Option<(Tensor, Call, Edges)>
                     quant_max: options.quant_max,
                     zero_point_domain: options.zero_point_domain,
                     force_reference: false,
-                    ..Default::default()
+                    semantics: options.semantics,
                 },
             }
         }
@@ -775,7 +804,7 @@ fn fused_path_is_bit_identical_on_random_cases() -> Result<()> {
         let fused = call.run(&input, false);
         let reference = call.run(&input, true);
         tally.record_edges(&input, &call, edges, &reference);
-        let key = format!("{}/{:?}", call.name(), input.kind());
+        let key = format!("{}/{:?}/{}", call.name(), input.kind(), call.semantics());
         let before = tally.diffs.len();
         tally.record(key, &fused, &reference)?;
         if tally.diffs.len() > before {
@@ -1225,6 +1254,32 @@ fn random_dequantize_qparams(
     Ok((scale, zero_point, domain))
 }
 
+/// A semantics for a dequantize call with these qparams: under 0.18 (two
+/// cases in five) its `dequantize_affine` takes the Int domain with an
+/// optional zero point, so the domain becomes Int (now and then another,
+/// refused on both paths alike) and a missing zero point is mostly drawn.
+fn with_semantics(
+    rng: &mut Rng,
+    scale: &Tensor,
+    zero_point: Option<Tensor>,
+    domain: ZeroPointDomain,
+    quant: (f64, f64),
+) -> Result<(Option<Tensor>, ZeroPointDomain, Semantics)> {
+    let semantics = random_semantics(rng);
+    if semantics == Semantics::Torchao0_11 || rng.chance(0.03) {
+        return Ok((zero_point, domain, semantics));
+    }
+    let zero_point = match zero_point {
+        None if !rng.chance(0.3) => {
+            let kind = rng.pick(&ZERO_POINT_KINDS);
+            let zp = random_zero_points(rng, scale.numel(), kind, quant, false)?;
+            Some(zp.f_reshape(scale.size())?)
+        }
+        zp => zp,
+    };
+    Ok((zero_point, ZeroPointDomain::Int, semantics))
+}
+
 /// A non-contiguous view of `t` with the same shape and values, or `t`.
 fn maybe_strided(rng: &mut Rng, t: Tensor) -> Result<Tensor> {
     let shape = t.size();
@@ -1282,6 +1337,7 @@ fn random_dequantize_case(rng: &mut Rng, big: bool) -> Result<(Tensor, Dequantiz
     };
     let codes = maybe_strided(rng, codes.f_reshape(&shape)?)?;
     let (scale, zero_point, domain) = random_dequantize_qparams(rng, &shape, &block, dtype, quant)?;
+    let (zero_point, domain, semantics) = with_semantics(rng, &scale, zero_point, domain, quant)?;
     let call = DequantizeCall {
         block,
         scale,
@@ -1292,7 +1348,7 @@ fn random_dequantize_case(rng: &mut Rng, big: bool) -> Result<(Tensor, Dequantiz
             quant_max,
             zero_point_domain: domain,
             force_reference: false,
-            ..Default::default()
+            semantics,
         },
         output: rng.pick(&FLOATS),
     };
@@ -1302,11 +1358,12 @@ fn random_dequantize_case(rng: &mut Rng, big: bool) -> Result<(Tensor, Dequantiz
 /// A key for the tallies: code dtype, domain, scale and output dtypes.
 fn dequantize_key(codes: &Tensor, call: &DequantizeCall) -> String {
     format!(
-        "dequantize/{:?}/{}/{:?}->{:?}",
+        "dequantize/{:?}/{}/{:?}->{:?}/{}",
         codes.kind(),
         call.options.zero_point_domain,
         call.scale.kind(),
-        call.output
+        call.output,
+        call.options.semantics
     )
 }
 
@@ -1355,6 +1412,7 @@ impl DequantizeTally {
                 format!("codes {}", parts.get(1).unwrap_or(&"?")),
                 format!("domain {}", parts.get(2).unwrap_or(&"?")),
                 format!("scale/output {}", parts.get(3).unwrap_or(&"?")),
+                format!("semantics {}", parts.get(4).unwrap_or(&"?")),
             ] {
                 let e = groups.entry(g).or_default();
                 e.0 += n;
@@ -1435,6 +1493,7 @@ fn random_short_run_dequantize(rng: &mut Rng, big: bool) -> Result<(Tensor, Dequ
     let n: i64 = shape.iter().product();
     let codes = random_ints(rng, n as usize, dtype.storage_kind(), quant)?.f_reshape(&shape)?;
     let (scale, zero_point, domain) = random_dequantize_qparams(rng, &shape, &block, dtype, quant)?;
+    let (zero_point, domain, semantics) = with_semantics(rng, &scale, zero_point, domain, quant)?;
     let call = DequantizeCall {
         block,
         scale,
@@ -1445,7 +1504,7 @@ fn random_short_run_dequantize(rng: &mut Rng, big: bool) -> Result<(Tensor, Dequ
             quant_max,
             zero_point_domain: domain,
             force_reference: false,
-            ..Default::default()
+            semantics,
         },
         output: rng.pick(&FLOATS),
     };
@@ -1889,7 +1948,7 @@ fn run_layout_cases(cases: LayoutCases) -> Result<()> {
         if cases.tally_edges {
             tally.record_edges(&input, &call, edges, &reference);
         }
-        let key = format!("{}/{:?}", call.name(), input.kind());
+        let key = format!("{}/{:?}/{}", call.name(), input.kind(), call.semantics());
         let before = tally.diffs.len();
         tally.record(key, &fused, &reference)?;
         if tally.diffs.len() > before {

@@ -8,6 +8,9 @@
 //!   `* scale` (in `promote(O, S)`), `.to(O)`.
 //! - None domain: `q.to(O) * scale`, `.to(O)`: the Int formula with a zero
 //!   point of 0 (`q.to(int32)` is exact for every code dtype).
+//! - Int domain under torchao 0.18: `q.to(O) - zp.to(O)` (in `O`),
+//!   `* scale` (in `promote(O, S)`), `.to(O)`; without a zero point this is
+//!   the None domain's formula.
 //! - Float domain: `q - mid` (float32: `q` converted to nearest, `mid` a
 //!   Python float through `float`), `.to(O)`, `.mul_(scale)` and
 //!   `.add_(zp)` in place (each computed in `promote(O, S)` or
@@ -98,7 +101,8 @@ pub(crate) struct Blocks<'a> {
     /// domain.
     pub zp_int: &'a [i32],
     /// Float domain: the zero point as the in-place add reads it (converted
-    /// to `O` when `Z` is an integer dtype).
+    /// to `O` when `Z` is an integer dtype); Int domain under 0.18:
+    /// `zp.to(O)`.
     pub zp: &'a [f32],
     /// Float domain: `mid` as a float32.
     pub mid: f32,
@@ -126,13 +130,18 @@ pub(crate) trait Formula: Copy + Send + Sync + 'static {
     fn value_exact<P: Prec>(c: i32, mid: f32, scale: f32, zp_int: i32, zp: f32) -> f32;
     /// Whether every code in `codes` converts to `P` exactly in a block with
     /// this zero point (`q - zp` in the Int domain, `q - mid` in the Float
-    /// one, each an integer of magnitude at most `P::EXACT_INTS`).
-    fn exact<P: Prec>(codes: (i64, i64), mid: f32, zp_int: i32) -> bool;
+    /// one, each an integer of magnitude at most `P::EXACT_INTS`; under 0.18
+    /// `q` and `zp` too).
+    fn exact<P: Prec>(codes: (i64, i64), mid: f32, zp_int: i32, zp: f32) -> bool;
 }
 
 /// Int and None domains.
 #[derive(Clone, Copy)]
 pub(crate) struct IntFormula;
+
+/// Int domain under torchao 0.18 (subtraction in the output dtype).
+#[derive(Clone, Copy)]
+pub(crate) struct IntOutFormula;
 
 /// Float domain.
 #[derive(Clone, Copy)]
@@ -156,8 +165,33 @@ impl Formula for IntFormula {
         P::round_non_nan(c.wrapping_sub(zp_int) as f32 * scale)
     }
     #[inline(always)]
-    fn exact<P: Prec>(codes: (i64, i64), _: f32, zp_int: i32) -> bool {
+    fn exact<P: Prec>(codes: (i64, i64), _: f32, zp_int: i32, _: f32) -> bool {
         exact_ints::<P>(codes, zp_int as i64)
+    }
+}
+
+impl Formula for IntOutFormula {
+    #[inline(always)]
+    fn value<P: Prec>(c: i32, _: f32, scale: f32, _: i32, zp: f32) -> f32 {
+        let d = P::round_non_nan(P::round_non_nan(c as f32) - zp);
+        P::round_non_nan(d * scale)
+    }
+    #[inline(always)]
+    fn value_exact<P: Prec>(c: i32, _: f32, scale: f32, _: i32, zp: f32) -> f32 {
+        P::round_non_nan((c as f32 - zp) * scale)
+    }
+    #[inline(always)]
+    fn exact<P: Prec>(codes: (i64, i64), _: f32, _: i32, zp: f32) -> bool {
+        // An integral zero point exact in `P`, codes exact in `P`, and their
+        // differences exact in `P`: both conversions and the subtraction are
+        // exact, leaving the product's rounding alone (8-bit and sub-byte
+        // codes with their zero points, in every output dtype).
+        let limit = P::EXACT_INTS as f64;
+        let zp = zp as f64;
+        zp == zp.round()
+            && zp.abs() <= limit
+            && exact_ints::<P>(codes, 0)
+            && exact_ints::<P>(codes, zp as i64)
     }
 }
 
@@ -174,7 +208,7 @@ impl Formula for FloatFormula {
         P::round_non_nan(y + zp)
     }
     #[inline(always)]
-    fn exact<P: Prec>(codes: (i64, i64), mid: f32, _: i32) -> bool {
+    fn exact<P: Prec>(codes: (i64, i64), mid: f32, _: i32, _: f32) -> bool {
         // An integral `mid` below 2^24 makes `q - mid` an exact float32
         // integer for the codes of the range checked.
         mid == mid.round() && mid.abs() < 16_777_216.0 && exact_ints::<P>(codes, mid as i64)
@@ -204,7 +238,7 @@ fn run_of<C: Code, O: OutElem, F: Formula>(
     out: &mut [MaybeUninit<O>],
 ) {
     let (mid, s, zi, z) = (k.mid, k.scale[0], k.zp_int[0], k.zp[0]);
-    if F::exact::<O::Prec>(range, mid, zi) {
+    if F::exact::<O::Prec>(range, mid, zi, z) {
         map_run(stored, out, |c| {
             F::value_exact::<O::Prec>(code(c), mid, s, zi, z)
         });
@@ -606,6 +640,8 @@ kernel! {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct DeqKinds {
     pub domain: ZeroPointDomain,
+    /// Int domain under torchao 0.18: `q.to(O) - zp.to(O)`.
+    pub int_in_output: bool,
     pub output: Kind,
     /// Whether the zero point is of an integer dtype.
     pub int_zero_point: bool,
@@ -626,6 +662,7 @@ kernel! {
         let (lo, hi) = codes;
         let half = kinds.output == Kind::Half;
         let float = kinds.domain == ZeroPointDomain::Float;
+        let int_out = kinds.int_in_output;
         let mid = kinds.mid as f64;
         let float_large =
             (lo as f64 - mid).abs() >= F16_LARGE as f64 || (hi as f64 - mid).abs() >= F16_LARGE as f64;
@@ -633,11 +670,14 @@ kernel! {
         for ((&s, &zi), &z) in k.scale[..n].iter().zip(&k.zp_int[..n]).zip(&k.zp[..n]) {
             let large = if float {
                 float_large
+            } else if int_out {
+                // `q.to(O)` or `q.to(O) - zp.to(O)` may overflow float16.
+                (lo.abs().max(hi.abs()) as f64 + (z as f64).abs()) >= F16_LARGE as f64
             } else {
                 let zi = zi as i64;
                 (lo - zi <= -F16_LARGE) | (hi - zi >= F16_LARGE)
             };
-            bad |= !s.is_finite() | (float & !z.is_finite()) | (half & (s == 0.0) & large);
+            bad |= !s.is_finite() | ((float | int_out) & !z.is_finite()) | (half & (s == 0.0) & large);
         }
         !bad
     }

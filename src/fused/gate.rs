@@ -14,6 +14,7 @@ use super::view::{input_view, Input};
 use crate::block::BlockLayout;
 use crate::formula::{mid_point, ChooseSpec};
 use crate::mapping::ZeroPointDomain;
+use crate::semantics::Semantics;
 
 /// A tile holds at least the blocks of one index of the outermost kept dim;
 /// layouts with more than this many there (a kept dim, then a reduced one,
@@ -68,8 +69,13 @@ pub(crate) fn quantize(
 /// these dtypes, if the fused dequantize covers them: float32, float16 or
 /// bfloat16 outputs and scales, zero points of those or of an integer dtype
 /// (float64 is left to the reference path: its products round twice).
+///
+/// Under torchao 0.18 the Int domain subtracts in the output dtype
+/// (`int_in_output`), and without a zero point it is the None domain's
+/// formula (`q.to(O) * scale` both).
 pub(crate) fn dequantize(
     domain: ZeroPointDomain,
+    semantics: Semantics,
     output: Kind,
     scale: Kind,
     zero_point: Option<Kind>,
@@ -86,6 +92,11 @@ pub(crate) fn dequantize(
     if !float(output) || !float(scale) {
         return None;
     }
+    let new_int = semantics == Semantics::Torchao0_18 && domain == ZeroPointDomain::Int;
+    let domain = match zero_point {
+        None if new_int => ZeroPointDomain::None,
+        _ => domain,
+    };
     let int_zero_point = match (domain, zero_point) {
         (ZeroPointDomain::None, None) => false,
         (ZeroPointDomain::Int | ZeroPointDomain::Float, Some(z)) if int(z) || float(z) => int(z),
@@ -93,6 +104,7 @@ pub(crate) fn dequantize(
     };
     Some(DeqKinds {
         domain,
+        int_in_output: new_int && domain == ZeroPointDomain::Int,
         output,
         int_zero_point,
         mid: scalar_to(Kind::Float, mid_point(quant_min, quant_max)),

@@ -53,6 +53,14 @@
 //! zero-point dtypes where libtorch's conversions leave the exactly
 //! representable range.
 //!
+//! Both semantics are covered (`crate::Semantics`): torchao 0.18's chooses
+//! are these kernels with its eps and zero-point dtype, its quantizes the
+//! same formulas, and its Int-domain dequantize, which subtracts in the
+//! output dtype, has a formula of its own (`dequantize::IntOutFormula`).
+//! Under 0.18 the dequantize also leaves to the reference path Int-domain
+//! zero points that are not finite in the output dtype, and Float-domain
+//! calls without a zero point (`dequantize_affine_tinygemm`).
+//!
 //! Under `torch.set_flush_denormal(True)` libtorch flushes subnormals and
 //! these kernels do not; that mode is outside what the fused path emulates.
 

@@ -10,8 +10,8 @@ use crate::block::BlockLayout;
 use crate::error::{Result, TorchContext};
 use crate::fused::dequantize::{
     dequantize_kept, dequantize_kept_packed, dequantize_reduced, dequantize_reduced_packed,
-    nan_free, Blocks, Code, DeqKinds, FloatFormula, Formula, IntFormula, OutElem, Packed, Plane,
-    CHUNK,
+    nan_free, Blocks, Code, DeqKinds, FloatFormula, Formula, IntFormula, IntOutFormula, OutElem,
+    Packed, Plane, CHUNK,
 };
 use crate::fused::gate;
 use crate::fused::layout::{Batch, Folded, Walk};
@@ -22,6 +22,7 @@ use crate::fused::view::{
     Codes, Out, Values,
 };
 use crate::mapping::ZeroPointDomain;
+use crate::semantics::Semantics;
 
 /// The codes to dequantize.
 pub(crate) enum CodesArg<'a> {
@@ -43,6 +44,8 @@ pub(crate) struct DequantizeArgs<'a> {
     pub quant_min: f64,
     pub quant_max: f64,
     pub domain: ZeroPointDomain,
+    /// The release whose Int-domain formula applies.
+    pub semantics: Semantics,
     pub output: Kind,
 }
 
@@ -108,6 +111,7 @@ fn covered<R>(
     }
     let Some(kinds) = gate::dequantize(
         args.domain,
+        args.semantics,
         args.output,
         args.scale.kind(),
         args.zero_point.map(Tensor::kind),
@@ -227,6 +231,8 @@ fn dispatch_dequantize(pass: &Pass, source: &Source, out: Out) -> bool {
     }
     if pass.kinds.domain == ZeroPointDomain::Float {
         by_out!(FloatFormula)
+    } else if pass.kinds.int_in_output {
+        by_out!(IntOutFormula)
     } else {
         by_out!(IntFormula)
     }
@@ -354,6 +360,10 @@ impl Pass<'_, '_> {
     fn constants(&self, block0: usize, scale: &mut [f32], zp: &mut [f32], zp_int: &mut [i32]) {
         self.scale.read(block0, scale);
         match (self.kinds.domain, self.zp) {
+            (ZeroPointDomain::Int, Some(z)) if self.kinds.int_in_output => {
+                z.read(block0, zp);
+                round_slice(self.kinds.output, zp);
+            }
             (ZeroPointDomain::Int, Some(z)) => z.read_int32(block0, zp_int),
             (ZeroPointDomain::Float, Some(z)) => {
                 z.read(block0, zp);
@@ -391,6 +401,7 @@ mod tests {
                 Some(_) => ZeroPointDomain::Int,
                 None => ZeroPointDomain::None,
             },
+            semantics: Semantics::Torchao0_11,
             output,
         };
         dequantize("t", codes, shape, &layout, &args).unwrap()
@@ -420,6 +431,7 @@ mod tests {
             quant_min: 0.0,
             quant_max: 15.0,
             domain: ZeroPointDomain::Int,
+            semantics: Semantics::Torchao0_11,
             output: Kind::Float,
         };
         let planes = [(4, 0)];
@@ -441,5 +453,39 @@ mod tests {
         let zero = Tensor::from_slice(&[0.0f32, 1.0]);
         assert!(run(CodesArg::Plain(&wide), &[2, 4], &zero, None, Kind::Half).is_none());
         assert!(run(CodesArg::Plain(&codes), &[2, 4], &zero, None, Kind::Half).is_some());
+    }
+
+    #[test]
+    fn covers_the_0_18_int_domain_and_subtracts_in_the_output_dtype() {
+        // In bfloat16 (integers above 256 in steps of 2): 0.11 computes
+        // 383 - 1 = 382 in int32, exact; 0.18 rounds 383 to 384 first and
+        // 384 - 1 = 383 back to 384.
+        let codes = Tensor::from_slice(&[383i16, 257, 255, 0]).view([1, 4]);
+        let layout = BlockLayout::new("t", &[1, 4], &[1, 4]).unwrap();
+        let scale = Tensor::from_slice(&[1.0f32]).view([1, 1]);
+        let zp = Tensor::from_slice(&[1i32]).view([1, 1]);
+        let dequantize_with = |semantics, zero_point: Option<&Tensor>| {
+            let args = DequantizeArgs {
+                scale: &scale,
+                zero_point,
+                quant_min: -32768.0,
+                quant_max: 32767.0,
+                domain: ZeroPointDomain::Int,
+                semantics,
+                output: Kind::BFloat16,
+            };
+            dequantize("t", CodesArg::Plain(&codes), &[1, 4], &layout, &args)
+                .unwrap()
+                .expect("covered")
+                .to_kind(Kind::Float)
+        };
+        let old = dequantize_with(Semantics::Torchao0_11, Some(&zp));
+        let new = dequantize_with(Semantics::Torchao0_18, Some(&zp));
+        assert_eq!(Vec::<f32>::try_from(old.view(-1)).unwrap()[0], 382.0);
+        assert_eq!(Vec::<f32>::try_from(new.view(-1)).unwrap()[0], 384.0);
+        // Without a zero point 0.18's Int domain is `q.to(O) * scale`.
+        let plain = dequantize_with(Semantics::Torchao0_18, None);
+        let want = [384.0f32, 256.0, 255.0, 0.0];
+        assert_eq!(Vec::<f32>::try_from(plain.view(-1)).unwrap(), want);
     }
 }
