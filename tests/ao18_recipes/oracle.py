@@ -13,7 +13,7 @@ version-2 configs that run on CPU: `Int8WeightOnlyConfig` (`Int8Tensor`),
 (whose weight is an `Int8Tensor` too). A call torchao refuses is recorded as
 `{"ok": false, "error": ...}`.
 
-    oracle.py fixtures --out tests/ao18_recipes/fixtures
+    oracle.py fixtures --out tests/ao18_recipes/fixtures     (make ao18-recipe-fixtures)
     oracle.py live --seed S --count N --out DIR
 
 The format is tests/parity's (cases.json + tensors.safetensors, raw bytes as
@@ -159,6 +159,10 @@ def draw(rng, i, big):
             scale = _choose_scale_float8(w, block, tdt(f8))
             return {"op": "float8_round_trip", "inputs": {"input": w, "scale": scale},
                     "args": {"float8_dtype": f8, "output_dtype": rng.choice(FLOATS)}}
+        if rng.random() < 0.1:
+            # torchao asserts that a block divides its dim (24 divides none
+            # of the widths drawn); the crate must refuse it too
+            block = [1, 24]
         return {"op": op, "inputs": {"input": w},
                 "args": {"block_size": block, "float8_dtype": f8,
                          "scale_dtype": rng.choice(["float32", "float8_e8m0fnu"]),
@@ -170,6 +174,10 @@ def draw(rng, i, big):
     elif kind == 3:
         args = {"config": "float8_weight_only", "weight_dtype": rng.choice(["float8_e4m3fn", "float8_e5m2"]),
                 "granularity": rng.choice(["per-row", "per-tensor", f"per-group:{group}"])}
+    elif kind == 4 and rng.random() < 0.05:
+        # torchao's IntxWeightOnlyConfig takes PerAxis(0) only
+        args = {"config": "intx_weight_only", "bits": 4, "granularity": "per-axis:1",
+                "mapping": "symmetric"}
     elif kind == 4:
         args = {"config": "intx_weight_only", "bits": rng.randrange(1, 9),
                 "granularity": rng.choice(["per-axis:0", f"per-group:{group}"]),
@@ -214,7 +222,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=["fixtures", "live"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--count", type=int, default=180)
+    p.add_argument("--count", type=int, default=240)
     p.add_argument("--out", required=True)
     a = p.parse_args()
     torch.set_num_threads(1)
