@@ -194,6 +194,20 @@ fn schemes_without_a_0_18_recipe_are_refused() {
         assert_refused(&out, 2, &format!("--scheme {scheme}"));
         assert!(!output.exists(), "{scheme}: nothing is written");
     }
+    // The compressed-tensors export maps 0.11's recipes only.
+    let out = quantize(
+        &input,
+        &work.path("ct"),
+        &[
+            "--scheme",
+            "float8-weight-only",
+            "--semantics",
+            "0.18",
+            "--format",
+            "compressed-tensors",
+        ],
+    );
+    assert_refused(&out, 2, "is a torchao 0.18 recipe");
     // intx-weight-only exists only in torchao 0.18.
     let out = quantize(
         &input,
