@@ -43,7 +43,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: all venv venv-ao18 build test demo minilm-check check-minilm bench bench-linear bench-hqq bench-checkpoint gpu-check \
-	fixtures linear-fixtures observer-fixtures ao18-fixtures doc \
+	fixtures linear-fixtures observer-fixtures ao18-fixtures ao18-recipe-fixtures doc \
 	clean-venv
 
 all: build
@@ -299,6 +299,10 @@ hqq-fixtures: venv
 # 0.18.0 only; tests/parity_0_18.rs replays them).
 ao18-fixtures: $(AO18_STAMP)
 	$(PYTHON_AO18) tests/ao18/oracle.py fixtures --out tests/ao18/fixtures
+
+# The torchao 0.18 float8 and recipe fixtures (tests/recipe_parity_0_18.rs).
+ao18-recipe-fixtures: $(AO18_STAMP)
+	$(PYTHON_AO18) tests/ao18_recipes/oracle.py fixtures --out tests/ao18_recipes/fixtures
 
 doc: venv
 	RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps

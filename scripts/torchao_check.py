@@ -32,8 +32,20 @@ without `--expect` is checked against the recipe its recorded scheme names.
 With `--dequantized QUANTIZED RESTORED`, the output of `tch-quant dequantize`
 on QUANTIZED must equal torchao's dequantization too.
 
+A file quantized with `--semantics 0.18` (its metadata records
+`tch_quant.torchao_version` 0.18.0) is checked with torchao 0.18.0 instead
+(.venv-ao18, `make venv-ao18`): its qdata, scale and zero point must equal,
+bit for bit, the tensor subclass torchao 0.18's version-2 config stores for
+the original W (`Int8WeightOnlyConfig` -> `Int8Tensor`,
+`Float8WeightOnlyConfig` -> `Float8Tensor`, `IntxWeightOnlyConfig` ->
+`IntxUnpackedToInt8Tensor`, through the config's own `_..._quantize_tensor`),
+its records must state that tensor's block size and dtypes, torchao's
+`dequantize()` of the file's parts must equal its `dequantize()`, and
+`--dequantized` outputs must equal it too. A file of the other release than
+the running torchao's is reported, not checked.
+
 Prints the counts per file and exits 1 on any difference. Needs torch 2.13.0
-and torchao 0.11.0 (the project's .venv).
+and torchao 0.11.0 (the project's .venv) or 0.18.0 (.venv-ao18).
 
     python scripts/torchao_check.py model.safetensors q-int4.safetensors q-int8.safetensors
     python scripts/torchao_check.py model.safetensors c.safetensors --expect c.safetensors \
@@ -51,20 +63,23 @@ from collections import Counter
 import torch
 import torchao
 from safetensors import safe_open
-from torchao.dtypes.uintx.bitpacking import pack, unpack
-from torchao.dtypes.uintx.tensor_core_tiled_layout import TensorCoreTiledLayout
-from torchao.quantization.quant_primitives import (
-    MappingType,
-    _get_and_check_qmin_qmax,
-    _quantize_affine_no_dtype_cast,
-    ZeroPointDomain,
-    choose_qparams_affine,
-    choose_qparams_and_quantize_affine_hqq,
-    dequantize_affine,
-    quantize_affine,
-)
 
-TORCHAO_VERSION = "0.11.0"
+TORCHAO_VERSIONS = ("0.11.0", "0.18.0")
+if torchao.__version__ == "0.11.0":
+    from torchao.dtypes.uintx.bitpacking import pack, unpack
+    from torchao.dtypes.uintx.tensor_core_tiled_layout import TensorCoreTiledLayout
+    from torchao.quantization.quant_primitives import (
+        MappingType,
+        _get_and_check_qmin_qmax,
+        _quantize_affine_no_dtype_cast,
+        ZeroPointDomain,
+        choose_qparams_affine,
+        choose_qparams_and_quantize_affine_hqq,
+        dequantize_affine,
+        quantize_affine,
+    )
+
+TORCHAO_VERSION = torchao.__version__
 _SUB_BYTE_INT = {getattr(torch, f"int{b}") for b in range(1, 8)}
 F32_EPS = torch.finfo(torch.float32).eps
 
@@ -375,6 +390,94 @@ def config_path(scheme, w):
     return data, scale, zero_point, aqt.dequantize(), shards
 
 
+def granularity_0_18(text):
+    """A recorded granularity (`per-row`, `per-tensor`, `per-group:G`, `per-axis:A`) as torchao 0.18's."""
+    from torchao.quantization import PerAxis, PerGroup, PerRow, PerTensor
+
+    kind, _, n = text.partition(":")
+    return {"per-row": PerRow, "per-tensor": PerTensor}[kind]() if not n else \
+        {"per-group": PerGroup, "per-axis": PerAxis}[kind](int(n))
+
+
+def config_0_18(scheme, w):
+    """torchao 0.18's version-2 tensor for w under the recorded scheme."""
+    from torchao.quantization import quant_api
+    from torchao.quantization.quant_primitives import MappingType as MT
+
+    name = scheme["name"]
+    gran = granularity_0_18(scheme["granularity"])
+    if name == "int8-weight-only-v2":
+        return quant_api._int8_weight_only_quantize_tensor(
+            w, quant_api.Int8WeightOnlyConfig(granularity=gran, set_inductor_config=False))
+    if name == "float8-weight-only-v2":
+        return quant_api._float8_weight_only_quant_tensor(
+            w, quant_api.Float8WeightOnlyConfig(weight_dtype=torch_dtype(scheme["weight_dtype"]),
+                                                granularity=gran, set_inductor_config=False))
+    if name == "intx-weight-only":
+        return quant_api._intx_weight_only_quantize_tensor(
+            w, quant_api.IntxWeightOnlyConfig(weight_dtype=getattr(torch, f"int{scheme['bits']}"),
+                                              granularity=gran,
+                                              mapping_type=MT[scheme["mapping_type"].upper()]))
+    raise ValueError(f"no torchao 0.18 config for scheme {name}")
+
+
+def check_file_0_18(original, path, ours, records, scheme, restored):
+    """A --semantics 0.18 file against torchao 0.18's own tensors."""
+    counts, problems = Counter(), []
+
+    def check(what, ok, name):
+        counts[what, ok] += 1
+        if not ok:
+            problems.append(f"{path}: {name}: {what} differs")
+
+    def name_of(dtype):
+        return str(dtype).removeprefix("torch.")
+
+    expected_names = set()
+    for name, w in original.items():
+        if name not in records:
+            expected_names.add(name)
+            check("copied", name in ours and same_bits(ours[name], w), name)
+            continue
+        r = records[name]
+        t = config_0_18(scheme, w)
+        zp = getattr(t, "zero_point", None)
+        stated = dict(shape=list(w.shape), dtype=name_of(w.dtype), block_size=list(t.block_size),
+                      scale_dtype=name_of(t.scale.dtype),
+                      zero_point_dtype=None if zp is None else name_of(zp.dtype),
+                      semantics="0.18", codes={"layout": "plain", "dtype": name_of(t.qdata.dtype)})
+        ok = all(r.get(k) == v for k, v in stated.items())
+        check("recorded args", ok, name)
+        if not ok:
+            problems.append(f"{path}: {name}: recorded {r}, torchao's tensor gives {stated}")
+        names = [f"{name}.qdata", f"{name}.scale"] + ([f"{name}.zero_point"] if zp is not None else [])
+        expected_names.update(names)
+        our_q, our_scale = ours.get(names[0]), ours.get(names[1])
+        our_zp = ours.get(names[2]) if zp is not None else None
+        check("codes", same_bits(our_q, t.qdata), name)
+        check("scale", same_bits(our_scale, t.scale), name)
+        check("zero_point", same_bits(our_zp, zp), name)
+        want = t.dequantize()
+        ok = our_q is not None and our_scale is not None and (zp is None or our_zp is not None)
+        if ok:
+            # torchao's dequantize() of the file's parts: the same tensor
+            # with them in place of its own.
+            t.qdata, t.scale = our_q, our_scale
+            if zp is not None:
+                t.zero_point = our_zp
+            ok = same_bits(t.dequantize(), want)
+        check("dequantized", ok, name)
+        if restored is not None:
+            back = restored.get(name)
+            ok = back is not None and (same_bits(back, want) if back.dtype == w.dtype
+                                       else same_bits(back, t.dequantize(back.dtype)))
+            check("tch-quant dequantize", ok, name)
+    extra = set(ours) - expected_names
+    if extra:
+        problems.append(f"{path}: unexpected tensors {sorted(extra)[:5]}")
+    return problems, counts, scheme
+
+
 def check_file(original, path, restored_path, device, flags):
     ours, metadata = load(path)
     infos = [m for m in metadata if "tch_quant.format" in m]
@@ -385,8 +488,13 @@ def check_file(original, path, restored_path, device, flags):
     for m in infos:
         records.update(json.loads(m["tch_quant.tensors"]))
         if m["tch_quant.torchao_version"] != TORCHAO_VERSION:
-            return [f"{path}: reproduces torchao {m['tch_quant.torchao_version']}"], Counter(), "?"
+            return [f"{path}: reproduces torchao {m['tch_quant.torchao_version']}; check it with "
+                    f"that torchao (this one is {TORCHAO_VERSION})"], Counter(), "?"
     restored = load(restored_path)[0] if restored_path else None
+    if TORCHAO_VERSION == "0.18.0":
+        if flags is not None:
+            return [f"{path}: --expect checks 0.11 files only"], Counter(), scheme
+        return check_file_0_18(original, path, ours, records, scheme, restored)
     counts, problems = Counter(), []
 
     def check(what, ok, name):
@@ -489,7 +597,7 @@ def main():
     parser.add_argument("--device", default="cpu", help="where torchao computes (cpu, cuda)")
     opts = parser.parse_args()
     assert torch.__version__.startswith("2.13.0"), torch.__version__
-    assert torchao.__version__ == TORCHAO_VERSION, torchao.__version__
+    assert torchao.__version__ in TORCHAO_VERSIONS, torchao.__version__
     original, _ = load(opts.original)
     restored_for = {q: r for q, r in opts.dequantized}
     flags_for = {q: parse_flags(f) for q, f in opts.expect}

@@ -1,12 +1,32 @@
-//! Tensorwise float8 quantization: torchao's `choose_qparams_affine_float8`,
-//! `quantize_affine_float8` and `dequantize_affine_float8`.
+//! Float8 quantization: torchao 0.11's tensorwise
+//! `choose_qparams_affine_float8`, torchao 0.18's per-tensor, per-row and
+//! per-block `_choose_scale_float8` ([`choose_scale_float8`]), and the
+//! `quantize_affine_float8` / `dequantize_affine_float8` pair both releases
+//! share.
 //!
 //! Float8 codes are libtorch float8 tensors; the scale is a float32 tensor
 //! (one value for the whole tensor when it comes from
-//! [`choose_qparams_affine_float8`]).
+//! [`choose_qparams_affine_float8`], one per block from
+//! [`choose_scale_float8`]).
+//!
+//! # torchao 0.11 and 0.18
+//!
+//! 0.18 removed `choose_qparams_affine_float8` and renamed the pair to
+//! `_quantize_affine_float8` / `_dequantize_affine_float8`. Their op
+//! sequence is 0.11's (`to(float32)`, divide, clamp, cast; `to(float32)`,
+//! multiply, cast), and they differ only in the scales they take: 0.18 also
+//! takes one scale per block (`_maybe_expand_scale_to_tensor_shape` repeats
+//! each scale over its block with `repeat_interleave`), which 0.11 refuses.
+//! So [`quantize_affine_float8`] and [`dequantize_affine_float8`] serve both
+//! releases without a semantics argument: every scale that broadcasts gives
+//! both releases' bits, and a per-block scale gives 0.18's. (0.18 also
+//! raises for a scale of lower rank that is not a single value, e.g. `[K]`
+//! for a `[N, K]` input, which 0.11 broadcasts; the crate broadcasts it,
+//! with 0.11's bits.)
 
 use tch::{Device, Kind, Tensor};
 
+use crate::block::BlockLayout;
 use crate::dtype::{check_output_float, is_input_float, INPUT_FLOATS};
 use crate::error::{Error, Result, TorchContext};
 use crate::qparams::{check_float_input, check_not_empty};
@@ -58,8 +78,141 @@ pub fn choose_qparams_affine_float8(input: &Tensor, float8_dtype: QuantDtype) ->
     compute().op(OP)
 }
 
+/// The dtype [`choose_scale_float8`] rounds its scales to (torchao 0.18's
+/// `scale_dtype`); the scales are returned as float32 either way, as torchao
+/// returns them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Float8ScaleDtype {
+    /// `torch.float32`: `amax / fmax` as computed.
+    #[default]
+    Float32,
+    /// `torch.float8_e8m0fnu`: the scale rounded to a power of two,
+    /// `exp2(round(log2(scale)))`, for formats whose scales are bare
+    /// exponents.
+    Float8E8M0Fnu,
+}
+
+impl std::fmt::Display for Float8ScaleDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Float8ScaleDtype::Float32 => "float32",
+            Float8ScaleDtype::Float8E8M0Fnu => "float8_e8m0fnu",
+        })
+    }
+}
+
+/// The optional arguments of [`choose_scale_float8`], defaulting as torchao
+/// 0.18's `_choose_scale_float8` does.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Float8ScaleOptions {
+    /// `scale_dtype`: float32 (default) or e8m0 power-of-two scales.
+    pub scale_dtype: Float8ScaleDtype,
+    /// `hp_value_lb`: the smallest block amax used (`None`: no bound).
+    pub hp_value_lb: Option<f64>,
+    /// `hp_value_ub`: the largest block amax used (`None`: no bound).
+    pub hp_value_ub: Option<f64>,
+}
+
+/// Chooses one float8 scale per block of `input`, bit-identical to torchao
+/// 0.18's `_choose_scale_float8`.
+///
+/// `block_size` has one entry per input dim: the input's shape for one
+/// scale (per tensor), `[1, ..., 1, K]` for one per row, e.g. `[128, 128]`
+/// for square blocks. Per block, in the input's dtype:
+///
+/// 1. `amax = max(|block|)` (NaN when the block holds one);
+/// 2. with bounds, `amax = clamp(amax, hp_value_lb, hp_value_ub)` (libtorch's
+///    scalar clamp: compared in float32 and rounded to the input's dtype);
+/// 3. `scale = amax / fmax`, `fmax` the largest finite value of
+///    `float8_dtype` (448 for `float8_e4m3fn`, 57344 for the e5m2 kinds,
+///    240 for `float8_e4m3fnuz`), rounded to the input's dtype;
+/// 4. with [`Float8ScaleDtype::Float8E8M0Fnu`],
+///    `scale = exp2(round(log2(scale)))` (round half to even, still in the
+///    input's dtype);
+/// 5. cast to float32.
+///
+/// The result has the input's rank, dim `i` of size
+/// `input.size(i) / block_size[i]`. No eps is applied, as in torchao: an
+/// all-zero block gives a zero scale (and [`quantize_affine_float8`] NaN
+/// codes for it).
+///
+/// # Errors
+/// `float8_dtype` not a float8 kind; `input` not float32/float16/bfloat16,
+/// or empty; `block_size` without one entry per dim, with an entry below 1
+/// or one that does not divide its dim, or that reduces no dim of a tensor
+/// with more than one element (torchao's reshape fails there); a NaN bound,
+/// or `hp_value_lb > hp_value_ub`.
+///
+/// # Examples
+/// ```
+/// use tch::Tensor;
+/// use tch_quant::{choose_scale_float8, Float8ScaleDtype, Float8ScaleOptions, QuantDtype};
+/// let x = Tensor::from_slice(&[1.0f32, -1344.0, 3.0, 112.0]).view([2, 2]);
+/// let per_row = choose_scale_float8(&x, &[1, 2], QuantDtype::Float8E4M3Fn,
+///                                   &Float8ScaleOptions::default())?;
+/// assert_eq!(per_row.size(), [2, 1]);
+/// assert_eq!(Vec::<f32>::try_from(per_row.view(-1))?, [3.0, 0.25]);
+/// let e8m0 = Float8ScaleOptions { scale_dtype: Float8ScaleDtype::Float8E8M0Fnu, ..Default::default() };
+/// let pow2 = choose_scale_float8(&x, &[1, 2], QuantDtype::Float8E4M3Fn, &e8m0)?;
+/// assert_eq!(Vec::<f32>::try_from(pow2.view(-1))?, [4.0, 0.25]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn choose_scale_float8(
+    input: &Tensor,
+    block_size: &[i64],
+    float8_dtype: QuantDtype,
+    options: &Float8ScaleOptions,
+) -> Result<Tensor> {
+    const OP: &str = "choose_scale_float8";
+    check_strided(OP, "input", input)?;
+    let (_, fmax) = float8_bounds(OP, float8_dtype)?;
+    check_float_input(OP, "input", input)?;
+    check_not_empty(OP, "input", input)?;
+    let shape = input.size();
+    let layout = BlockLayout::new(OP, block_size, &shape)?;
+    let (lb, ub) = (options.hp_value_lb, options.hp_value_ub);
+    for (arg, bound) in [("hp_value_lb", lb), ("hp_value_ub", ub)] {
+        if bound.is_some_and(f64::is_nan) {
+            return Err(Error::invalid(OP, arg, "NaN", "must be a number or None"));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (lb, ub) {
+        if lo > hi {
+            return Err(Error::invalid(
+                OP,
+                "hp_value_lb",
+                lo,
+                format!("must not exceed hp_value_ub = {hi}"),
+            ));
+        }
+    }
+    let scale_shape: Vec<i64> = shape
+        .iter()
+        .zip(block_size)
+        .map(|(&size, &b)| size / b)
+        .collect();
+    let compute = || -> std::result::Result<Tensor, tch::TchError> {
+        let blocks = input.f_reshape(layout.shape_for_reduction.as_slice())?;
+        let mut amax = blocks
+            .f_abs()?
+            .f_amax(layout.reduction_dims.as_slice(), true)?;
+        amax = match (lb, ub) {
+            (Some(lo), Some(hi)) => scalar_ops::clamp(&amax, lo, hi)?,
+            (Some(lo), None) => scalar_ops::clamp_min(&amax, lo)?,
+            (None, Some(hi)) => scalar_ops::clamp_max(&amax, hi)?,
+            (None, None) => amax,
+        };
+        let mut scale = scalar_ops::div(&amax, fmax)?.f_reshape(scale_shape.as_slice())?;
+        if options.scale_dtype == Float8ScaleDtype::Float8E8M0Fnu {
+            scale = scale.f_log2()?.f_round()?.f_exp2()?;
+        }
+        scale.f_to_kind(Kind::Float)
+    };
+    compute().op(OP)
+}
+
 /// Quantizes `input` to `float8_dtype` codes, bit-identical to torchao 0.11's
-/// `quantize_affine_float8`.
+/// `quantize_affine_float8` and 0.18's `_quantize_affine_float8`.
 ///
 /// `code = to_float8(clamp(float32(input) / scale, -fmax, fmax))`: the input
 /// is upcast to float32 and divided by `scale` (float32 division, or libtorch's
@@ -73,14 +226,18 @@ pub fn choose_qparams_affine_float8(input: &Tensor, float8_dtype: QuantDtype) ->
 /// NaN code, `0x80`). `-0.0` gives the negative-zero code for the `fn`/e5m2
 /// kinds and `+0` for the fnuz kinds, which have no negative zero.
 ///
-/// `scale` must be float32, float16 or bfloat16 and broadcast to the input's
-/// shape (a 0-d tensorwise scale, or e.g. one scale per row shaped
-/// `[rows, 1]`); the codes have the input's shape.
+/// `scale` must be float32, float16 or bfloat16 and either broadcast to the
+/// input's shape (a 0-d tensorwise scale, or e.g. one scale per row shaped
+/// `[rows, 1]`: both torchao releases) or hold one scale per block (the
+/// input's rank, dim `i` dividing `input.size(i)`, e.g. `[N / 128, K / 128]`
+/// from [`choose_scale_float8`]: torchao 0.18, which repeats each scale over
+/// its block with `repeat_interleave` before dividing, as done here). The
+/// codes have the input's shape.
 ///
 /// # Errors
 /// `float8_dtype` not a float8 kind; `input` or `scale` not
-/// float32/float16/bfloat16; `scale` not broadcastable to the input's shape,
-/// or on another device (a 0-d CPU scale is accepted with any input, as in
+/// float32/float16/bfloat16; `scale` neither broadcastable to the input's
+/// shape nor one per block, or on another device (a 0-d CPU scale is accepted with any input, as in
 /// libtorch).
 ///
 /// # Examples
@@ -105,16 +262,17 @@ pub fn quantize_affine_float8(
     let (_, fmax) = float8_bounds(OP, float8_dtype)?;
     check_float_input(OP, "input", input)?;
     check_not_empty(OP, "input", input)?;
-    check_scale(OP, scale, input)?;
+    let repeats = check_scale(OP, scale, input)?;
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
-        let scaled = input.f_to_kind(Kind::Float)?.f_div(scale)?;
+        let scale = expand_scale(scale, repeats.as_deref())?;
+        let scaled = input.f_to_kind(Kind::Float)?.f_div(&scale)?;
         scalar_ops::clamp(&scaled, -fmax, fmax)?.f_to_kind(float8_dtype.storage_kind())
     };
     compute().op(OP)
 }
 
 /// Dequantizes float8 codes, bit-identical to torchao 0.11's
-/// `dequantize_affine_float8`.
+/// `dequantize_affine_float8` and 0.18's `_dequantize_affine_float8`.
 ///
 /// `output = to(output_dtype, float32(codes) * scale)`: the codes are
 /// widened exactly to float32, multiplied by `scale` in float32 (one
@@ -122,10 +280,15 @@ pub fn quantize_affine_float8(
 /// for float16 and bfloat16). NaN codes give NaN, the e5m2 infinities give
 /// infinities.
 ///
+/// `scale` broadcasts to the codes' shape or holds one scale per block, as
+/// in [`quantize_affine_float8`] (per-block scales are repeated over their
+/// blocks first, as torchao 0.18's `_dequantize_affine_float8` does).
+///
 /// # Errors
-/// `input` not a float8 tensor; `scale` not float32/float16/bfloat16, not
-/// broadcastable to the input's shape, or on another device (0-d CPU scales
-/// excepted); `output_dtype` not float32/float16/bfloat16.
+/// `input` not a float8 tensor; `scale` not float32/float16/bfloat16,
+/// neither broadcastable to the input's shape nor one per block, or on
+/// another device (0-d CPU scales excepted); `output_dtype` not
+/// float32/float16/bfloat16.
 ///
 /// # Examples
 /// ```
@@ -156,12 +319,13 @@ pub fn dequantize_affine_float8(
             got: input.kind(),
         });
     }
-    check_scale(OP, scale, input)?;
+    let repeats = check_scale(OP, scale, input)?;
     check_output_float(OP, output_dtype)?;
     let compute = || -> std::result::Result<Tensor, tch::TchError> {
+        let scale = expand_scale(scale, repeats.as_deref())?;
         input
             .f_to_kind(Kind::Float)?
-            .f_mul(scale)?
+            .f_mul(&scale)?
             .f_to_kind(output_dtype)
     };
     compute().op(OP)
@@ -187,9 +351,12 @@ fn is_float8_kind(kind: Kind) -> bool {
     )
 }
 
-/// A float scale that broadcasts to `input`'s shape without growing it, on
-/// `input`'s device (libtorch also takes a 0-d CPU tensor as a scalar).
-fn check_scale(op: &'static str, scale: &Tensor, input: &Tensor) -> Result<()> {
+/// A float scale that broadcasts to `input`'s shape without growing it, or
+/// one scale per block (the input's rank, each dim dividing the input's),
+/// on `input`'s device (libtorch also takes a 0-d CPU tensor as a scalar).
+/// Returns the per-dim repeats of a per-block scale, `None` for one that
+/// broadcasts as it is.
+fn check_scale(op: &'static str, scale: &Tensor, input: &Tensor) -> Result<Option<Vec<i64>>> {
     if !is_input_float(scale.kind()) {
         return Err(Error::UnsupportedKind {
             op,
@@ -205,12 +372,20 @@ fn check_scale(op: &'static str, scale: &Tensor, input: &Tensor) -> Result<()> {
             .rev()
             .zip(target.iter().rev())
             .all(|(&s, &t)| s == 1 || s == t);
-    if !broadcasts {
+    let per_block = shape.len() == target.len()
+        && shape
+            .iter()
+            .zip(&target)
+            .all(|(&s, &t)| s >= 1 && t % s == 0);
+    if !broadcasts && !per_block {
         return Err(Error::ShapeMismatch {
             op,
             arg: "scale",
             got: shape,
-            reason: format!("must broadcast to the input's shape {target:?}"),
+            reason: format!(
+                "must broadcast to the input's shape {target:?} or hold one scale per block \
+                 (the input's rank, each dim dividing the input's)"
+            ),
         });
     }
     let cpu_scalar = scale.device() == Device::Cpu && scale.dim() == 0;
@@ -225,7 +400,23 @@ fn check_scale(op: &'static str, scale: &Tensor, input: &Tensor) -> Result<()> {
             ),
         ));
     }
-    Ok(())
+    Ok((!broadcasts).then(|| target.iter().zip(&shape).map(|(&t, &s)| t / s).collect()))
+}
+
+/// A per-block scale repeated over its blocks, as torchao 0.18's
+/// `_maybe_expand_scale_to_tensor_shape` does (`repeat_interleave` along
+/// each dim whose block is longer than 1); a broadcasting scale as it is.
+fn expand_scale(
+    scale: &Tensor,
+    repeats: Option<&[i64]>,
+) -> std::result::Result<Tensor, tch::TchError> {
+    let mut expanded = scale.shallow_clone();
+    for (dim, &r) in repeats.unwrap_or_default().iter().enumerate() {
+        if r > 1 {
+            expanded = expanded.f_repeat_interleave_self_int(r, dim as i64, None)?;
+        }
+    }
+    Ok(expanded)
 }
 
 #[cfg(test)]
@@ -368,6 +559,121 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn block_scales_choose_and_expand() {
+        let x =
+            Tensor::from_slice(&[1.0f32, -2.0, 4.0, 8.0, 16.0, -32.0, 64.0, 128.0]).view([2, 4]);
+        let opts = Float8ScaleOptions::default();
+        let blocks = choose_scale_float8(&x, &[1, 2], QuantDtype::Float8E4M3Fn, &opts).unwrap();
+        assert_eq!(blocks.size(), [2, 2]);
+        let want = [2.0f32, 8.0, 32.0, 128.0].map(|a| a / 448.0);
+        assert_eq!(Vec::<f32>::try_from(blocks.view(-1)).unwrap(), want);
+        let tensor = choose_scale_float8(&x, &[2, 4], QuantDtype::Float8E5M2, &opts).unwrap();
+        assert_eq!(tensor.size(), [1, 1]);
+        assert_eq!(tensor.double_value(&[0, 0]) as f32, 128.0f32 / 57344.0);
+        // Each block's codes are its values over its own scale.
+        let q = quantize_affine_float8(&x, &blocks, QuantDtype::Float8E4M3Fn).unwrap();
+        let y = dequantize_affine_float8(&q, &blocks, Kind::Float).unwrap();
+        assert_eq!(q.size(), [2, 4]);
+        let expanded = blocks.repeat_interleave_self_int(2, 1, None);
+        let by_hand = quantize_affine_float8(&x, &expanded, QuantDtype::Float8E4M3Fn).unwrap();
+        assert_eq!(bits(&q), bits(&by_hand));
+        assert_eq!(
+            bits(&y),
+            bits(&dequantize_affine_float8(&q, &expanded, Kind::Float).unwrap())
+        );
+    }
+
+    #[test]
+    fn bounds_clamp_the_amax() {
+        let x = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 8960.0]).view([2, 2]);
+        let opts = Float8ScaleOptions {
+            hp_value_lb: Some(44.8),
+            hp_value_ub: Some(4480.0),
+            ..Default::default()
+        };
+        let s = choose_scale_float8(&x, &[1, 2], QuantDtype::Float8E4M3Fn, &opts).unwrap();
+        let got = Vec::<f32>::try_from(s.view(-1)).unwrap();
+        assert_eq!(got, [44.8f32 / 448.0, 10.0]);
+        let e8m0 = Float8ScaleOptions {
+            scale_dtype: Float8ScaleDtype::Float8E8M0Fnu,
+            ..opts
+        };
+        let s = choose_scale_float8(&x, &[1, 2], QuantDtype::Float8E4M3Fn, &e8m0).unwrap();
+        assert_eq!(Vec::<f32>::try_from(s.view(-1)).unwrap(), [0.125, 8.0]);
+    }
+
+    #[test]
+    fn choose_scale_refusals_name_the_argument() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let opts = Float8ScaleOptions::default();
+        let f8 = QuantDtype::Float8E4M3Fn;
+        let arg = |r: Result<Tensor>| match r {
+            Err(Error::InvalidArgument { arg, .. })
+            | Err(Error::ShapeMismatch { arg, .. })
+            | Err(Error::UnsupportedKind { arg, .. }) => arg,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert_eq!(
+            arg(choose_scale_float8(&x, &[1, 3], f8, &opts)),
+            "block_size"
+        );
+        assert_eq!(arg(choose_scale_float8(&x, &[2], f8, &opts)), "block_size");
+        assert_eq!(
+            arg(choose_scale_float8(&x, &[1, 1], f8, &opts)),
+            "block_size"
+        );
+        assert_eq!(
+            arg(choose_scale_float8(&x, &[0, 2], f8, &opts)),
+            "block_size"
+        );
+        assert_eq!(
+            arg(choose_scale_float8(&x, &[1, 2], QuantDtype::Int8, &opts)),
+            "float8_dtype"
+        );
+        let ints = Tensor::from_slice(&[1i32, 2]);
+        assert_eq!(arg(choose_scale_float8(&ints, &[2], f8, &opts)), "input");
+        let inverted = Float8ScaleOptions {
+            hp_value_lb: Some(2.0),
+            hp_value_ub: Some(1.0),
+            ..opts
+        };
+        let err = choose_scale_float8(&x, &[1, 2], f8, &inverted).unwrap_err();
+        assert!(
+            err.to_string().contains("hp_value_lb") && err.to_string().contains('2'),
+            "{err}"
+        );
+        let nan = Float8ScaleOptions {
+            hp_value_ub: Some(f64::NAN),
+            ..opts
+        };
+        assert_eq!(
+            arg(choose_scale_float8(&x, &[1, 2], f8, &nan)),
+            "hp_value_ub"
+        );
+        // A scale that neither broadcasts nor gives whole blocks.
+        let odd = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let wide = Tensor::ones([2, 6], (Kind::Float, Device::Cpu));
+        assert_eq!(
+            arg(quantize_affine_float8(
+                &wide,
+                &Tensor::ones([2, 4], (Kind::Float, Device::Cpu)),
+                f8
+            )),
+            "scale"
+        );
+        assert!(quantize_affine_float8(&wide, &odd, f8).is_ok());
+        let q = quantize_affine_float8(&wide, &odd, f8).unwrap();
+        assert_eq!(
+            arg(dequantize_affine_float8(
+                &q,
+                &Tensor::ones([4, 6], (Kind::Float, Device::Cpu)),
+                Kind::Float
+            )),
+            "scale"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@
 //! | codes and back | [`quantize_affine`], [`dequantize_affine`] ([`dequantize_affine_into`] into a caller's tensor), [`fake_quantize_affine`], [`fake_quantize_affine_cachemask`] | `quantize.rs` |
 //! | both in one pass | [`choose_qparams_and_quantize_affine`] | `chain.rs` |
 //! | half-quadratic (HQQ) codes and qparams | [`choose_qparams_and_quantize_affine_hqq`], [`HqqOptions`], [`HqqSolverOptions`], [`HqqQuantized`] | `hqq.rs` |
-//! | float8 | [`choose_qparams_affine_float8`], [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
+//! | float8 | [`choose_qparams_affine_float8`] (0.11), [`choose_scale_float8`] (0.18: per tensor, row, block; e8m0), [`quantize_affine_float8`], [`dequantize_affine_float8`] | `float8.rs` |
 //! | MX (e8m0 block scales; fp8, fp6, fp4 elements) and NVFP4, torchao 0.18 | [`to_mx`], [`mx::to_dtype`], [`MxTensor`], [`ScaleCalculationMode`], [`MxElemDtype`], [`nvfp4_quantize`], [`per_tensor_amax_to_scale`], [`Nvfp4Tensor`] | `mx/` |
 //! | fp6, fp5, ... | [`FloatxDtype`], [`choose_qparams_affine_floatx`], [`quantize_affine_floatx`], [`dequantize_affine_floatx`] | `floatx.rs` |
 //! | GGUF Q4_K-style super-blocks | [`choose_qparams_gguf`], [`quantize_gguf`], [`dequantize_gguf`], [`GgufQParams`], [`gguf_weight_only`], [`GgufWeight`] | `gguf.rs` |
@@ -105,7 +105,10 @@ pub use bitpacking::{pack_uintx, unpack_uintx};
 pub use chain::choose_qparams_and_quantize_affine;
 pub use dtype::{finfo_eps, kind_name, parse_kind, QuantDtype};
 pub use error::{CheckpointErrorKind, Error, Result};
-pub use float8::{choose_qparams_affine_float8, dequantize_affine_float8, quantize_affine_float8};
+pub use float8::{
+    choose_qparams_affine_float8, choose_scale_float8, dequantize_affine_float8,
+    quantize_affine_float8, Float8ScaleDtype, Float8ScaleOptions,
+};
 pub use floatx::{
     choose_qparams_affine_floatx, dequantize_affine_floatx, quantize_affine_floatx, FloatxDtype,
 };

@@ -6,8 +6,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::bitpacking::{pack_uintx, unpack_uintx};
 use crate::chain::choose_qparams_and_quantize_affine;
-use crate::dtype::{check_output_float, float_eps, kind_name};
+use crate::dtype::{check_output_float, kind_name};
 use crate::error::{Error, Result, TorchContext};
+use crate::float8::{choose_scale_float8, dequantize_affine_float8, quantize_affine_float8};
 use crate::formula::QParams;
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::qparams::{choose_qparams_affine, QParamsOptions};
@@ -16,8 +17,9 @@ use crate::quantize::{
     dequantize_affine_into, dequantize_packed, dequantize_packed_into, QuantizeOptions,
 };
 use crate::recipe::Recipe;
+use crate::semantics::Semantics;
 use crate::strided::{check_strided, check_strided_opt};
-use crate::QuantDtype;
+use crate::{Float8ScaleOptions, QuantDtype};
 
 /// Sub-byte codes are packed along the last dim, as torchao's `UintxLayout`
 /// does by default (`pack_dim=-1`).
@@ -72,6 +74,7 @@ pub struct AffineQuantizedTensor {
     shape: Vec<i64>,
     dtype: Kind,
     layout: StorageLayout,
+    semantics: Semantics,
 }
 
 /// The int4 recipe's qparams as torchao computes them when some are NaN:
@@ -216,12 +219,13 @@ fn assemble(
         target_dtype: args.dtype,
         quant_min,
         quant_max,
-        eps: args.options.eps.unwrap_or_else(|| float_eps(input.kind())),
+        eps: recipe.eps_for(input.kind()),
         preserve_zero: args.options.preserve_zero,
         zero_point_domain: args.options.zero_point_domain,
         shape: input.size(),
         dtype: input.kind(),
         layout: StorageLayout::Plain,
+        semantics: recipe.semantics(),
     };
     match recipe.packing() {
         Some(bits) => plain.pack(bits),
@@ -265,10 +269,15 @@ pub struct QuantizedParts {
 }
 
 impl AffineQuantizedTensor {
-    /// Quantizes `input` with `recipe`, bit-identical to torchao 0.11's
-    /// config on the same weight: the recipe's block size for `input`, then
-    /// the one-pass [`choose_qparams_and_quantize_affine`], then packing
-    /// where the recipe stores packed codes. Runs on `input`'s device.
+    /// Quantizes `input` with `recipe`, bit-identical to the recipe's torchao
+    /// config ([`Recipe::semantics`] says which release) on the same weight:
+    /// the recipe's block size for `input`, then the one-pass
+    /// [`choose_qparams_and_quantize_affine`] (for
+    /// [`Recipe::Float8WeightOnlyV2`],
+    /// [`choose_scale_float8`](crate::choose_scale_float8) and
+    /// [`quantize_affine_float8`](crate::quantize_affine_float8)), then
+    /// packing where the recipe stores packed codes. The tensor records the
+    /// recipe's semantics. Runs on `input`'s device.
     ///
     /// # Errors
     /// The recipe's own arguments ([`Recipe::validate`]); a tensor it does
@@ -284,6 +293,21 @@ impl AffineQuantizedTensor {
         })?;
         if recipe.use_hqq() {
             return hqq_quantize(input, recipe, block_size);
+        }
+        if let Recipe::Float8WeightOnlyV2 { float8_dtype, .. } = *recipe {
+            // `Float8Tensor.from_hp`'s torch path.
+            let scale = choose_scale_float8(
+                input,
+                &block_size,
+                float8_dtype,
+                &Float8ScaleOptions::default(),
+            )?;
+            let codes = quantize_affine_float8(input, &scale, float8_dtype)?;
+            let qp = QParams {
+                scale,
+                zero_point: None,
+            };
+            return assemble(input, recipe, block_size, qp, codes);
         }
         let args = recipe.arguments();
         let (mut qp, codes) = choose_qparams_and_quantize_affine(
@@ -343,6 +367,16 @@ impl AffineQuantizedTensor {
     /// # Ok::<(), tch_quant::Error>(())
     /// ```
     pub fn from_parts(parts: QuantizedParts) -> Result<Self> {
+        Self::from_parts_under(parts, Semantics::default())
+    }
+
+    /// [`from_parts`](Self::from_parts) for parts quantized under
+    /// `semantics` (a checkpoint records it), which
+    /// [`dequantize`](Self::dequantize) then follows.
+    ///
+    /// # Errors
+    /// As [`from_parts`](Self::from_parts).
+    pub fn from_parts_under(parts: QuantizedParts, semantics: Semantics) -> Result<Self> {
         const OP: &str = "AffineQuantizedTensor::from_parts";
         for codes in &parts.qdata {
             check_strided(OP, "qdata", codes)?;
@@ -383,6 +417,7 @@ impl AffineQuantizedTensor {
             shape: parts.shape,
             dtype: parts.dtype,
             layout: parts.layout,
+            semantics,
         };
         // The codes as they would be dequantized: right count, dtype, shape.
         let codes = q.codes()?;
@@ -397,9 +432,13 @@ impl AffineQuantizedTensor {
         Ok(q)
     }
 
-    /// The original float tensor's values, as torchao 0.11's
-    /// `dequantize_affine` rebuilds them with this tensor's arguments, in
-    /// the original dtype.
+    /// The original float tensor's values, as torchao's `dequantize_affine`
+    /// of the release the tensor was quantized under
+    /// ([`semantics`](Self::semantics)) rebuilds them with this tensor's
+    /// arguments, in the original dtype. Float8 codes under 0.18 are
+    /// dequantized as `Float8Tensor.dequantize` does, with
+    /// [`dequantize_affine_float8`](crate::dequantize_affine_float8) (codes
+    /// widened to float32, times the per-block scale, cast).
     pub fn dequantize(&self) -> Result<Tensor> {
         self.dequantize_as(self.dtype)
     }
@@ -412,12 +451,10 @@ impl AffineQuantizedTensor {
     /// along the last dim, contiguous CPU tensors), with the same bits as
     /// [`codes`](Self::codes) followed by `dequantize_affine`.
     pub fn dequantize_as(&self, output_dtype: Kind) -> Result<Tensor> {
-        let options = QuantizeOptions {
-            quant_min: Some(self.quant_min),
-            quant_max: Some(self.quant_max),
-            zero_point_domain: self.zero_point_domain,
-            ..QuantizeOptions::default()
-        };
+        if let Some(x) = self.dequantize_float8_0_18(output_dtype)? {
+            return Ok(x);
+        }
+        let options = self.quantize_options();
         if let StorageLayout::Packed { bits, dim } = self.layout {
             let last = dim == -1 || dim == self.shape.len() as i64 - 1;
             if last {
@@ -482,12 +519,10 @@ impl AffineQuantizedTensor {
             &self.scale,
             self.zero_point.as_ref(),
         )?;
-        let options = QuantizeOptions {
-            quant_min: Some(self.quant_min),
-            quant_max: Some(self.quant_max),
-            zero_point_domain: self.zero_point_domain,
-            ..QuantizeOptions::default()
-        };
+        if let Some(x) = self.dequantize_float8_0_18(out.kind())? {
+            return out.f_copy_(&x).op(OP);
+        }
+        let options = self.quantize_options();
         if let StorageLayout::Packed { bits, dim } = self.layout {
             let last = dim == -1 || dim == self.shape.len() as i64 - 1;
             if last {
@@ -517,6 +552,27 @@ impl AffineQuantizedTensor {
             &options,
             out,
         )
+    }
+
+    /// The arguments `dequantize_affine` takes from this tensor.
+    fn quantize_options(&self) -> QuantizeOptions {
+        QuantizeOptions {
+            quant_min: Some(self.quant_min),
+            quant_max: Some(self.quant_max),
+            zero_point_domain: self.zero_point_domain,
+            semantics: self.semantics,
+            ..QuantizeOptions::default()
+        }
+    }
+
+    /// Float8 codes quantized under 0.18: `_dequantize_affine_float8`, as
+    /// `Float8Tensor.dequantize` runs it; `None` for every other tensor.
+    fn dequantize_float8_0_18(&self, output_dtype: Kind) -> Result<Option<Tensor>> {
+        if self.semantics != Semantics::Torchao0_18 || !self.target_dtype.is_float8() {
+            return Ok(None);
+        }
+        let codes = self.codes()?;
+        dequantize_affine_float8(&codes, &self.scale, output_dtype).map(Some)
     }
 
     /// The codes one per element, in the target dtype's storage dtype
@@ -652,6 +708,7 @@ impl AffineQuantizedTensor {
             shape: self.shape.clone(),
             dtype: self.dtype,
             layout: self.layout,
+            semantics: self.semantics,
         })
     }
 
@@ -731,6 +788,12 @@ impl AffineQuantizedTensor {
     /// How the codes are stored.
     pub fn layout(&self) -> StorageLayout {
         self.layout
+    }
+
+    /// The torchao release the tensor was quantized under, which
+    /// [`dequantize`](Self::dequantize) follows.
+    pub fn semantics(&self) -> Semantics {
+        self.semantics
     }
 
     /// The device the codes live on.

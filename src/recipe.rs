@@ -1,7 +1,11 @@
-//! torchao 0.11's weight-only recipes as typed values: the exact arguments
-//! each config passes to `choose_qparams_affine` / `quantize_affine`, and the
+//! torchao's weight-only recipes as typed values: the exact arguments each
+//! config passes to `choose_qparams_affine` / `quantize_affine`, and the
 //! checks that tell, from a tensor's shape and dtype alone, whether a recipe
 //! applies to it.
+//!
+//! The 0.11 presets are the default; the `...V2` variants and
+//! [`Recipe::IntxWeightOnly`] are torchao 0.18's version-2 configs (see
+//! [`Recipe::semantics`] and [`Recipe::with_semantics`]).
 //!
 //! The presets transcribe `torchao/quantization/quant_api.py` at v0.11.0
 //! (`_int8_weight_only_quantize_tensor`, `_int4_weight_only_quantize_tensor`,
@@ -16,11 +20,12 @@ use std::fmt;
 use tch::Kind;
 
 use crate::block::{check_block_size, BlockRefusal};
-use crate::dtype::{float_eps, is_input_float, kind_name};
+use crate::dtype::{is_input_float, kind_name};
 use crate::error::{Error, Result};
 use crate::granularity::Granularity;
 use crate::mapping::{MappingType, ZeroPointDomain};
 use crate::qparams::{Plan, QParamsOptions};
+use crate::semantics::Semantics;
 use crate::QuantDtype;
 
 /// Group sizes torchao's tinygemm int4 kernel supports.
@@ -39,6 +44,24 @@ const F32_EPS: f64 = f32::EPSILON as f64;
 /// | [`Int4WeightOnly`](Recipe::Int4WeightOnly) | `Int4WeightOnlyConfig(group_size)` (tinygemm) | asymmetric, `preserve_zero=False` | `(1, …, 1, group)` | int32, 0..15, packed as uint4 | 1e-6 | bfloat16, float domain |
 /// | [`UIntXWeightOnly`](Recipe::UIntXWeightOnly) | `UIntXWeightOnlyConfig(uint{bits}, group_size)` | asymmetric | `(1, …, 1, group)` | uint*bits*, full range, packed below 8 bits | f32 eps | int32, int domain |
 /// | [`Float8WeightOnly`](Recipe::Float8WeightOnly) | `Float8WeightOnlyConfig()` | symmetric | `(1, …, 1, K)` | float8_e4m3fn, -448..448 | f32 eps | none |
+///
+/// torchao 0.18's version-2 configs that run on CPU (torch 2.13), each
+/// storing exactly what its tensor subclass stores:
+///
+/// | recipe | torchao 0.18 config | stores | eps | zero point |
+/// | --- | --- | --- | --- | --- |
+/// | [`Int8WeightOnlyV2`](Recipe::Int8WeightOnlyV2) | `Int8WeightOnlyConfig(granularity)` (`Int8Tensor`) | int8 codes, float32 scale `[N, 1]` per row (`[1, 1]` per tensor, `[N, K / g]` per group) | f32 eps | int8 zeros, same shape |
+/// | [`Float8WeightOnlyV2`](Recipe::Float8WeightOnlyV2) | `Float8WeightOnlyConfig(weight_dtype, granularity)` (`Float8Tensor`) | float8 codes, float32 scale `amax / fmax` per row, tensor or group | none | none |
+/// | [`IntxWeightOnly`](Recipe::IntxWeightOnly) | `IntxWeightOnlyConfig(int{bits}, granularity, mapping_type)` (`IntxUnpackedToInt8Tensor`) | int8 codes in the int*bits* range, scale in the weight's dtype `[N, K / g]` | `finfo(dtype).smallest_normal` | int8, same shape |
+///
+/// `Int8DynamicActivationInt8WeightConfig()` stores the same `Int8Tensor`
+/// weight as `Int8WeightOnlyConfig()` (its activations are quantized at run
+/// time), so [`Int8WeightOnlyV2`](Recipe::Int8WeightOnlyV2) per row gives
+/// its weight too. torchao 0.18's `Int4WeightOnlyConfig` (every packing
+/// format), `Float8DynamicActivationFloat8WeightConfig` and
+/// `Float8DynamicActivationInt4WeightConfig` do not run on CPU, and 0.18 has
+/// no `UIntXWeightOnlyConfig`: [`with_semantics`](Recipe::with_semantics)
+/// refuses them, saying why.
 ///
 /// # Examples
 /// ```
@@ -102,6 +125,48 @@ pub enum Recipe {
     /// range `-448..=448`, eps = f32 eps, scale in the weight's dtype, no
     /// zero point.
     Float8WeightOnly,
+    /// torchao 0.18's `Int8WeightOnlyConfig(granularity=...)` (version 2,
+    /// `Int8Tensor.from_hp`): symmetric int8 over `-128..=127`, eps = f32
+    /// eps, float32 scale and int8 zero point with the weight's rank
+    /// (`keepdim=True`), then 0.18's `quantize_affine`.
+    Int8WeightOnlyV2 {
+        /// [`PerRow`](Granularity::PerRow) (torchao's default),
+        /// [`PerTensor`](Granularity::PerTensor) or
+        /// [`PerGroup`](Granularity::PerGroup).
+        granularity: Granularity,
+    },
+    /// torchao 0.18's `Float8WeightOnlyConfig(weight_dtype, granularity)`
+    /// (version 2, `Float8Tensor.from_hp` on its torch path):
+    /// [`choose_scale_float8`](crate::choose_scale_float8) (`amax / fmax`
+    /// per block, no eps) and
+    /// [`quantize_affine_float8`](crate::quantize_affine_float8); no zero
+    /// point.
+    Float8WeightOnlyV2 {
+        /// [`PerRow`](Granularity::PerRow) (torchao's default),
+        /// [`PerTensor`](Granularity::PerTensor) or
+        /// [`PerGroup`](Granularity::PerGroup).
+        granularity: Granularity,
+        /// `weight_dtype`: a float8 kind (torchao's default
+        /// `float8_e4m3fn`).
+        float8_dtype: QuantDtype,
+    },
+    /// torchao 0.18's `IntxWeightOnlyConfig(weight_dtype=torch.int{bits},
+    /// granularity, mapping_type)` (version 2, `IntxUnpackedToInt8Tensor`
+    /// with the affine algorithm): `choose_qparams_affine` with target int8
+    /// over the int*bits* range, eps defaulting to
+    /// `finfo(dtype).smallest_normal`, scale in the weight's dtype, int8 zero
+    /// point, `keepdim=True`; codes stored unpacked in int8. 2-d weights only
+    /// (torchao's 4-d conv blocks are not covered).
+    IntxWeightOnly {
+        /// 1 to 8.
+        bits: u32,
+        /// [`PerAxis(0)`](Granularity::PerAxis) (one scale per row,
+        /// torchao's default) or [`PerGroup`](Granularity::PerGroup).
+        granularity: Granularity,
+        /// Symmetric (torchao's default), asymmetric or symmetric without
+        /// clipping error.
+        mapping: MappingType,
+    },
     /// Any mapping, dtype, granularity and options.
     Custom(CustomRecipe),
 }
@@ -235,6 +300,9 @@ impl Recipe {
             Recipe::Int4WeightOnly { .. } => "int4-weight-only",
             Recipe::UIntXWeightOnly { .. } => "uintx-weight-only",
             Recipe::Float8WeightOnly => "float8-weight-only",
+            Recipe::Int8WeightOnlyV2 { .. } => "int8-weight-only-v2",
+            Recipe::Float8WeightOnlyV2 { .. } => "float8-weight-only-v2",
+            Recipe::IntxWeightOnly { .. } => "intx-weight-only",
             Recipe::Custom(_) => "custom",
         }
     }
@@ -318,7 +386,165 @@ impl Recipe {
                     ..Default::default()
                 },
             },
+            Recipe::Int8WeightOnlyV2 { granularity } => CustomRecipe {
+                mapping: MappingType::Symmetric,
+                dtype: QuantDtype::Int8,
+                granularity,
+                options: QParamsOptions {
+                    eps: Some(F32_EPS),
+                    scale_dtype: Some(Kind::Float),
+                    zero_point_dtype: Some(Kind::Int8),
+                    keepdim: true,
+                    semantics: Semantics::Torchao0_18,
+                    ..Default::default()
+                },
+            },
+            Recipe::Float8WeightOnlyV2 {
+                granularity,
+                float8_dtype,
+            } => {
+                let (lo, hi) = float8_dtype.bounds();
+                CustomRecipe {
+                    mapping: MappingType::Symmetric,
+                    dtype: float8_dtype,
+                    granularity,
+                    options: QParamsOptions {
+                        quant_min: Some(lo),
+                        quant_max: Some(hi),
+                        scale_dtype: Some(Kind::Float),
+                        zero_point_domain: ZeroPointDomain::None,
+                        keepdim: true,
+                        semantics: Semantics::Torchao0_18,
+                        ..Default::default()
+                    },
+                }
+            }
+            Recipe::IntxWeightOnly {
+                bits,
+                granularity,
+                mapping,
+            } => {
+                let half = 2f64.powi(bits.clamp(1, 8) as i32 - 1);
+                CustomRecipe {
+                    mapping,
+                    dtype: QuantDtype::Int8,
+                    granularity,
+                    options: QParamsOptions {
+                        quant_min: Some(-half),
+                        quant_max: Some(half - 1.0),
+                        zero_point_dtype: Some(Kind::Int8),
+                        keepdim: true,
+                        semantics: Semantics::Torchao0_18,
+                        ..Default::default()
+                    },
+                }
+            }
             Recipe::Custom(c) => c,
+        }
+    }
+
+    /// The torchao release the recipe reproduces: 0.18 for the `...V2`
+    /// variants and [`IntxWeightOnly`](Recipe::IntxWeightOnly), a custom
+    /// recipe's `options.semantics`, 0.11 for the others.
+    ///
+    /// # Examples
+    /// ```
+    /// use tch_quant::{Recipe, Semantics};
+    /// assert_eq!(Recipe::Float8WeightOnly.semantics(), Semantics::Torchao0_11);
+    /// let v2 = Recipe::Float8WeightOnly.with_semantics(Semantics::Torchao0_18)?;
+    /// assert_eq!(v2.semantics(), Semantics::Torchao0_18);
+    /// # Ok::<(), tch_quant::Error>(())
+    /// ```
+    pub fn semantics(&self) -> Semantics {
+        match self {
+            Recipe::Int8WeightOnlyV2 { .. }
+            | Recipe::Float8WeightOnlyV2 { .. }
+            | Recipe::IntxWeightOnly { .. } => Semantics::Torchao0_18,
+            Recipe::Custom(c) => c.options.semantics,
+            _ => Semantics::Torchao0_11,
+        }
+    }
+
+    /// The same config as `semantics`' torchao release defines it: under
+    /// 0.18, `Int8WeightOnly { group_size }` becomes
+    /// [`Int8WeightOnlyV2`](Recipe::Int8WeightOnlyV2) per row (per group for
+    /// a group size), `Float8WeightOnly` becomes
+    /// [`Float8WeightOnlyV2`](Recipe::Float8WeightOnlyV2) per row in
+    /// float8_e4m3fn, a custom recipe gets `options.semantics`; under 0.11
+    /// the reverse. A recipe already of that release is returned as it is.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for `semantics`, naming the config and
+    /// why: under 0.18, `Int4WeightOnly` (torchao 0.18's
+    /// `Int4WeightOnlyConfig` has no CPU path: its plain and preshuffled
+    /// formats need the `mslk` kernels, `plain_int32` is not implemented for
+    /// CPU, `tile_packed_to_4d` needs CUDA) and `UIntXWeightOnly` (0.18 has
+    /// no `UIntXWeightOnlyConfig`); under 0.11, a 0.18 recipe 0.11 has no
+    /// config for (per-tensor int8, a float8 dtype or granularity other
+    /// than e4m3fn per row, `IntxWeightOnly`).
+    ///
+    /// # Examples
+    /// ```
+    /// use tch_quant::{Granularity, Recipe, Semantics};
+    /// let r = Recipe::Int8WeightOnly { group_size: None };
+    /// assert_eq!(r.with_semantics(Semantics::Torchao0_18)?,
+    ///            Recipe::Int8WeightOnlyV2 { granularity: Granularity::PerRow });
+    /// let int4 = Recipe::Int4WeightOnly { group_size: 32, use_hqq: false };
+    /// assert!(int4.with_semantics(Semantics::Torchao0_18).is_err());
+    /// # Ok::<(), tch_quant::Error>(())
+    /// ```
+    pub fn with_semantics(&self, semantics: Semantics) -> Result<Recipe> {
+        const OP: &str = "Recipe::with_semantics";
+        if let Recipe::Custom(mut c) = *self {
+            c.options.semantics = semantics;
+            return Ok(Recipe::Custom(c));
+        }
+        if self.semantics() == semantics {
+            return Ok(*self);
+        }
+        let refuse = |why: String| Err(Error::invalid(OP, "semantics", semantics, why));
+        match (*self, semantics) {
+            (Recipe::Int8WeightOnly { group_size }, Semantics::Torchao0_18) => {
+                Ok(Recipe::Int8WeightOnlyV2 {
+                    granularity: group_size.map_or(Granularity::PerRow, Granularity::PerGroup),
+                })
+            }
+            (Recipe::Float8WeightOnly, Semantics::Torchao0_18) => Ok(Recipe::Float8WeightOnlyV2 {
+                granularity: Granularity::PerRow,
+                float8_dtype: QuantDtype::Float8E4M3Fn,
+            }),
+            (Recipe::Int4WeightOnly { .. }, Semantics::Torchao0_18) => refuse(
+                "torchao 0.18's Int4WeightOnlyConfig does not run on CPU: its plain and \
+                 preshuffled packing formats need the mslk kernels (\"Requires mslk >= 1.0.0\"), \
+                 plain_int32 is not implemented for CPU and tile_packed_to_4d needs CUDA"
+                    .into(),
+            ),
+            (Recipe::UIntXWeightOnly { .. }, Semantics::Torchao0_18) => refuse(
+                "torchao 0.18 has no UIntXWeightOnlyConfig; IntxWeightOnlyConfig \
+                 (Recipe::IntxWeightOnly) is its signed successor"
+                    .into(),
+            ),
+            (Recipe::Int8WeightOnlyV2 { granularity }, Semantics::Torchao0_11) => match granularity
+            {
+                Granularity::PerRow => Ok(Recipe::Int8WeightOnly { group_size: None }),
+                Granularity::PerGroup(g) => Ok(Recipe::Int8WeightOnly {
+                    group_size: Some(g),
+                }),
+                other => refuse(format!(
+                    "torchao 0.11's Int8WeightOnlyConfig has no {other:?} granularity"
+                )),
+            },
+            (
+                Recipe::Float8WeightOnlyV2 {
+                    granularity: Granularity::PerRow,
+                    float8_dtype: QuantDtype::Float8E4M3Fn,
+                },
+                Semantics::Torchao0_11,
+            ) => Ok(Recipe::Float8WeightOnly),
+            (other, _) => refuse(format!(
+                "{other} has no torchao {} counterpart",
+                semantics.torchao_version()
+            )),
         }
     }
 
@@ -384,12 +610,18 @@ impl Recipe {
         )
     }
 
-    /// The eps used for a weight of dtype `kind`: the recipe's, or
-    /// `torch.finfo(kind).eps`.
+    /// The eps used for a weight of dtype `kind`: the recipe's, or the
+    /// default of the recipe's release (`torch.finfo(kind).eps` in 0.11,
+    /// `torch.finfo(kind).smallest_normal` in 0.18); 0 for
+    /// [`Float8WeightOnlyV2`](Recipe::Float8WeightOnlyV2), which applies
+    /// none.
     pub fn eps_for(&self, kind: Kind) -> f64 {
+        if let Recipe::Float8WeightOnlyV2 { .. } = self {
+            return 0.0;
+        }
         self.qparams_options()
             .eps
-            .unwrap_or_else(|| float_eps(kind))
+            .unwrap_or_else(|| self.semantics().default_eps(kind))
     }
 
     /// Bits per code when the codes are stored packed along the last dim
@@ -457,6 +689,42 @@ impl Recipe {
                 positive(group_size)?;
             }
             Recipe::Float8WeightOnly => {}
+            Recipe::Int8WeightOnlyV2 { granularity } => {
+                v2_granularity(OP, "Int8WeightOnlyConfig", granularity)?;
+            }
+            Recipe::Float8WeightOnlyV2 {
+                granularity,
+                float8_dtype,
+            } => {
+                v2_granularity(OP, "Float8WeightOnlyConfig", granularity)?;
+                if !float8_dtype.is_float8() {
+                    return Err(Error::invalid(
+                        OP,
+                        "float8_dtype",
+                        float8_dtype,
+                        "must be float8_e4m3fn, float8_e5m2, float8_e4m3fnuz or float8_e5m2fnuz",
+                    ));
+                }
+            }
+            Recipe::IntxWeightOnly {
+                bits, granularity, ..
+            } => {
+                if !(1..=8).contains(&bits) {
+                    return Err(Error::invalid(OP, "bits", bits, "must be 1 to 8"));
+                }
+                match granularity {
+                    Granularity::PerAxis(0) => {}
+                    Granularity::PerGroup(g) => positive(g)?,
+                    other => {
+                        return Err(Error::invalid(
+                            OP,
+                            "granularity",
+                            format!("{other:?}"),
+                            "IntxWeightOnlyConfig takes PerAxis(0) or PerGroup",
+                        ))
+                    }
+                }
+            }
             Recipe::Custom(c) => {
                 if let Granularity::PerGroup(group) = c.granularity {
                     positive(group)?;
@@ -495,6 +763,12 @@ impl Recipe {
     pub(crate) fn check_shape(&self, shape: &[i64]) -> std::result::Result<Vec<i64>, Unfit> {
         if shape.contains(&0) {
             return Err(Unfit::Empty(shape.to_vec()));
+        }
+        if matches!(self, Recipe::IntxWeightOnly { .. }) && shape.len() != 2 {
+            return Err(Unfit::NoBlockSize(format!(
+                "intx-weight-only takes 2-d weights; this one has {} dim(s)",
+                shape.len()
+            )));
         }
         let block_size = self
             .granularity()
@@ -553,6 +827,24 @@ impl fmt::Display for Recipe {
                 write!(f, " (bits={bits}, group_size={group_size}")?;
                 f.write_str(if use_hqq { ", use_hqq=True)" } else { ")" })
             }
+            Recipe::Int8WeightOnlyV2 { granularity } => {
+                write!(f, " (granularity={granularity:?})")
+            }
+            Recipe::Float8WeightOnlyV2 {
+                granularity,
+                float8_dtype,
+            } => write!(
+                f,
+                " (weight_dtype={float8_dtype}, granularity={granularity:?})"
+            ),
+            Recipe::IntxWeightOnly {
+                bits,
+                granularity,
+                mapping,
+            } => write!(
+                f,
+                " (bits={bits}, granularity={granularity:?}, mapping={mapping})"
+            ),
             Recipe::Custom(c) => write!(
                 f,
                 " (mapping={}, dtype={}, granularity={:?})",
@@ -560,6 +852,22 @@ impl fmt::Display for Recipe {
             ),
             _ => Ok(()),
         }
+    }
+}
+
+/// The granularities torchao 0.18's `Int8WeightOnlyConfig` and
+/// `Float8WeightOnlyConfig` accept: per tensor, per row, per group.
+fn v2_granularity(op: &'static str, config: &str, granularity: Granularity) -> Result<()> {
+    match granularity {
+        Granularity::PerTensor | Granularity::PerRow => Ok(()),
+        Granularity::PerGroup(g) if g >= 1 => Ok(()),
+        Granularity::PerGroup(g) => Err(Error::invalid(op, "group_size", g, "must be at least 1")),
+        other => Err(Error::invalid(
+            op,
+            "granularity",
+            format!("{other:?}"),
+            format!("{config} (version 2) takes PerTensor, PerRow or PerGroup"),
+        )),
     }
 }
 
@@ -610,6 +918,92 @@ mod tests {
         assert_eq!(uint(3).quant_range(), (0.0, 7.0));
         assert!(uint(9).validate().is_err());
         assert!(uint(0).validate().is_err());
+    }
+
+    #[test]
+    fn semantics_map_presets_and_refuse_what_0_18_lacks() {
+        let s18 = Semantics::Torchao0_18;
+        let v2 = Recipe::Int8WeightOnly {
+            group_size: Some(32),
+        }
+        .with_semantics(s18)
+        .unwrap();
+        assert_eq!(
+            v2,
+            Recipe::Int8WeightOnlyV2 {
+                granularity: Granularity::PerGroup(32)
+            }
+        );
+        assert_eq!(v2.semantics(), s18);
+        assert_eq!(
+            v2.with_semantics(Semantics::Torchao0_11).unwrap(),
+            Recipe::Int8WeightOnly {
+                group_size: Some(32)
+            }
+        );
+        assert!(v2.qparams_options().keepdim);
+        for old in [
+            Recipe::Int4WeightOnly {
+                group_size: 32,
+                use_hqq: false,
+            },
+            Recipe::UIntXWeightOnly {
+                bits: 4,
+                group_size: 32,
+                use_hqq: false,
+            },
+        ] {
+            let err = old.with_semantics(s18).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidArgument { arg: "semantics", ref value, .. } if value == "0.18"),
+                "{err}"
+            );
+        }
+        let per_tensor = Recipe::Int8WeightOnlyV2 {
+            granularity: Granularity::PerTensor,
+        };
+        assert!(per_tensor.with_semantics(Semantics::Torchao0_11).is_err());
+        let intx = Recipe::IntxWeightOnly {
+            bits: 4,
+            granularity: Granularity::PerGroup(32),
+            mapping: MappingType::Asymmetric,
+        };
+        assert_eq!(intx.quant_range(), (-8.0, 7.0));
+        assert_eq!(intx.eps_for(Kind::Half), 2f64.powi(-14));
+        assert!(matches!(
+            intx.check(&[2, 4, 64], Kind::Float),
+            Err(Unfit::NoBlockSize(_))
+        ));
+        let bad = [
+            Recipe::IntxWeightOnly {
+                bits: 9,
+                granularity: Granularity::PerAxis(0),
+                mapping: MappingType::Symmetric,
+            },
+            Recipe::IntxWeightOnly {
+                bits: 4,
+                granularity: Granularity::PerAxis(1),
+                mapping: MappingType::Symmetric,
+            },
+            Recipe::Float8WeightOnlyV2 {
+                granularity: Granularity::PerRow,
+                float8_dtype: QuantDtype::Int8,
+            },
+            Recipe::Int8WeightOnlyV2 {
+                granularity: Granularity::PerAxis(0),
+            },
+        ];
+        for r in bad {
+            assert!(r.validate().is_err(), "{r}");
+        }
+        assert_eq!(
+            Recipe::Float8WeightOnlyV2 {
+                granularity: Granularity::PerRow,
+                float8_dtype: QuantDtype::Float8E5M2
+            }
+            .eps_for(Kind::Float),
+            0.0
+        );
     }
 
     #[test]

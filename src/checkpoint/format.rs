@@ -9,7 +9,8 @@
 //! - `tch_quant.format`: `"1"`, this layout's version;
 //! - `tch_quant.version`: the crate version that wrote the file;
 //! - `tch_quant.torchao_version`: the torchao release whose semantics the
-//!   values reproduce (`"0.11.0"`);
+//!   values reproduce (`"0.11.0"`, or `"0.18.0"` for a file quantized with
+//!   `--semantics 0.18`, whose records then also say `"semantics": "0.18"`);
 //! - `tch_quant.scheme`: JSON, the scheme name and its arguments;
 //! - `tch_quant.tensors`: JSON, one [`Record`] per quantized tensor of this
 //!   file, with every argument torchao's `dequantize_affine` needs.
@@ -28,7 +29,7 @@ use crate::error::Result;
 use crate::quantized::{AffineQuantizedTensor, QuantizedParts, StorageLayout};
 #[cfg(test)]
 use crate::CheckpointErrorKind;
-use crate::{kind_name, MappingType, QuantDtype, Recipe, ZeroPointDomain};
+use crate::{kind_name, MappingType, QuantDtype, Recipe, Semantics, ZeroPointDomain};
 
 /// Metadata key: this layout's version ([`FORMAT_VERSION`]).
 pub const KEY_FORMAT: &str = "tch_quant.format";
@@ -43,7 +44,8 @@ pub const KEY_TENSORS: &str = "tch_quant.tensors";
 
 /// The layout version this crate writes and reads.
 pub const FORMAT_VERSION: &str = "1";
-/// The torchao release whose semantics the values reproduce.
+/// The torchao release whose semantics the values reproduce by default
+/// (a 0.18 file records [`Semantics::torchao_version`] instead).
 pub const TORCHAO_VERSION: &str = "0.11.0";
 
 /// How one tensor was quantized: torchao's arguments, resolved.
@@ -79,6 +81,35 @@ pub struct Record {
     pub zero_point_dtype: Option<String>,
     /// How the codes are stored.
     pub codes: Codes,
+    /// The torchao release the tensor was quantized under (`"0.18"`);
+    /// absent, and so 0.11, in the files of earlier versions and every 0.11
+    /// file.
+    #[serde(
+        default,
+        skip_serializing_if = "is_default_semantics",
+        with = "semantics_name"
+    )]
+    pub semantics: Semantics,
+}
+
+fn is_default_semantics(s: &Semantics) -> bool {
+    *s == Semantics::default()
+}
+
+/// `Semantics` as its name in a record (`"0.18"`).
+mod semantics_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::Semantics;
+
+    pub fn serialize<S: Serializer>(s: &Semantics, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Semantics, D::Error> {
+        let name = String::deserialize(de)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// How the codes are stored.
@@ -190,6 +221,7 @@ impl Record {
                     shards: q.qdata().len(),
                 },
             },
+            semantics: q.semantics(),
         }
     }
 
@@ -257,22 +289,26 @@ impl Record {
         if let (Some(z), Some(recorded)) = (&zero_point, &self.zero_point_dtype) {
             stored("the zero point", recorded, z)?;
         }
-        AffineQuantizedTensor::from_parts(QuantizedParts {
-            qdata,
-            scale,
-            zero_point,
-            block_size: self.block_size.clone(),
-            mapping_type: MappingType::from_str(&self.mapping_type).map_err(parse)?,
-            target_dtype: QuantDtype::from_str(&self.target_dtype).map_err(parse)?,
-            quant_min: self.quant_min,
-            quant_max: self.quant_max,
-            eps: self.eps,
-            preserve_zero: self.preserve_zero,
-            zero_point_domain: ZeroPointDomain::from_str(&self.zero_point_domain).map_err(parse)?,
-            shape: self.shape.clone(),
-            dtype,
-            layout,
-        })
+        AffineQuantizedTensor::from_parts_under(
+            QuantizedParts {
+                qdata,
+                scale,
+                zero_point,
+                block_size: self.block_size.clone(),
+                mapping_type: MappingType::from_str(&self.mapping_type).map_err(parse)?,
+                target_dtype: QuantDtype::from_str(&self.target_dtype).map_err(parse)?,
+                quant_min: self.quant_min,
+                quant_max: self.quant_max,
+                eps: self.eps,
+                preserve_zero: self.preserve_zero,
+                zero_point_domain: ZeroPointDomain::from_str(&self.zero_point_domain)
+                    .map_err(parse)?,
+                shape: self.shape.clone(),
+                dtype,
+                layout,
+            },
+            self.semantics,
+        )
         .map_err(parse)
     }
 }
@@ -402,6 +438,28 @@ fn recipe_json(recipe: &Recipe) -> Value {
         Recipe::Int8WeightOnly { group_size: None } | Recipe::Float8WeightOnly => {
             serde_json::json!({ "name": name })
         }
+        // torchao 0.18's configs: their torchao arguments, by torchao's names.
+        Recipe::Int8WeightOnlyV2 { granularity } => {
+            serde_json::json!({ "name": name, "granularity": granularity.to_string() })
+        }
+        Recipe::Float8WeightOnlyV2 {
+            granularity,
+            float8_dtype,
+        } => serde_json::json!({
+            "name": name,
+            "granularity": granularity.to_string(),
+            "weight_dtype": float8_dtype.name(),
+        }),
+        Recipe::IntxWeightOnly {
+            bits,
+            granularity,
+            mapping,
+        } => serde_json::json!({
+            "name": name,
+            "bits": bits,
+            "granularity": granularity.to_string(),
+            "mapping_type": mapping.name(),
+        }),
         Recipe::Custom(c) => {
             let mut args = serde_json::Map::new();
             args.insert("name".into(), name.into());
@@ -427,6 +485,11 @@ fn recipe_json(recipe: &Recipe) -> Value {
                 (
                     "zero_point_dtype",
                     o.zero_point_dtype.map(|k| kind_name(k).into()),
+                ),
+                ("keepdim", o.keepdim.then_some(true.into())),
+                (
+                    "semantics",
+                    (o.semantics != d.semantics).then(|| o.semantics.name().into()),
                 ),
             ];
             for (key, value) in optional {
@@ -497,7 +560,23 @@ impl FileInfo {
                 "corrupt tch-quant metadata {KEY_TENSORS}: {e}"
             ),
         };
+        let torchao_version = get(KEY_TORCHAO)?.clone();
+        let Ok(semantics) = torchao_version.parse::<Semantics>() else {
+            bail!(
+                InvalidInput,
+                "tch-quant metadata {KEY_TORCHAO} = {torchao_version:?}: this tch-quant \
+                 reproduces torchao 0.11.0 and 0.18.0"
+            );
+        };
         for (name, record) in &tensors {
+            if record.semantics != semantics {
+                bail!(
+                    InvalidInput,
+                    "corrupt tch-quant metadata {KEY_TENSORS}: tensor {name} records semantics \
+                     {} but the file records torchao {torchao_version}",
+                    record.semantics
+                );
+            }
             if let Err(problem) = record.check() {
                 bail!(
                     InvalidInput,
@@ -507,7 +586,7 @@ impl FileInfo {
         }
         Ok(Some(FileInfo {
             version: get(KEY_VERSION)?.clone(),
-            torchao_version: get(KEY_TORCHAO)?.clone(),
+            torchao_version,
             scheme,
             tensors,
         }))
@@ -579,6 +658,7 @@ mod tests {
             scale_dtype: "float32".into(),
             zero_point_dtype: Some("bfloat16".into()),
             codes,
+            semantics: Semantics::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 use tch::{Device, Tensor};
 
-use super::format::{self, FileInfo, Record, TORCHAO_VERSION};
+use super::format::{self, FileInfo, Record};
 use super::plan::OutputPlan;
 use super::reader::{Checkpoint, Entry, Shard};
 use super::writer::{
@@ -178,7 +178,10 @@ fn quantize_shards<'p>(
     })?;
     let mut extra = serde_json::Map::new();
     extra.insert(format::KEY_VERSION.into(), json!(env!("CARGO_PKG_VERSION")));
-    extra.insert(format::KEY_TORCHAO.into(), json!(TORCHAO_VERSION));
+    extra.insert(
+        format::KEY_TORCHAO.into(),
+        json!(job.recipe.semantics().torchao_version()),
+    );
     extra.insert(format::KEY_SCHEME.into(), job.scheme.clone());
     outputs.write_index(input, extra)?;
     Ok(outputs)
@@ -193,7 +196,7 @@ fn shard_metadata(
 ) -> BTreeMap<String, String> {
     let info = FileInfo {
         version: env!("CARGO_PKG_VERSION").into(),
-        torchao_version: TORCHAO_VERSION.into(),
+        torchao_version: job.recipe.semantics().torchao_version().into(),
         scheme: job.scheme.clone(),
         tensors: records,
     };

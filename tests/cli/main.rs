@@ -14,7 +14,8 @@
 //! - [`refusals`]: every refused input with its exit code, leaving nothing
 //!   behind;
 //! - [`interruption`]: signals and temporary files;
-//! - [`oracle`]: bit-exactness, checked by `scripts/torchao_check.py`.
+//! - [`oracle`]: bit-exactness, checked by `scripts/torchao_check.py`;
+//! - [`semantics`]: `--semantics 0.18`, checked by torchao 0.18.0.
 
 #[path = "../common/cuda.rs"]
 mod common_cuda;
@@ -24,6 +25,7 @@ mod interruption;
 mod oracle;
 mod outputs;
 mod refusals;
+mod semantics;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsStr;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tch_quant::Semantics;
 
 use crate::exit::EXIT_CODES_HELP;
 
@@ -38,6 +39,21 @@ Schemes (torchao 0.11 recipes, argument for argument):
   custom              from --mapping, --dtype, --granularity and the other
                       custom flags (torchao's choose_qparams_affine defaults
                       for any flag left out)
+
+With --semantics 0.18 (torchao 0.18.0's version-2 configs; the file records
+torchao_version 0.18.0 and `tch-quant dequantize` follows it):
+  int8-weight-only    Int8WeightOnlyConfig (Int8Tensor): int8 codes, float32
+                      scale per row (or per --group-size), int8 zero points
+  float8-weight-only  Float8WeightOnlyConfig (Float8Tensor): float8_e4m3fn
+                      codes, float32 scale amax / 448 per row, no eps
+  intx-weight-only    IntxWeightOnlyConfig (IntxUnpackedToInt8Tensor), 0.18
+                      only: symmetric int{--bits 1..8} codes in int8, one
+                      scale per row (or per --group-size) in the weight's
+                      dtype, int8 zero points; 2-d weights
+  int4-weight-only, uintx-weight-only and custom are refused (exit 2):
+  torchao 0.18's Int4WeightOnlyConfig does not run on CPU (mslk kernels or
+  CUDA), 0.18 has no UIntXWeightOnlyConfig, and custom 0.18 schemes are not
+  offered by the command yet
 
 Which tensors: by default every float32/float16/bfloat16 tensor whose name
 ends in `weight`, of rank 2 or more, that is not an embedding and whose block
@@ -131,11 +147,19 @@ pub enum Command {
     Inspect(InspectArgs),
 }
 
+/// `--semantics`: `0.11`, `0.18` (or `0.11.0`, `0.18.0`).
+fn parse_semantics(text: &str) -> Result<Semantics, String> {
+    text.parse::<Semantics>().map_err(|_| {
+        format!("{text:?} is not a torchao release tch-quant reproduces (0.11 or 0.18)")
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SchemeName {
     Int8WeightOnly,
     Int4WeightOnly,
     UintxWeightOnly,
+    IntxWeightOnly,
     Float8WeightOnly,
     Custom,
 }
@@ -191,7 +215,7 @@ pub struct QuantizeArgs {
     /// default 128; uintx: default 64; int8: default one group per row).
     #[arg(long, value_name = "N")]
     pub group_size: Option<i64>,
-    /// Bits per code for uintx-weight-only (1 to 8).
+    /// Bits per code for uintx-weight-only and intx-weight-only (1 to 8).
     #[arg(long, value_name = "N")]
     pub bits: Option<u32>,
     /// int4-weight-only and uintx-weight-only: torchao's `use_hqq=True`
@@ -199,6 +223,13 @@ pub struct QuantizeArgs {
     /// the SQNR it gains over plain min/max.
     #[arg(long)]
     pub hqq: bool,
+    /// The torchao release to reproduce: 0.11 (the default) or 0.18, whose
+    /// version-2 configs int8-weight-only and float8-weight-only map to
+    /// (int4-weight-only, uintx-weight-only and custom have no 0.18 recipe
+    /// here and are refused) and intx-weight-only needs. The file records
+    /// it.
+    #[arg(long, value_name = "0.11|0.18", default_value = "0.11", value_parser = parse_semantics)]
+    pub semantics: Semantics,
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     pub device: DeviceArg,

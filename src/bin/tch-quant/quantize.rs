@@ -5,7 +5,6 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use tch_quant::checkpoint::format::TORCHAO_VERSION;
 use tch_quant::checkpoint::quantize::QuantizeJob;
 use tch_quant::checkpoint::{
     dtype::dtype_name, quantize_checkpoint, Checkpoint, Entry, Outcome, OutputPlan, PendingFile,
@@ -132,7 +131,7 @@ fn run_to(
     let report = Report {
         tool: "tch-quant",
         version: env!("CARGO_PKG_VERSION"),
-        torchao_version: TORCHAO_VERSION,
+        torchao_version: scheme.recipe.semantics().torchao_version(),
         scheme: scheme.args.clone(),
         device: device::name(device),
         input: args.input.display().to_string(),

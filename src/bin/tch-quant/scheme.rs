@@ -7,7 +7,7 @@ use tch_quant::checkpoint::dtype::dtype_of;
 use tch_quant::checkpoint::format::scheme_json;
 use tch_quant::{
     kind_name, parse_kind, CustomRecipe, Granularity, MappingType, QParamsOptions, QuantDtype,
-    Recipe, ZeroPointDomain,
+    Recipe, Semantics, ZeroPointDomain,
 };
 
 use crate::cli::{CustomArgs, QuantizeArgs, SchemeName};
@@ -37,10 +37,15 @@ impl Scheme {
                 args.scheme.cli_name()
             );
         }
-        if args.bits.is_some() && args.scheme != SchemeName::UintxWeightOnly {
+        if args.bits.is_some()
+            && !matches!(
+                args.scheme,
+                SchemeName::UintxWeightOnly | SchemeName::IntxWeightOnly
+            )
+        {
             fail!(
                 Category::Usage,
-                "--bits only applies to --scheme uintx-weight-only"
+                "--bits only applies to --scheme uintx-weight-only and intx-weight-only"
             );
         }
         if args.hqq
@@ -77,6 +82,28 @@ impl Scheme {
                     use_hqq: args.hqq,
                 }
             }
+            SchemeName::IntxWeightOnly => {
+                if args.semantics != Semantics::Torchao0_18 {
+                    fail!(
+                        Category::Usage,
+                        "--scheme intx-weight-only is torchao 0.18's IntxWeightOnlyConfig; it \
+                         needs --semantics 0.18 (torchao 0.11's nearest is uintx-weight-only)"
+                    );
+                }
+                let Some(bits) = args.bits else {
+                    fail!(
+                        Category::Usage,
+                        "--scheme intx-weight-only needs --bits (1 to 8)"
+                    );
+                };
+                Recipe::IntxWeightOnly {
+                    bits,
+                    granularity: args
+                        .group_size
+                        .map_or(Granularity::PerAxis(0), Granularity::PerGroup),
+                    mapping: MappingType::Symmetric,
+                }
+            }
             SchemeName::Float8WeightOnly => {
                 if args.group_size.is_some() {
                     fail!(
@@ -87,6 +114,16 @@ impl Scheme {
                 Recipe::Float8WeightOnly
             }
             SchemeName::Custom => {
+                if args.semantics != Semantics::Torchao0_11 {
+                    fail!(
+                        Category::Usage,
+                        "--semantics {}: --scheme custom has no torchao {} recipe in tch-quant \
+                         yet (the library's CustomRecipe takes options.semantics; the command \
+                         offers int8-weight-only and float8-weight-only under 0.18)",
+                        args.semantics,
+                        args.semantics.torchao_version()
+                    );
+                }
                 if args.group_size.is_some() {
                     fail!(
                         Category::Usage,
@@ -97,11 +134,33 @@ impl Scheme {
             }
         };
         recipe.validate().map_err(flag_error)?;
+        let recipe = match args.semantics {
+            Semantics::Torchao0_11 => recipe,
+            semantics => recipe
+                .with_semantics(semantics)
+                .map_err(|e| semantics_error(args.scheme, semantics, e))?,
+        };
         Ok(Scheme {
             args: scheme_json(&recipe),
             recipe,
         })
     }
+}
+
+/// `--semantics S` with a scheme that has no recipe in torchao release S.
+fn semantics_error(scheme: SchemeName, semantics: Semantics, e: tch_quant::Error) -> Failure {
+    let why = match e {
+        tch_quant::Error::InvalidArgument { reason, .. } => reason,
+        other => other.to_string(),
+    };
+    Failure::new(
+        Category::Usage,
+        format!(
+            "--semantics {semantics}: --scheme {} has no torchao {} recipe: {why}",
+            scheme.cli_name(),
+            semantics.torchao_version()
+        ),
+    )
 }
 
 /// A preset's argument refused by [`Recipe::validate`], in the words of the
@@ -124,6 +183,7 @@ impl SchemeName {
             SchemeName::Int8WeightOnly => "int8-weight-only",
             SchemeName::Int4WeightOnly => "int4-weight-only",
             SchemeName::UintxWeightOnly => "uintx-weight-only",
+            SchemeName::IntxWeightOnly => "intx-weight-only",
             SchemeName::Float8WeightOnly => "float8-weight-only",
             SchemeName::Custom => "custom",
         }

@@ -196,6 +196,13 @@ impl CtScheme {
                  integer zero point, so no compressed-tensors scheme stores it exactly (use \
                  uintx-weight-only --bits 4, or a custom symmetric int4 recipe: both map exactly)",
             )),
+            Recipe::Int8WeightOnlyV2 { .. }
+            | Recipe::Float8WeightOnlyV2 { .. }
+            | Recipe::IntxWeightOnly { .. } => Err(refusal(
+                recipe.to_string(),
+                "is a torchao 0.18 recipe; the compressed-tensors export maps torchao 0.11's \
+                 recipes (quantize with --semantics 0.11)",
+            )),
             Recipe::Custom(c) => Self::for_custom(recipe, &c, layout),
         }
     }
