@@ -47,7 +47,10 @@ fn root() -> &'static Path {
 fn oracle_python() -> Option<PathBuf> {
     let python = root().join(".venv-ao18/bin/python");
     let probe = Command::new(&python)
-        .args(["-c", "import torchao; assert torchao.__version__ == '0.18.0'"])
+        .args([
+            "-c",
+            "import torchao; assert torchao.__version__ == '0.18.0'",
+        ])
         .output();
     if probe.as_ref().is_ok_and(|o| o.status.success()) {
         return Some(python);
@@ -75,7 +78,10 @@ fn hostile_copy(t: &Tensor) -> Tensor {
     } else {
         t.shallow_clone()
     };
-    if matches!(t.kind(), Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double) {
+    if matches!(
+        t.kind(),
+        Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+    ) {
         t.set_requires_grad(true)
     } else {
         t
@@ -115,10 +121,16 @@ fn check_mixed(store: &Store) -> Result<usize> {
             &QParamsOptions::default(),
         )?;
         let out = &case["expected"]["outputs"];
-        for (name, got) in [("scale", Some(&qp.scale)), ("zero_point", qp.zero_point.as_ref())] {
+        for (name, got) in [
+            ("scale", Some(&qp.scale)),
+            ("zero_point", qp.zero_point.as_ref()),
+        ] {
             let want = &store.tensors[out[name].as_str().context("output")?];
             if let Some(d) = compare(want, got.context("a zero point")?)? {
-                bail!("{}: 0.11 {name} differs from the mix record: {d}", case["id"]);
+                bail!(
+                    "{}: 0.11 {name} differs from the mix record: {d}",
+                    case["id"]
+                );
             }
         }
         n += 1;
@@ -226,8 +238,14 @@ fn non_strided_inputs_and_removed_options_are_typed_refusals() {
         semantics: Semantics::Torchao0_18,
         ..Default::default()
     };
-    let qp = choose_qparams_affine(&x, MappingType::Asymmetric, &[1, 16], QuantDtype::UInt8, &c18)
-        .unwrap();
+    let qp = choose_qparams_affine(
+        &x,
+        MappingType::Asymmetric,
+        &[1, 16],
+        QuantDtype::UInt8,
+        &c18,
+    )
+    .unwrap();
     let (s, z) = (&qp.scale, qp.zero_point.as_ref().unwrap());
     let codes = quantize_affine(&x, &[1, 16], s, Some(z), QuantDtype::UInt8, &o18()).unwrap();
     let b = &[1i64, 16][..];
@@ -241,7 +259,13 @@ fn non_strided_inputs_and_removed_options_are_typed_refusals() {
         );
         refused(
             "sparse choose",
-            choose_qparams_affine_dont_preserve_zero(&sparse, MappingType::Asymmetric, b, u8_, &c18),
+            choose_qparams_affine_dont_preserve_zero(
+                &sparse,
+                MappingType::Asymmetric,
+                b,
+                u8_,
+                &c18,
+            ),
             "choose_qparams_affine_dont_preserve_zero",
             "input",
         );
@@ -253,19 +277,41 @@ fn non_strided_inputs_and_removed_options_are_typed_refusals() {
         );
         refused(
             "sparse scale",
-            quantize_affine_tinygemm(&x, b, &s.to_sparse_sparse_dim(1), Some(&z.to_kind(Kind::Float)), u8_, &o18()),
+            quantize_affine_tinygemm(
+                &x,
+                b,
+                &s.to_sparse_sparse_dim(1),
+                Some(&z.to_kind(Kind::Float)),
+                u8_,
+                &o18(),
+            ),
             "quantize_affine_tinygemm",
             "scale",
         );
         refused(
             "sparse zero point",
-            dequantize_affine_tinygemm(&codes, b, s, Some(&z.to_sparse_sparse_dim(1)), u8_, &o18(), Kind::Float),
+            dequantize_affine_tinygemm(
+                &codes,
+                b,
+                s,
+                Some(&z.to_sparse_sparse_dim(1)),
+                u8_,
+                &o18(),
+                Kind::Float,
+            ),
             "dequantize_affine_tinygemm",
             "zero_point",
         );
         refused(
             "sparse codes",
-            dequantize_affine_no_zero_point(&codes.to_sparse_sparse_dim(1), b, s, u8_, &o18(), Kind::Float),
+            dequantize_affine_no_zero_point(
+                &codes.to_sparse_sparse_dim(1),
+                b,
+                s,
+                u8_,
+                &o18(),
+                Kind::Float,
+            ),
             "dequantize_affine_no_zero_point",
             "input",
         );
@@ -350,6 +396,20 @@ fn non_strided_inputs_and_removed_options_are_typed_refusals() {
             "choose_qparams_and_quantize_affine",
             "keepdim",
         );
+        // A 0.11 None-domain choose gives no zero point; 0.18's Int-domain
+        // quantize cannot take that and names the function that can.
+        refused(
+            "0.18 quantize without a zero point",
+            quantize_affine(&x, b, s, None, u8_, &o18()),
+            "quantize_affine",
+            "quantize_affine_no_zero_point",
+        );
+        refused(
+            "0.18 fake-quantize without a zero point",
+            fake_quantize_affine(&x, b, s, None, u8_, &o18()),
+            "fake_quantize_affine",
+            "zero_point",
+        );
         for domain in [ZeroPointDomain::Float, ZeroPointDomain::None] {
             let o = QuantizeOptions {
                 zero_point_domain: domain,
@@ -422,7 +482,8 @@ fn keepdim_qparams_round_trip_on_both_paths() {
             let z = kept.zero_point.as_ref();
             let q = quantize_affine(&x, &block, &kept.scale, z, QuantDtype::Int4, &o).unwrap();
             assert!(q.equal(&q_flat), "{shape:?} {force_reference}");
-            let d1 = dequantize_affine(&q, &block, &kept.scale, z, QuantDtype::Int4, &o, Kind::Half);
+            let d1 =
+                dequantize_affine(&q, &block, &kept.scale, z, QuantDtype::Int4, &o, Kind::Half);
             let d2 = dequantize_affine(
                 &q,
                 &block,
@@ -479,4 +540,201 @@ fn qparams_on_another_device_are_typed_refusals() {
             "zero_point",
         );
     });
+}
+
+/// Scalars and block sizes no tensor carries: NaN / inf / fractional /
+/// out-of-dtype quant ranges and eps, zero / negative / huge block sizes.
+/// Each 0.18 entry point refuses them with a typed error naming the op
+/// (torchao asserts on some and computes garbage on others).
+#[test]
+fn hostile_scalars_and_block_sizes_are_typed_refusals() {
+    let x = Tensor::randn([4, 32], (Kind::BFloat16, Device::Cpu));
+    let s = Tensor::ones([4, 2], (Kind::Float, Device::Cpu));
+    let zf = Tensor::zeros([4, 2], (Kind::Float, Device::Cpu));
+    let zi = Tensor::zeros([4, 2], (Kind::Int, Device::Cpu));
+    let codes = Tensor::zeros([4, 32], (Kind::Uint8, Device::Cpu));
+    let u4 = QuantDtype::UInt4;
+    let good = &[1i64, 16][..];
+    let ranges = [
+        (Some(f64::NAN), None),
+        (None, Some(f64::INFINITY)),
+        (Some(f64::NEG_INFINITY), None),
+        (Some(0.5), None),
+        (None, Some(15.5)),
+        (Some(-1.0), None),
+        (None, Some(16.0)),
+        (Some(9.0), Some(3.0)),
+    ];
+    for (quant_min, quant_max) in ranges {
+        let what = format!("quant range {quant_min:?}..{quant_max:?}");
+        let c = QParamsOptions {
+            quant_min,
+            quant_max,
+            semantics: Semantics::Torchao0_18,
+            ..Default::default()
+        };
+        let q = QuantizeOptions {
+            quant_min,
+            quant_max,
+            ..o18()
+        };
+        no_panic(&what, || {
+            let a = MappingType::Asymmetric;
+            refused(
+                &what,
+                choose_qparams_affine(&x, a, good, u4, &c),
+                "choose",
+                "quant_m",
+            );
+            refused(
+                &what,
+                choose_qparams_affine_tinygemm(&x, a, good, u4, &c),
+                "tinygemm",
+                "quant_m",
+            );
+            refused(
+                &what,
+                choose_qparams_affine_dont_preserve_zero(&x, a, good, u4, &c),
+                "dont",
+                "quant_m",
+            );
+            refused(
+                &what,
+                choose_qparams_and_quantize_affine(&x, a, good, u4, &c),
+                "choose",
+                "quant_m",
+            );
+            refused(
+                &what,
+                quantize_affine(&x, good, &s, Some(&zi), u4, &q),
+                "quantize",
+                "quant_m",
+            );
+            refused(
+                &what,
+                quantize_affine_tinygemm(&x, good, &s, Some(&zf), u4, &q),
+                "tinygemm",
+                "quant_m",
+            );
+            refused(
+                &what,
+                quantize_affine_no_zero_point(&x, good, &s, u4, &q),
+                "no_zero",
+                "quant_m",
+            );
+            refused(
+                &what,
+                dequantize_affine(&codes, good, &s, Some(&zi), u4, &q, Kind::Half),
+                "dequantize",
+                "quant_m",
+            );
+            refused(
+                &what,
+                dequantize_affine_tinygemm(&codes, good, &s, None, u4, &q, Kind::Half),
+                "tinygemm",
+                "quant_m",
+            );
+            refused(
+                &what,
+                dequantize_affine_no_zero_point(&codes, good, &s, u4, &q, Kind::Half),
+                "no_zero",
+                "quant_m",
+            );
+            refused(
+                &what,
+                fake_quantize_affine(&x, good, &s, Some(&zi), u4, &q),
+                "fake",
+                "quant_m",
+            );
+        });
+    }
+    for eps in [f64::NAN, f64::INFINITY, -1e-3, 1e300] {
+        let c = QParamsOptions {
+            eps: Some(eps),
+            semantics: Semantics::Torchao0_18,
+            ..Default::default()
+        };
+        let what = format!("eps {eps}");
+        no_panic(&what, || {
+            let a = MappingType::Asymmetric;
+            refused(
+                &what,
+                choose_qparams_affine(&x, MappingType::Symmetric, good, u4, &c),
+                "choose",
+                "eps",
+            );
+            refused(
+                &what,
+                choose_qparams_affine_tinygemm(&x, a, good, u4, &c),
+                "tinygemm",
+                "eps",
+            );
+            refused(
+                &what,
+                choose_qparams_affine_dont_preserve_zero(&x, a, good, u4, &c),
+                "dont",
+                "eps",
+            );
+            refused(
+                &what,
+                choose_qparams_affine_with_min_max(&s, &s, a, good, u4, &c),
+                "min_max",
+                "eps",
+            );
+        });
+    }
+    for block in [
+        vec![0i64, 16],
+        vec![-1, 16],
+        vec![1, i64::MAX],
+        vec![1, 5],
+        vec![1, 16, 1],
+        vec![],
+    ] {
+        let what = format!("block {block:?}");
+        let c = QParamsOptions {
+            semantics: Semantics::Torchao0_18,
+            keepdim: true,
+            ..Default::default()
+        };
+        no_panic(&what, || {
+            let a = MappingType::Asymmetric;
+            refused(
+                &what,
+                choose_qparams_affine(&x, a, &block, u4, &c),
+                "choose",
+                "block_size",
+            );
+            refused(
+                &what,
+                choose_qparams_affine_tinygemm(&x, a, &block, u4, &Default::default()),
+                "tinygemm",
+                "block_size",
+            );
+            refused(
+                &what,
+                quantize_affine_tinygemm(&x, &block, &s, Some(&zf), u4, &o18()),
+                "tinygemm",
+                "block_size",
+            );
+            refused(
+                &what,
+                quantize_affine_no_zero_point(&x, &block, &s, u4, &o18()),
+                "no_zero",
+                "block_size",
+            );
+            refused(
+                &what,
+                dequantize_affine(&codes, &block, &s, None, u4, &o18(), Kind::BFloat16),
+                "dequantize",
+                "block_size",
+            );
+            refused(
+                &what,
+                dequantize_affine_no_zero_point(&codes, &block, &s, u4, &o18(), Kind::BFloat16),
+                "no_zero",
+                "block_size",
+            );
+        });
+    }
 }

@@ -384,6 +384,47 @@ def build(h):
                    {"min_val": mn, "max_val": mx.half()}, a)
 
 
+    # 15. inputs large enough for the fused path to split over threads
+    #     (2^17 elements a thread), with a NaN block and keepdim qparams.
+    for dt, mapping, q in (("bfloat16", "ASYMMETRIC", "uint4"), ("float16", "SYMMETRIC", "int8")):
+        x = randn(64, 8192, dtype=dt, mul=0.1)
+        h.chain(f"large/{dt}/{mapping}", x, args(block_size=[1, 128], dtype=q, mapping_type=mapping, keepdim=True),
+                out="float16")
+        xn = x.clone()
+        xn[5, 300] = float("nan")
+        h.chain(f"large/{dt}/{mapping}/nan", xn, args(block_size=[1, 128], dtype=q, mapping_type=mapping),
+                out="bfloat16")
+    w = o.wide_codes(random.Random(3), "int16", [64, 8192])
+    zw = o.wide_codes(random.Random(4), "int16", [64, 64]).to(torch.int32)
+    sw = torch.rand(64, 64, generator=g) * 1e-3
+    for out in ("float16", "bfloat16"):
+        h.call(f"large/wide/{out}", "dequantize_affine", {"input": w, "scale": sw, "zero_point": zw},
+               {"block_size": [1, 128], "dtype": "int16", "quant_min": None, "quant_max": None, "output_dtype": out})
+
+
+    # 16. zero points outside the code range (not clamped by a choose) and
+    #     fractional float zero points, for 8-bit and sub-byte codes: 0.18
+    #     rounds them in the output dtype before subtracting.
+    for q in ("uint8", "int8", "uint4", "int4"):
+        lo, hi = o.bounds(q)
+        cs = torch.arange(lo, hi + 1, dtype=torch.int64).repeat(64)[: 8 * 64].reshape(8, 64).to(o.tdt(o.storage(q)))
+        for zname, zp in (("int", torch.tensor([257, -3000, 1000, 70000, 2**24 + 1, -(2**31), 2**31 - 1, 129],
+                                                dtype=torch.int32)),
+                          ("int16", torch.tensor([257, -3000, 1000, 4097, 2049, -2049, 32767, -32768],
+                                                 dtype=torch.int16)),
+                          ("frac", torch.tensor([0.3, -7.7, 255.5, 2048.5, 1e-3, -0.0, 65519.0, 1e5])),
+                          ("f16", torch.tensor([0.3, -7.7, 255.5, 2048.5, 1e-3, -0.0, 65504.0, 3.0],
+                                               dtype=torch.float16))):
+            for sname, sc in (("small", torch.full((8,), 1e-3)), ("mixed", torch.tensor([1.0, 0.0, 1e-30, 3e30,
+                                                                                          -2.0, 1e-8, 7.0, 0.5]))):
+                for out in FLOATS:
+                    a = {"block_size": [1, 64], "dtype": q, "quant_min": None, "quant_max": None,
+                         "output_dtype": out}
+                    cid = f"zp-range/{q}/{zname}/{sname}/{out}"
+                    h.call(cid, "dequantize_affine", {"input": cs, "scale": sc, "zero_point": zp}, a)
+                    h.call(cid, "dequantize_affine_tinygemm", {"input": cs, "scale": sc, "zero_point": zp}, a)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)

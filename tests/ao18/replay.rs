@@ -362,7 +362,9 @@ fn check(
         let msg = e.to_string();
         let op = fn_name.trim_end_matches("_cachemask");
         if !msg.contains(op) {
-            return Ok(Verdict::Diff(format!("the error does not name {op}: {msg}")));
+            return Ok(Verdict::Diff(format!(
+                "the error does not name {op}: {msg}"
+            )));
         }
     }
     if let Some(why) = case["crate_refuses"].as_str() {
