@@ -425,6 +425,25 @@ def build(h):
                     h.call(cid, "dequantize_affine_tinygemm", {"input": cs, "scale": sc, "zero_point": zp}, a)
 
 
+    # 17. scale / zero-point dtype overrides that lose the value: a float16
+    #     scale_dtype under 2^-126 eps (scale underflows to 0), zero points
+    #     cast to a dtype that does not hold them (int8 for uint8 codes,
+    #     uint8 for int8 codes, float16 for int32).
+    for dt in FLOATS:
+        tiny = randn(4, 32, dtype="float32", mul=1e-12).to(o.tdt(dt))
+        for q, mapping in (("int8", "SYMMETRIC"), ("uint8", "ASYMMETRIC")):
+            h.chain(f"override/{dt}/{q}/f16-scale", tiny,
+                    args(block_size=[1, 16], dtype=q, mapping_type=mapping, scale_dtype="float16"), out="float16")
+        x = randn(4, 32, dtype=dt, mul=3.0) + 2.0
+        for q, zd in (("uint8", "int8"), ("int8", "uint8"), ("int32", "float16"), ("uint4", "bfloat16"),
+                      ("int16", "int8")):
+            for mapping in ("ASYMMETRIC", "SYMMETRIC"):
+                h.chain(f"override/{dt}/{q}/{zd}/{mapping}", x,
+                        args(block_size=[1, 16], dtype=q, mapping_type=mapping, zero_point_dtype=zd), out=dt)
+            h.chain(f"override/{dt}/{q}/{zd}/dpz", x, args(block_size=[1, 16], dtype=q, zero_point_dtype=zd),
+                    choose="choose_qparams_affine_dont_preserve_zero")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
