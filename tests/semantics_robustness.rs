@@ -65,14 +65,16 @@ fn oracle_python() -> Option<PathBuf> {
 }
 
 /// The same values in a non-contiguous tensor (every other element of a
-/// buffer twice as wide), and requiring grad where the dtype can.
+/// buffer twice as wide, from its second element), and requiring grad where
+/// the dtype can.
 fn hostile_copy(t: &Tensor) -> Tensor {
     let mut size = t.size();
     let t = if let Some(last) = size.last_mut() {
         let n = *last;
-        *last = 2 * n.max(1);
+        *last = 2 * n + 1;
         let wide = Tensor::zeros(&size, (t.kind(), t.device()));
-        let mut view = wide.slice(-1, 0, 2 * n, 2);
+        // A storage offset of one element, and a last stride of two.
+        let mut view = wide.slice(-1, 1, 2 * n + 1, 2);
         view.copy_(t);
         view
     } else {
@@ -736,5 +738,64 @@ fn hostile_scalars_and_block_sizes_are_typed_refusals() {
                 "block_size",
             );
         });
+    }
+}
+
+/// Broadcast (stride-0) inputs and qparams give what their contiguous
+/// copies give, on both paths and under both semantics.
+#[test]
+fn expanded_tensors_match_their_contiguous_copies() {
+    let x = Tensor::randn([1, 32], (Kind::BFloat16, Device::Cpu)).expand([4, 32], false);
+    let s = (Tensor::rand([4, 1], (Kind::Float, Device::Cpu)) * 0.1 + 0.01).expand([4, 2], false);
+    let zi = Tensor::from_slice(&[3i32, 250, 0, 128])
+        .view([4, 1])
+        .expand([4, 2], false);
+    let zf = zi.to_kind(Kind::Float) * 0.01;
+    let b = &[1i64, 16][..];
+    for semantics in Semantics::ALL {
+        for force_reference in [false, true] {
+            let o = QuantizeOptions {
+                semantics,
+                force_reference,
+                ..Default::default()
+            };
+            let c = QParamsOptions {
+                semantics,
+                force_reference,
+                ..Default::default()
+            };
+            let what = format!("{semantics} reference={force_reference}");
+            no_panic(&what, || {
+                let (xc, sc, zc) = (x.contiguous(), s.contiguous(), zi.contiguous());
+                let a = MappingType::Asymmetric;
+                let u8_ = QuantDtype::UInt8;
+                let qp = choose_qparams_affine(&x, a, b, u8_, &c).unwrap();
+                let qc = choose_qparams_affine(&xc, a, b, u8_, &c).unwrap();
+                assert!(qp.scale.equal(&qc.scale), "{what}");
+                let q = quantize_affine(&x, b, &s, Some(&zi), u8_, &o).unwrap();
+                assert!(q.equal(&quantize_affine(&xc, b, &sc, Some(&zc), u8_, &o).unwrap()));
+                let codes = q.expand([2, 4, 32], false).select(0, 1);
+                for out in [Kind::Float, Kind::Half, Kind::BFloat16] {
+                    let d = dequantize_affine(&codes, b, &s, Some(&zi), u8_, &o, out).unwrap();
+                    let dc = dequantize_affine(&q, b, &sc, Some(&zc), u8_, &o, out).unwrap();
+                    assert!(d.equal(&dc), "{what} {out:?}");
+                }
+                let t =
+                    quantize_affine_tinygemm(&x, b, &s, Some(&zf), QuantDtype::UInt4, &o).unwrap();
+                let tc = quantize_affine_tinygemm(
+                    &xc,
+                    b,
+                    &sc,
+                    Some(&zf.contiguous()),
+                    QuantDtype::UInt4,
+                    &o,
+                )
+                .unwrap();
+                assert!(t.equal(&tc), "{what}");
+                let n = dequantize_affine_no_zero_point(&codes, b, &s, u8_, &o, Kind::Half);
+                let nc = dequantize_affine_no_zero_point(&q, b, &sc, u8_, &o, Kind::Half);
+                assert!(n.unwrap().equal(&nc.unwrap()), "{what}");
+            });
+        }
     }
 }

@@ -444,6 +444,21 @@ def build(h):
                     choose="choose_qparams_affine_dont_preserve_zero")
 
 
+    # 18. sub-byte unsigned codes in another storage dtype: torchao 0.18
+    #     checks the codes' dtype only for the other dtypes.
+    s4, z4 = o.choose("choose_qparams_affine", x, args(block_size=[1, 16], dtype="uint4"))
+    c4 = o.quantize("quantize_affine", x, s4, z4, {"block_size": [1, 16], "dtype": "uint4", "quant_min": None,
+                                                  "quant_max": None})
+    why = "codes must be in the dtype's storage (uint8 for uint1..uint7)"
+    for st in ("int32", "int8", "float32"):
+        a = {"block_size": [1, 16], "dtype": "uint4", "quant_min": None, "quant_max": None, "output_dtype": "float32"}
+        cs = c4.to(o.tdt(st))
+        h.call(f"storage/uint4-as-{st}", "dequantize_affine", {"input": cs, "scale": s4, "zero_point": z4}, a, why)
+        h.call(f"storage/uint4-as-{st}", "dequantize_affine_tinygemm",
+               {"input": cs, "scale": s4, "zero_point": z4.float()}, a, why)
+        h.call(f"storage/uint4-as-{st}", "dequantize_affine_no_zero_point", {"input": cs, "scale": s4}, a, why)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
