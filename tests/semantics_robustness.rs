@@ -355,12 +355,18 @@ fn non_strided_inputs_and_removed_options_are_typed_refusals() {
                 "zero_point_domain",
             ),
         ] {
-            refused(
-                "removed option",
-                choose_qparams_and_quantize_affine(&x, MappingType::Asymmetric, b, u8_, &opts),
-                "choose_qparams_and_quantize_affine",
-                arg,
-            );
+            for force_reference in [false, true] {
+                let opts = QParamsOptions {
+                    force_reference,
+                    ..opts
+                };
+                refused(
+                    "removed option",
+                    choose_qparams_and_quantize_affine(&x, MappingType::Asymmetric, b, u8_, &opts),
+                    "choose_qparams_and_quantize_affine",
+                    arg,
+                );
+            }
             refused(
                 "removed option",
                 choose_qparams_affine_with_min_max(s, s, MappingType::Asymmetric, b, u8_, &opts),

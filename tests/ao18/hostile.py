@@ -459,6 +459,22 @@ def build(h):
         h.call(f"storage/uint4-as-{st}", "dequantize_affine_no_zero_point", {"input": cs, "scale": s4}, a, why)
 
 
+    # 19. custom ranges whose symmetric zero point `int((qmax + qmin + 1) / 2)`
+    #     truncates toward zero, is negative, or leaves float16.
+    for dt in FLOATS:
+        x = randn(4, 32, dtype=dt)
+        for q, lo, hi in (("int4", -8, 6), ("int4", -7, 3), ("int8", -100, 5), ("int8", -128, -1),
+                          ("uint8", 3, 200), ("int32", 0, 2**31 - 1), ("int16", -5, 32767)):
+            for mapping in ("SYMMETRIC", "SYMMETRIC_NO_CLIPPING_ERR", "ASYMMETRIC"):
+                h.chain(f"custom/{dt}/{q}/{lo}/{hi}/{mapping}", x,
+                        args(block_size=[1, 16], dtype=q, mapping_type=mapping, quant_min=lo, quant_max=hi),
+                        out=dt)
+            a = args(block_size=[1, 16], dtype=q, mapping_type="SYMMETRIC", quant_min=lo, quant_max=hi)
+            mn, mx = x.view(4, 2, 16).amin(-1), x.view(4, 2, 16).amax(-1)
+            h.call(f"custom/{dt}/{q}/{lo}/{hi}/minmax", "choose_qparams_affine_with_min_max",
+                   {"min_val": mn, "max_val": mx}, a)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
