@@ -3,7 +3,7 @@
 //! typed error naming the op, and none panics.
 //!
 //! One run of `tests/ao18/hostile.py` (torchao 0.18.0 in `.venv-ao18`)
-//! records torchao's answer to about 1,900 hostile calls: keepdim-shaped
+//! records torchao's answer to about 2,600 hostile calls: keepdim-shaped
 //! qparams fed back, qparams of other shapes and dtypes, empty and 0-dim
 //! inputs, NaN / inf data and qparams, int16/int32 codes and huge zero
 //! points into float16 / bfloat16, full int32 ranges, reversed ranges,
