@@ -57,10 +57,12 @@ pub fn choose_qparams_and_quantize_affine(
 ) -> Result<(QParams, Tensor)> {
     const OP: &str = "choose_qparams_and_quantize_affine";
     check_strided(OP, "input", input)?;
+    // Validated on both paths, so that a refusal names this function
+    // whichever path would have run.
+    let kind = check_float_input(OP, "input", input)?;
+    let layout = BlockLayout::new(OP, block_size, &input.size())?;
+    let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
     if !options.force_reference {
-        let kind = check_float_input(OP, "input", input)?;
-        let layout = BlockLayout::new(OP, block_size, &input.size())?;
-        let plan = Plan::new(OP, mapping_type, target_dtype, options, kind)?;
         let keep = |qp| plan.keep_dims(qp, &input.size(), block_size);
         match choose_and_quantize(OP, input, &layout, &plan.spec, target_dtype)? {
             Chained::Done(qp, codes) => return Ok((keep(qp)?, codes)),

@@ -1076,6 +1076,21 @@ impl Prepared {
             || (options.semantics == Semantics::Torchao0_18
                 && domain == ZeroPointDomain::Int
                 && !call.takes_floats());
+        if options.semantics == Semantics::Torchao0_18
+            && domain == ZeroPointDomain::Int
+            && call.takes_floats()
+            && zero_point.is_none()
+        {
+            // 0.18's Int-domain quantize adds the zero point (`+ None`
+            // raises); its quantize without one is another function.
+            return Err(Error::invalid(
+                op,
+                "zero_point",
+                "None",
+                "torchao 0.18's int-domain quantize needs a zero point; without one use \
+                 quantize_affine_no_zero_point (or the none domain of the fake-quantizes)",
+            ));
+        }
         if !(zero_point_optional && zero_point.is_none()) {
             check_zero_point_domain(op, domain, zero_point)?;
         }

@@ -55,11 +55,43 @@ pub fn load(dir: &std::path::Path) -> Result<Store> {
 }
 
 /// What a replay found: records compared, records identical on both paths,
-/// and the first differences.
+/// the first differences, and the refusals the crate shares with torchao
+/// but reports as a libtorch error ([`tch_quant::Error::Torch`]) rather than
+/// one naming the argument.
 pub struct Report {
     pub total: usize,
     pub identical: usize,
     pub diffs: Vec<String>,
+    pub torch_refusals: Vec<String>,
+}
+
+/// What one record's replay on one path found.
+enum Verdict {
+    /// The crate did what torchao did.
+    Same,
+    /// Both refused, the crate with a libtorch error (the message).
+    SameTorchRefusal(String),
+    /// The first difference.
+    Diff(String),
+}
+
+/// `t` copied into a fresh contiguous CPU tensor (an output's strides are
+/// not part of the contract; `store::compare` reads raw bytes and needs a
+/// unit last stride, which a size-1 dim of a strided output need not have).
+fn dense(t: &Tensor) -> Result<Tensor> {
+    tch::no_grad(|| {
+        let mut d = Tensor::f_empty(t.size(), (t.kind(), tch::Device::Cpu))?;
+        d.f_copy_(t)?;
+        Ok(d)
+    })
+}
+
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Replays every record of `store` on both paths.
@@ -79,6 +111,7 @@ pub fn replay_all(store: &Store) -> Result<Report> {
         total: 0,
         identical: 0,
         diffs: Vec::new(),
+        torch_refusals: Vec::new(),
     };
     for case in &store.cases {
         report.total += 1;
@@ -91,9 +124,19 @@ pub fn replay_all(store: &Store) -> Result<Report> {
                 "fused"
             };
             let codes = codes_of.get(id).map(|k| &store.tensors[*k]);
-            match check(store, case, force_reference, codes) {
-                Ok(None) => {}
-                Ok(Some(d)) => {
+            // A panic is a failure of the contract, reported with its message.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                check(store, case, force_reference, codes)
+            }))
+            .unwrap_or_else(|p| Ok(Verdict::Diff(format!("panicked: {}", panic_message(&*p)))));
+            match run {
+                Ok(Verdict::Same) => {}
+                Ok(Verdict::SameTorchRefusal(e)) => {
+                    report
+                        .torch_refusals
+                        .push(format!("{id} {} ({path}): {e}", case["fn"]));
+                }
+                Ok(Verdict::Diff(d)) => {
                     ok = false;
                     report
                         .diffs
@@ -170,7 +213,7 @@ fn check(
     case: &Value,
     force_reference: bool,
     codes: Option<&Tensor>,
-) -> Result<Option<String>> {
+) -> Result<Verdict> {
     let input = |k: &str| -> Result<Option<&Tensor>> {
         match case["inputs"][k].as_str() {
             Some(key) => Ok(Some(
@@ -313,16 +356,40 @@ fn check(
             other => panic!("unknown fn {other}"),
         })
     })();
+    let fn_name = f;
+    // Every refusal is a typed error that names the op.
+    if let Err(e) = &got {
+        let msg = e.to_string();
+        let op = fn_name.trim_end_matches("_cachemask");
+        if !msg.contains(op) {
+            return Ok(Verdict::Diff(format!(
+                "the error does not name {op}: {msg}"
+            )));
+        }
+    }
+    if let Some(why) = case["crate_refuses"].as_str() {
+        return Ok(match got {
+            Err(_) => Verdict::Same,
+            Ok(_) => Verdict::Diff(format!("the crate should refuse ({why}) but computed")),
+        });
+    }
     let got = match (got, expected_ok) {
         (Ok(g), true) => g,
-        (Err(_), false) => return Ok(None),
+        (Err(e @ tch_quant::Error::Torch { .. }), false) => {
+            return Ok(Verdict::SameTorchRefusal(e.to_string()))
+        }
+        (Err(_), false) => return Ok(Verdict::Same),
         (Ok(_), false) => {
-            return Ok(Some(format!(
+            return Ok(Verdict::Diff(format!(
                 "torchao refused ({}) but the crate computed",
                 case["expected"]["error"]
             )))
         }
-        (Err(e), true) => return Ok(Some(format!("torchao computed, the crate refused: {e}"))),
+        (Err(e), true) => {
+            return Ok(Verdict::Diff(format!(
+                "torchao computed, the crate refused: {e}"
+            )))
+        }
     };
     let outputs = &case["expected"]["outputs"];
     for (name, t) in &got {
@@ -330,12 +397,12 @@ fn check(
         match (want, t) {
             (None, None) => {}
             (Some(w), Some(g)) => {
-                if let Some(d) = compare(w, g)? {
-                    return Ok(Some(format!("{name}: {d}")));
+                if let Some(d) = compare(w, &dense(g)?)? {
+                    return Ok(Verdict::Diff(format!("{name}: {d}")));
                 }
             }
             (w, _) => {
-                return Ok(Some(format!(
+                return Ok(Verdict::Diff(format!(
                     "{name}: expected {}, got {}",
                     if w.is_some() { "a tensor" } else { "None" },
                     if t.is_some() { "a tensor" } else { "None" }
@@ -360,13 +427,13 @@ fn check(
             let w = outputs[name].as_str().map(|k| &store.tensors[k]);
             if let (Some(w), Some(g)) = (w, g) {
                 if let Some(d) = compare(w, g)? {
-                    return Ok(Some(format!("chain {name}: {d}")));
+                    return Ok(Verdict::Diff(format!("chain {name}: {d}")));
                 }
             }
         }
         if let Some(d) = compare(codes, &q)? {
-            return Ok(Some(format!("chain codes: {d}")));
+            return Ok(Verdict::Diff(format!("chain codes: {d}")));
         }
     }
-    Ok(None)
+    Ok(Verdict::Same)
 }
