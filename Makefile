@@ -253,13 +253,14 @@ bench-checkpoint: $(STAMP)
 # this target cannot run there as provisioned.
 GPU_OUT := target/gpu-check
 
-gpu-check: $(DEMO_STAMP)
+gpu-check: $(DEMO_STAMP) $(AO18_STAMP)
 	@$(PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make gpu-check: torch.cuda.is_available() is False (no CUDA device or driver); nothing was run')"
 	cargo build --release --all-features --bin tch-quant --example bench_compare_cuda
 	TCH_QUANT_REQUIRE_CUDA=1 TCH_QUANT_REQUIRE_ORACLE=1 cargo test --release --all-features \
 	    --test parity_live --test parity_fixtures --test recipe_parity --test cli \
 	    --test linear_parity --test linear_layers --test hqq_parity --test gguf_qqq_parity \
-	    --test observer_parity --test mx_parity --test mx_robustness --test parity_0_18 -- --nocapture
+	    --test observer_parity --test mx_parity --test mx_robustness --test parity_0_18 \
+	    --test semantics_robustness --test recipe_parity_0_18 -- --nocapture
 	mkdir -p $(GPU_OUT)
 	model="$(DEMO_MODEL)" && \
 	target/release/tch-quant quantize "$$model" -o $(GPU_OUT)/int4-g32.safetensors \
