@@ -21,6 +21,13 @@
 #                      checked by torchao, and benches/compare_cuda.py (needs
 #                      a CUDA machine; fails at once without one)
 #
+#   make venv-ao18     the second oracle, torchao 0.18.0 over .venv's torch
+#                      (make test creates it; requirements-oracle-0.18.txt)
+#   make fixtures, linear-fixtures, hqq-fixtures, observer-fixtures,
+#        ao18-fixtures, ao18-recipe-fixtures, mx-fixtures
+#                      rewrite the committed oracle fixtures (each generator
+#                      refuses any torch but 2.13.0 and any other torchao)
+#
 # Nothing is downloaded from anywhere but the package registries.
 
 SHELL := /bin/bash
