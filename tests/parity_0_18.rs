@@ -16,7 +16,11 @@ mod replay;
 #[path = "common/store.rs"]
 mod store;
 
-use std::path::{Path, PathBuf};
+#[path = "common/oracle.rs"]
+mod common_oracle;
+
+use common_oracle::oracle_python_ao18 as oracle_python;
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -26,31 +30,6 @@ const SCENARIOS: usize = 800;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `.venv-ao18/bin/python` when it runs torchao 0.18.0.
-fn oracle_python() -> Option<PathBuf> {
-    let python = root().join(".venv-ao18/bin/python");
-    let probe = Command::new(&python)
-        .args([
-            "-c",
-            "import torch, torchao; assert torchao.__version__ == '0.18.0'",
-        ])
-        .output();
-    if probe.as_ref().is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
-    let why = match &probe {
-        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        std::env::var("TCH_QUANT_REQUIRE_ORACLE").as_deref() != Ok("1"),
-        "TCH_QUANT_REQUIRE_ORACLE=1 but {} has no torchao 0.18.0 (run `make venv-ao18`): {why}",
-        python.display()
-    );
-    println!("torchao 0.18.0: live cases skipped: no .venv-ao18 (run `make venv-ao18`)");
-    None
 }
 
 fn report(what: &str, r: &replay::Report) {

@@ -19,6 +19,9 @@ mod replay;
 #[path = "common/store.rs"]
 mod store;
 
+#[path = "common/oracle.rs"]
+mod common_oracle;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -52,7 +55,7 @@ fn fixtures_and_live_are_bit_identical() -> Result<()> {
     let fixed = replay::replay(&fixtures)?;
     assert!(fixed.total >= 200, "only {} fixture cases", fixed.total);
     fail_on(&fixed, "fixtures");
-    let Some(python) = replay::ao18_python() else {
+    let Some(python) = common_oracle::oracle_python_ao18() else {
         println!(
             "torchao 0.18.0 recipes/float8: fixtures {}/{} identical, live skipped (no .venv-ao18)",
             fixed.identical, fixed.total

@@ -22,8 +22,12 @@ mod replay;
 #[path = "common/store.rs"]
 mod store;
 
+#[path = "common/oracle.rs"]
+mod common_oracle;
+
+use common_oracle::oracle_python_ao18 as oracle_python;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -41,27 +45,6 @@ use crate::store::{compare, Store};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `.venv-ao18/bin/python` when it runs torchao 0.18.0.
-fn oracle_python() -> Option<PathBuf> {
-    let python = root().join(".venv-ao18/bin/python");
-    let probe = Command::new(&python)
-        .args([
-            "-c",
-            "import torchao; assert torchao.__version__ == '0.18.0'",
-        ])
-        .output();
-    if probe.as_ref().is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("TCH_QUANT_REQUIRE_ORACLE").as_deref() != Ok("1"),
-        "TCH_QUANT_REQUIRE_ORACLE=1 but {} has no torchao 0.18.0 (run `make venv-ao18`)",
-        python.display()
-    );
-    println!("semantics robustness: oracle cases skipped: no .venv-ao18 (run `make venv-ao18`)");
-    None
 }
 
 /// The same values in a non-contiguous tensor (every other element of a

@@ -3,8 +3,6 @@
 //! scales, and the 0.18 recipes through `AffineQuantizedTensor`, comparing
 //! every output's dtype, shape and bytes.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
@@ -16,33 +14,6 @@ use tch_quant::{
 };
 
 use crate::store::{compare, Store};
-
-/// The torchao 0.18.0 oracle's Python (`make venv-ao18`), if set up. Without
-/// it the live test skips with a line, unless `TCH_QUANT_REQUIRE_ORACLE=1`,
-/// where it fails.
-pub fn ao18_python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-ao18/bin/python");
-    let probe = Command::new(&python)
-        .args([
-            "-c",
-            "import torch, torchao; assert torch.__version__.startswith('2.13.0') and torchao.__version__ == '0.18.0'",
-        ])
-        .output();
-    if probe.as_ref().is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
-    let why = match &probe {
-        Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        std::env::var("TCH_QUANT_REQUIRE_ORACLE").as_deref() != Ok("1"),
-        "TCH_QUANT_REQUIRE_ORACLE=1 but {} has no torch 2.13.0 + torchao 0.18.0 (run `make venv-ao18`): {why}",
-        python.display()
-    );
-    eprintln!("skipped: no .venv-ao18 with torchao 0.18.0 (run `make venv-ao18`)");
-    None
-}
 
 /// A dtype name as the oracle writes it.
 pub fn kind_of(name: &str) -> Result<Kind> {

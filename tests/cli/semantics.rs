@@ -52,28 +52,6 @@ const SCHEMES: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-/// The torchao 0.18.0 oracle's Python, or `None` (a printed skip) without
-/// it; a failure with `TCH_QUANT_REQUIRE_ORACLE=1`.
-fn ao18_python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-ao18/bin/python");
-    let probe = Command::new(&python)
-        .args([
-            "-c",
-            "import torchao; assert torchao.__version__ == '0.18.0'",
-        ])
-        .output();
-    if probe.as_ref().is_ok_and(|o| o.status.success()) {
-        return Some(python);
-    }
-    assert!(
-        std::env::var("TCH_QUANT_REQUIRE_ORACLE").as_deref() != Ok("1"),
-        "TCH_QUANT_REQUIRE_ORACLE=1 but {} has no torchao 0.18.0 (run `make venv-ao18`)",
-        python.display()
-    );
-    eprintln!("skipped: no .venv-ao18 with torchao 0.18.0 (run `make venv-ao18`)");
-    None
-}
-
 #[test]
 fn semantics_0_18_is_recorded_followed_and_bit_identical_to_torchao_0_18() {
     let work = Work::new();
@@ -120,7 +98,7 @@ fn semantics_0_18_is_recorded_followed_and_bit_identical_to_torchao_0_18() {
     assert_eq!(meta["tch_quant.torchao_version"], "0.11.0");
     assert!(!meta["tch_quant.tensors"].contains("semantics"));
 
-    let Some(python) = ao18_python() else {
+    let Some(python) = crate::common_oracle::oracle_python_ao18() else {
         return;
     };
     let mut check = Command::new(&python);
