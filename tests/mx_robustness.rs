@@ -134,16 +134,7 @@ fn spec(t: &Tensor) -> Value {
 }
 
 fn kind_of(name: &str) -> Kind {
-    match name {
-        "float32" => Kind::Float,
-        "bfloat16" => Kind::BFloat16,
-        "float16" => Kind::Half,
-        "float64" => Kind::Double,
-        "uint8" => Kind::Uint8,
-        "float8_e4m3fn" => Kind::Float8e4m3fn,
-        "float8_e5m2" => Kind::Float8e5m2,
-        other => panic!("the oracle wrote dtype {other}"),
-    }
+    store::kind_of(name).unwrap_or_else(|e| panic!("the oracle wrote dtype {name}: {e:#}"))
 }
 
 fn from_spec(v: &Value) -> Tensor {

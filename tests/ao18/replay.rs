@@ -21,24 +21,7 @@ use tch_quant::{
 
 use crate::store::{compare, Store};
 
-/// A dtype name of the oracle's files.
-pub fn kind_of(name: &str) -> Result<Kind> {
-    Ok(match name {
-        "float32" => Kind::Float,
-        "float16" => Kind::Half,
-        "bfloat16" => Kind::BFloat16,
-        "float64" => Kind::Double,
-        "uint8" => Kind::Uint8,
-        "int8" => Kind::Int8,
-        "int16" => Kind::Int16,
-        "int32" => Kind::Int,
-        "int64" => Kind::Int64,
-        "bool" => Kind::Bool,
-        "float8_e4m3fn" => Kind::Float8e4m3fn,
-        "float8_e5m2" => Kind::Float8e5m2,
-        other => bail!("unknown dtype {other}"),
-    })
-}
+pub use crate::store::kind_of;
 
 /// Loads an oracle directory and checks the versions that made it.
 pub fn load(dir: &std::path::Path) -> Result<Store> {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 use tch_quant::{
     choose_scale_float8, dequantize_affine_float8, quantize_affine_float8, AffineQuantizedTensor,
     Float8ScaleDtype, Float8ScaleOptions, Granularity, MappingType, QuantDtype, Recipe, Semantics,
@@ -15,16 +15,7 @@ use tch_quant::{
 
 use crate::store::{compare, Store};
 
-/// A dtype name as the oracle writes it.
-pub fn kind_of(name: &str) -> Result<Kind> {
-    Ok(match name {
-        "float8_e4m3fn" => Kind::Float8e4m3fn,
-        "float8_e5m2" => Kind::Float8e5m2,
-        "float8_e4m3fnuz" => Kind::Float8e4m3fnuz,
-        "float8_e5m2fnuz" => Kind::Float8e5m2fnuz,
-        other => tch_quant::parse_kind(other)?,
-    })
-}
+pub use crate::store::kind_of;
 
 /// `per-row`, `per-tensor`, `per-group:G`, `per-axis:A`.
 fn granularity(text: &str) -> Result<Granularity> {

@@ -102,6 +102,29 @@ pub fn compare(want: &Tensor, got: &Tensor) -> Result<Option<String>> {
     )))
 }
 
+/// A dtype name as the oracles write it (`str(dtype)` without `torch.`):
+/// every storage dtype the fixtures hold, else what the crate's
+/// [`tch_quant::parse_kind`] reads.
+pub fn kind_of(name: &str) -> Result<Kind> {
+    Ok(match name {
+        "float32" => Kind::Float,
+        "float16" => Kind::Half,
+        "bfloat16" => Kind::BFloat16,
+        "float64" => Kind::Double,
+        "uint8" => Kind::Uint8,
+        "int8" => Kind::Int8,
+        "int16" => Kind::Int16,
+        "int32" => Kind::Int,
+        "int64" => Kind::Int64,
+        "bool" => Kind::Bool,
+        "float8_e4m3fn" => Kind::Float8e4m3fn,
+        "float8_e5m2" => Kind::Float8e5m2,
+        "float8_e4m3fnuz" => Kind::Float8e4m3fnuz,
+        "float8_e5m2fnuz" => Kind::Float8e5m2fnuz,
+        other => tch_quant::parse_kind(other).with_context(|| format!("unknown dtype {other}"))?,
+    })
+}
+
 fn is_float(kind: Kind) -> bool {
     matches!(
         kind,

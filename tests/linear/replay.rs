@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::store::compare;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use tch_quant::{LinearScheme, QuantizedLinear};
 
 /// A float32 GEMM's bits depend on libtorch's intra-op thread count, a
@@ -258,16 +258,4 @@ pub fn scheme(v: &Value) -> Result<LinearScheme> {
     })
 }
 
-fn kind_from_name(name: &str) -> Result<Kind> {
-    Ok(match name {
-        "float32" => Kind::Float,
-        "float16" => Kind::Half,
-        "bfloat16" => Kind::BFloat16,
-        "uint8" => Kind::Uint8,
-        "int8" => Kind::Int8,
-        "int32" => Kind::Int,
-        "int64" => Kind::Int64,
-        "float8_e4m3fn" => Kind::Float8e4m3fn,
-        other => bail!("unknown dtype {other}"),
-    })
-}
+use crate::store::kind_of as kind_from_name;

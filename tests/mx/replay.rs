@@ -16,14 +16,7 @@ use tch_quant::{
 
 use crate::store::{compare, Store};
 
-/// The dtype names the oracle writes: tch-quant's, and the float8 kinds.
-fn kind_of(name: &str) -> Result<Kind> {
-    Ok(match name {
-        "float8_e4m3fn" => Kind::Float8e4m3fn,
-        "float8_e5m2" => Kind::Float8e5m2,
-        other => parse_kind(other)?,
-    })
-}
+use crate::store::kind_of;
 
 /// Cases computed by torchao and identical in the crate, and cases torchao
 /// refused and the crate refused with a typed error.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tch_quant::{
@@ -279,25 +279,7 @@ pub fn raw_bytes(t: &Tensor) -> Result<Vec<u8>> {
     Ok(Vec::<u8>::try_from(flat.f_view_dtype(Kind::Uint8)?)?)
 }
 
-pub fn kind_from_name(name: &str) -> Result<Kind> {
-    Ok(match name {
-        "float32" => Kind::Float,
-        "float16" => Kind::Half,
-        "bfloat16" => Kind::BFloat16,
-        "float64" => Kind::Double,
-        "uint8" => Kind::Uint8,
-        "int8" => Kind::Int8,
-        "int16" => Kind::Int16,
-        "int32" => Kind::Int,
-        "int64" => Kind::Int64,
-        "bool" => Kind::Bool,
-        "float8_e4m3fn" => Kind::Float8e4m3fn,
-        "float8_e5m2" => Kind::Float8e5m2,
-        "float8_e4m3fnuz" => Kind::Float8e4m3fnuz,
-        "float8_e5m2fnuz" => Kind::Float8e5m2fnuz,
-        other => bail!("unknown dtype {other}"),
-    })
-}
+pub use crate::store::kind_of as kind_from_name;
 
 pub fn ints(v: &Value) -> Result<Vec<i64>> {
     v.as_array()
