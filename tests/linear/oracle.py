@@ -36,6 +36,19 @@ import time
 FIXTURE_BUDGET = 1_500_000
 
 
+def cpu_model():
+    """The CPU's `model name` in /proc/cpuinfo (tests/linear/replay.rs reads
+    the same line), or "unknown"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -85,8 +98,11 @@ def main(argv=None) -> int:
     else:
         seed, cases = args.seed, minilm_cases(args.checkpoint, args.seed, args.count, device)
     records, store, stats = generate(cases, device)
+    # A float GEMM's bits also depend on the CPU (MKL picks its kernels by
+    # vendor and model), so the header names the one that computed the
+    # outputs: the replay compares outputs only on the same CPU.
     header = {"torch": TORCH_VERSION, "torchao": TORCHAO_VERSION, "seed": seed, "mode": args.mode,
-              "device": device, "threads": torch.get_num_threads()}
+              "device": device, "threads": torch.get_num_threads(), "cpu": cpu_model()}
     size = write(args.out, records, store, header)
     print_summary(stats, size, time.time() - t0, len(records))
     if args.mode == "fixtures" and size > FIXTURE_BUDGET:
