@@ -28,14 +28,12 @@ pub struct Oracle {
     pub torchao: String,
     /// The intra-op threads torch computed the expected outputs with.
     pub threads: i32,
-    /// The CPU that computed them (`model name` in /proc/cpuinfo), where the
-    /// header names one.
-    pub cpu: Option<String>,
-    /// Whether the replay compares outputs: only on the CPU that computed
-    /// them (or when the header names none), since a float GEMM's bits
-    /// depend on the CPU's kernels in libtorch (MKL picks them by vendor
-    /// and model). The stored weights are compared everywhere.
-    pub outputs_compared: bool,
+    /// The CPU that computed them (`model name` in /proc/cpuinfo) when the
+    /// header names one that is not this machine's: the replay then
+    /// compares the stored weights only, since a float GEMM's bits depend
+    /// on the CPU's kernels in libtorch (MKL picks them by vendor and
+    /// model). `None`: outputs and weights are compared.
+    pub other_cpu: Option<String>,
 }
 
 /// This machine's CPU as the oracle's header names it (see `cpu_model` in
@@ -111,11 +109,12 @@ impl Report {
 impl Oracle {
     pub fn load(dir: &Path) -> Result<Self> {
         let s = crate::store::Store::load(dir, kind_from_name)?;
-        let cpu = s.manifest["cpu"].as_str().map(String::from);
-        let outputs_compared = cpu.as_deref().is_none_or(|c| c == this_cpu());
+        let other_cpu = s.manifest["cpu"]
+            .as_str()
+            .filter(|&c| c != this_cpu())
+            .map(String::from);
         Ok(Oracle {
-            cpu,
-            outputs_compared,
+            other_cpu,
             tensors: s.tensors,
             cases: s.cases,
             torch: s.torch,
@@ -199,9 +198,9 @@ impl Oracle {
                 expected["error"]
             )));
         }
-        let out = match self.outputs_compared {
-            true => compare(self.tensor(&expected["output"])?, &output)?,
-            false => None,
+        let out = match self.other_cpu {
+            None => compare(self.tensor(&expected["output"])?, &output)?,
+            Some(_) => None,
         };
         let parts = self.compare_parts(&layer, &expected["parts"])?;
         let differing: Vec<&String> = parts.iter().filter_map(|(_, d)| d.as_ref()).collect();
