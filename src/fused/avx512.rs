@@ -129,8 +129,10 @@ pub(crate) fn bf16_runs32(
     hi: &mut [f32; RUNS],
 ) -> bool {
     let x = &x[..RUNS * len];
-    let mut mins = [_mm512_setzero_si512(); RUNS];
-    let mut maxs = [_mm512_setzero_si512(); RUNS];
+    // Left uninitialized, as every entry is written below: zeroing them
+    // (4 KiB a call, a `memset` LLVM keeps) cost a third of the reads.
+    let mut mins = [MaybeUninit::<__m512i>::uninit(); RUNS];
+    let mut maxs = [MaybeUninit::<__m512i>::uninit(); RUNS];
     for r in 0..RUNS {
         let start = r * len;
         let first = load_ordered(x, start);
@@ -140,9 +142,17 @@ pub(crate) fn bf16_runs32(
             mn = _mm512_min_epi16(mn, t);
             mx = _mm512_max_epi16(mx, t);
         }
-        mins[r] = mn;
-        maxs[r] = mx;
+        mins[r].write(mn);
+        maxs[r].write(mx);
     }
+    // SAFETY: the loop wrote all `RUNS` entries of both arrays, and an array
+    // of `MaybeUninit<T>` has the layout of the array of `T`.
+    let (mins, maxs): ([__m512i; RUNS], [__m512i; RUNS]) = unsafe {
+        (
+            std::mem::transmute::<[MaybeUninit<__m512i>; RUNS], [__m512i; RUNS]>(mins),
+            std::mem::transmute::<[MaybeUninit<__m512i>; RUNS], [__m512i; RUNS]>(maxs),
+        )
+    };
     let (mn, mx) = (butterfly::<true>(&mins), butterfly::<false>(&maxs));
     // Every NaN is ordered below -inf or above +inf.
     let below = _mm512_cmplt_epi16_mask(mn, _mm512_set1_epi16(0xFF80u16 as i16 ^ 0x7FFF));
@@ -212,44 +222,133 @@ const MAGIC: f32 = 12_582_912.0;
 pub(crate) fn bf16_codes8<C: Copy>(x: &[bf16], out: &mut [MaybeUninit<C>], k: Codes8) -> usize {
     assert_eq!(std::mem::size_of::<C>(), 1);
     let n = x.len().min(out.len()) / 32 * 32;
+    let c = Chunk8::new();
     let a = _mm512_set1_ps(k.a);
-    let high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
-    let magic = _mm512_set1_ps(MAGIC);
     let bias = _mm256_set1_epi8(k.bias as i8);
-    // SAFETY: `GATHER` holds 64 bytes, the 64 loaded.
-    let gather = unsafe { _mm512_loadu_si512(GATHER.as_ptr().cast()) };
     let (lo, hi) = k.bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
     let mut at = 0;
     while at < n {
-        // SAFETY: `at + 32 <= n <= x.len()`: 64 bytes of `x` loaded.
-        let xv = unsafe { _mm512_loadu_si512(x[at..at + 32].as_ptr().cast()) };
-        let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(xv));
-        let odd = _mm512_castsi512_ps(_mm512_and_si512(xv, high));
-        let (pe, po) = (_mm512_mul_ps(even, a), _mm512_mul_ps(odd, a));
-        let nan =
-            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(pe, pe) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(po, po);
-        if nan != 0 {
+        let codes = if k.bounds.is_some() {
+            c.codes::<true>(&x[at..at + 32], a, (lo, hi), bias)
+        } else {
+            c.codes::<false>(&x[at..at + 32], a, (lo, hi), bias)
+        };
+        let Some(codes) = codes else {
             break;
-        }
-        // SAFETY: both are 64-byte vectors; `__m512bh` holds 32 bfloat16.
-        let w: __m512i = unsafe { std::mem::transmute(_mm512_cvtne2ps_pbh(po, pe)) };
-        let mut ve = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
-        let mut vo = _mm512_castsi512_ps(_mm512_and_si512(w, high));
-        if k.bounds.is_some() {
-            ve = _mm512_min_ps(_mm512_max_ps(ve, lo), hi);
-            vo = _mm512_min_ps(_mm512_max_ps(vo, lo), hi);
-        }
-        let me = _mm512_castps_si512(_mm512_add_ps(ve, magic));
-        let mo = _mm512_castps_si512(_mm512_add_ps(vo, magic));
-        let bytes = _mm512_permutex2var_epi8(me, gather, mo);
-        let codes = _mm256_sub_epi8(_mm512_castsi512_si256(bytes), bias);
+        };
         // SAFETY: `at + 32 <= n <= out.len()`, one byte per code: the 32
         // bytes stored.
         unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
         at += 32;
     }
     at
+}
+
+/// The per-block constants of [`bf16_codes8_blocks`], one entry per block:
+/// `a` as in [`Codes8`], the clamp bounds `lo`, `hi` and the `bias`.
+pub(crate) struct Blocks8<'a> {
+    pub a: &'a [f32],
+    pub lo: &'a [f32],
+    pub hi: &'a [f32],
+    pub bias: &'a [i32],
+}
+
+/// [`bf16_codes8`] over consecutive blocks of `len` elements (`len` a
+/// positive multiple of 32), block `i` with the constants at `i` of `k`,
+/// always clamped: one call for a row of small blocks (groups of 32 to 256)
+/// instead of one per block, each block's constants broadcast from memory.
+/// Writes the codes of the blocks before the first one whose products hold
+/// a NaN and returns that block's index (the number of blocks when none
+/// does): the caller quantizes that block with the portable formula and
+/// calls again for the rest.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512bf16")]
+pub(crate) fn bf16_codes8_blocks<C: Copy>(
+    x: &[bf16],
+    out: &mut [MaybeUninit<C>],
+    len: usize,
+    k: &Blocks8,
+) -> usize {
+    assert_eq!(std::mem::size_of::<C>(), 1);
+    assert!(len > 0 && len.is_multiple_of(32));
+    let blocks = (x.len().min(out.len()) / len)
+        .min(k.a.len())
+        .min(k.lo.len())
+        .min(k.hi.len())
+        .min(k.bias.len());
+    let c = Chunk8::new();
+    for i in 0..blocks {
+        let a = _mm512_set1_ps(k.a[i]);
+        let bounds = (_mm512_set1_ps(k.lo[i]), _mm512_set1_ps(k.hi[i]));
+        let bias = _mm256_set1_epi8(k.bias[i] as i8);
+        for at in (i * len..(i + 1) * len).step_by(32) {
+            let Some(codes) = c.codes::<true>(&x[at..at + 32], a, bounds, bias) else {
+                return i;
+            };
+            // SAFETY: `at + 32 <= blocks * len <= out.len()`, one byte per
+            // code: the 32 bytes stored.
+            unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
+        }
+    }
+    blocks
+}
+
+/// The constants that every chunk of [`bf16_codes8`] and
+/// [`bf16_codes8_blocks`] uses, loaded once per call.
+#[derive(Clone, Copy)]
+struct Chunk8 {
+    high: __m512i,
+    magic: __m512,
+    gather: __m512i,
+}
+
+impl Chunk8 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn new() -> Self {
+        Chunk8 {
+            high: _mm512_set1_epi32(0xFFFF_0000u32 as i32),
+            magic: _mm512_set1_ps(MAGIC),
+            // SAFETY: `GATHER` holds 64 bytes, the 64 loaded.
+            gather: unsafe { _mm512_loadu_si512(GATHER.as_ptr().cast()) },
+        }
+    }
+
+    /// The 32 codes of the 32 elements of `x` (see [`bf16_codes8`]),
+    /// clamped to `bounds` when `CLAMP`; `None` when a product is NaN.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512bf16")]
+    fn codes<const CLAMP: bool>(
+        self,
+        x: &[bf16],
+        a: __m512,
+        (lo, hi): (__m512, __m512),
+        bias: __m256i,
+    ) -> Option<__m256i> {
+        let x = &x[..32];
+        // SAFETY: `x` holds 32 bfloat16: 64 bytes loaded.
+        let xv = unsafe { _mm512_loadu_si512(x.as_ptr().cast()) };
+        let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(xv));
+        let odd = _mm512_castsi512_ps(_mm512_and_si512(xv, self.high));
+        let (pe, po) = (_mm512_mul_ps(even, a), _mm512_mul_ps(odd, a));
+        let nan =
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(pe, pe) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(po, po);
+        if nan != 0 {
+            return None;
+        }
+        // SAFETY: both are 64-byte vectors; `__m512bh` holds 32 bfloat16.
+        let w: __m512i = unsafe { std::mem::transmute(_mm512_cvtne2ps_pbh(po, pe)) };
+        let mut ve = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(w));
+        let mut vo = _mm512_castsi512_ps(_mm512_and_si512(w, self.high));
+        if CLAMP {
+            ve = _mm512_min_ps(_mm512_max_ps(ve, lo), hi);
+            vo = _mm512_min_ps(_mm512_max_ps(vo, lo), hi);
+        }
+        let me = _mm512_castps_si512(_mm512_add_ps(ve, self.magic));
+        let mo = _mm512_castps_si512(_mm512_add_ps(vo, self.magic));
+        let bytes = _mm512_permutex2var_epi8(me, self.gather, mo);
+        Some(_mm256_sub_epi8(_mm512_castsi512_si256(bytes), bias))
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +419,62 @@ mod tests {
         };
         // SAFETY: as above.
         assert_eq!(unsafe { bf16_codes8(&y, &mut out, k) }, 32);
+    }
+
+    #[test]
+    fn bf16_blocks_match_one_call_per_block() {
+        if !bf16_codes_available() {
+            return;
+        }
+        let x: Vec<bf16> = (0..96 * 32)
+            .map(|i| bf16::from_f32(((i * 7919) % 2027) as f32 / 8.0 - 120.0))
+            .collect();
+        for len in [32usize, 64, 96, 256] {
+            let blocks = x.len() / len;
+            let a: Vec<f32> = (0..blocks)
+                .map(|i| round_bf16(0.25 + i as f32 / 7.0))
+                .collect();
+            let offsets: Vec<f32> = (0..blocks).map(|i| (i % 5) as f32 * 3.0 - 6.0).collect();
+            let lo: Vec<f32> = offsets.iter().map(|o| -128.0 - o).collect();
+            let hi: Vec<f32> = offsets.iter().map(|o| 127.0 - o).collect();
+            let bias: Vec<i32> = offsets
+                .iter()
+                .map(|&o| (MAGIC.to_bits() as i32).wrapping_sub(o as i32))
+                .collect();
+            let k = Blocks8 {
+                a: &a,
+                lo: &lo,
+                hi: &hi,
+                bias: &bias,
+            };
+            let mut got = vec![MaybeUninit::<i8>::uninit(); x.len()];
+            // SAFETY: checked available above.
+            assert_eq!(unsafe { bf16_codes8_blocks(&x, &mut got, len, &k) }, blocks);
+            for i in 0..blocks {
+                let at = i * len..(i + 1) * len;
+                let mut want = vec![MaybeUninit::<i8>::uninit(); len];
+                let c = Codes8 {
+                    a: a[i],
+                    bounds: Some((lo[i], hi[i])),
+                    bias: bias[i],
+                };
+                // SAFETY: as above.
+                assert_eq!(unsafe { bf16_codes8(&x[at.clone()], &mut want, c) }, len);
+                // SAFETY: both kernels wrote every code compared.
+                let (got, want): (Vec<i8>, Vec<i8>) = unsafe {
+                    (
+                        got[at].iter().map(|c| c.assume_init()).collect(),
+                        want.iter().map(|c| c.assume_init()).collect(),
+                    )
+                };
+                assert_eq!(got, want, "len {len} block {i}");
+            }
+            // A NaN stops the kernel at its block.
+            let mut y = x.clone();
+            y[2 * len + 5] = bf16::NAN;
+            // SAFETY: as above.
+            assert_eq!(unsafe { bf16_codes8_blocks(&y, &mut got, len, &k) }, 2);
+        }
     }
 
     #[test]

@@ -371,6 +371,66 @@ fn bf16_codes<E: Elem, C: Code>(
     0
 }
 
+/// Consecutive blocks at most this long go through [`bf16_blocks`], many
+/// to a call; longer ones take one call of the kernel each, which skips
+/// the clamp when [`in_range`] allows.
+const BLOCKS_KERNEL_MAX_LEN: usize = 256;
+
+/// Blocks per call of `avx512::bf16_codes8_blocks`: their constants, 3 KiB,
+/// stay in L1.
+const BLOCKS_PER_CALL: usize = 256;
+
+/// Codes of consecutive blocks of `len` elements each (a multiple of 32;
+/// block `i` with the constants `a[i]`, `b[i]`, on the fast path) by
+/// `avx512::bf16_codes8_blocks`, [`BLOCKS_PER_CALL`] blocks to a call; a
+/// block with a NaN product takes [`quantize_run`]. `false`, with nothing
+/// written, where the input is not bfloat16. Only where [`bf16_kernel`]
+/// holds.
+#[inline(always)]
+fn bf16_blocks<E: Elem, F: Formula, C: Code>(
+    x: &[E],
+    len: usize,
+    a: &[f32],
+    b: &[f32],
+    bounds: (f32, f32),
+    out: &mut [MaybeUninit<C>],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(xb) = E::as_bf16(x) {
+        let reps = a.len().min(b.len());
+        let (mut lo, mut hi) = ([0.0f32; BLOCKS_PER_CALL], [0.0f32; BLOCKS_PER_CALL]);
+        let mut bias = [0i32; BLOCKS_PER_CALL];
+        let mut i = 0;
+        while i < reps {
+            let m = (reps - i).min(BLOCKS_PER_CALL);
+            for (j, &b) in b[i..i + m].iter().enumerate() {
+                let k = Fast::new::<F>(b, bounds);
+                (lo[j], hi[j], bias[j]) = (k.lo, k.hi, k.bias);
+            }
+            let k = avx512::Blocks8 {
+                a: &a[i..i + m],
+                lo: &lo[..m],
+                hi: &hi[..m],
+                bias: &bias[..m],
+            };
+            let span = i * len..(i + m) * len;
+            // SAFETY: the caller checked `bf16_kernel`, which checks
+            // `bf16_codes_available`, all that the kernel requires.
+            let done =
+                unsafe { avx512::bf16_codes8_blocks(&xb[span.clone()], &mut out[span], len, &k) };
+            if done < m {
+                let j = i + done;
+                let at = j * len..(j + 1) * len;
+                quantize_run::<E, F, C>(&x[at.clone()], &mut out[at], (a[j], b[j]), bounds, true);
+            }
+            i += (done + 1).min(m);
+        }
+        return true;
+    }
+    let _ = (x, len, a, b, bounds, out);
+    false
+}
+
 /// `dst[j] = src[j / L]`: each block's constant over the `L` elements of
 /// its run. `L` is a constant so that the stores vectorize (an interleaved
 /// store group) instead of dividing per element.
@@ -449,6 +509,15 @@ kernel! {
                 replicate_runs(len, &b[g * m..g * m + runs], &mut wb[..n]);
                 quantize_kept::<E, F, C>(x, out, &wa[..n], &wb[..n], bounds, fast);
             }
+            return;
+        }
+        if fast
+            && batch.stride == batch.len
+            && batch.len.is_multiple_of(32)
+            && batch.len <= BLOCKS_KERNEL_MAX_LEN
+            && bf16_kernel::<E, F, C>()
+            && bf16_blocks::<E, F, C>(x, batch.len, &a[..batch.reps], &b[..batch.reps], bounds, out)
+        {
             return;
         }
         let blocks = a[..batch.reps].iter().zip(&b[..batch.reps]).enumerate();
