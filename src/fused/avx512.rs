@@ -293,6 +293,85 @@ pub(crate) fn bf16_codes8_blocks<C: Copy>(
     blocks
 }
 
+/// Whether the CPU runs [`f32_codes8_blocks`] (AVX-512 VBMI besides the F
+/// and BW of [`simd::level`](super::simd::level)'s AVX-512).
+pub(crate) fn f32_codes_available() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        super::simd::level() == super::simd::Level::Avx512 && is_x86_feature_detected!("avx512vbmi")
+    })
+}
+
+/// The `VPERMT2B` indices of [`f32_codes8_blocks`]: output byte `e` is the
+/// low byte of lane `e` of the pair of vectors (16 lanes each).
+const GATHER_F32: [u8; 64] = {
+    let mut g = [0u8; 64];
+    let mut e = 0;
+    while e < 32 {
+        g[e] = (4 * e) as u8;
+        e += 1;
+    }
+    g
+};
+
+/// [`bf16_codes8_blocks`] for float32 input and a float32 product, the
+/// Int-domain fast path of `quantize.rs`: with `p = x * a` (rounded to
+/// `f32`, as libtorch computes it), clamped to `lo..=hi`, the code is the
+/// low byte of `(p + MAGIC).to_bits() - bias`. 32 elements at a time: two
+/// vectors multiplied, clamped and offset, and one `VPERMT2B` gathering
+/// the codes' low bytes. Returns the index of the first block whose
+/// products hold a NaN (the number of blocks when none does), whose codes
+/// and those after it are not written.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(crate) fn f32_codes8_blocks<C: Copy>(
+    x: &[f32],
+    out: &mut [MaybeUninit<C>],
+    len: usize,
+    k: &Blocks8,
+) -> usize {
+    assert_eq!(std::mem::size_of::<C>(), 1);
+    assert!(len > 0 && len.is_multiple_of(32));
+    let blocks = (x.len().min(out.len()) / len)
+        .min(k.a.len())
+        .min(k.lo.len())
+        .min(k.hi.len())
+        .min(k.bias.len());
+    let magic = _mm512_set1_ps(MAGIC);
+    // SAFETY: `GATHER_F32` holds 64 bytes, the 64 loaded.
+    let gather = unsafe { _mm512_loadu_si512(GATHER_F32.as_ptr().cast()) };
+    for i in 0..blocks {
+        let a = _mm512_set1_ps(k.a[i]);
+        let (lo, hi) = (_mm512_set1_ps(k.lo[i]), _mm512_set1_ps(k.hi[i]));
+        let bias = _mm256_set1_epi8(k.bias[i] as i8);
+        for at in (i * len..(i + 1) * len).step_by(32) {
+            let c = &x[at..at + 32];
+            // SAFETY: `c` holds 32 `f32`: two 64-byte loads.
+            let (x0, x1) = unsafe {
+                (
+                    _mm512_loadu_ps(c.as_ptr()),
+                    _mm512_loadu_ps(c[16..].as_ptr()),
+                )
+            };
+            let (p0, p1) = (_mm512_mul_ps(x0, a), _mm512_mul_ps(x1, a));
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(p0, p0)
+                | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(p1, p1);
+            if nan != 0 {
+                return i;
+            }
+            let v0 = _mm512_min_ps(_mm512_max_ps(p0, lo), hi);
+            let v1 = _mm512_min_ps(_mm512_max_ps(p1, lo), hi);
+            let m0 = _mm512_castps_si512(_mm512_add_ps(v0, magic));
+            let m1 = _mm512_castps_si512(_mm512_add_ps(v1, magic));
+            let bytes = _mm512_permutex2var_epi8(m0, gather, m1);
+            let codes = _mm256_sub_epi8(_mm512_castsi512_si256(bytes), bias);
+            // SAFETY: `at + 32 <= blocks * len <= out.len()`, one byte per
+            // code: the 32 bytes stored.
+            unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
+        }
+    }
+    blocks
+}
+
 /// The constants that every chunk of [`bf16_codes8`] and
 /// [`bf16_codes8_blocks`] uses, loaded once per call.
 #[derive(Clone, Copy)]
@@ -474,6 +553,56 @@ mod tests {
             y[2 * len + 5] = bf16::NAN;
             // SAFETY: as above.
             assert_eq!(unsafe { bf16_codes8_blocks(&y, &mut got, len, &k) }, 2);
+        }
+    }
+
+    #[test]
+    fn f32_blocks_match_the_portable_formula() {
+        if !f32_codes_available() {
+            return;
+        }
+        // Ties, subnormals, infinities and values beyond the range, in
+        // blocks whose multipliers and offsets differ.
+        let mut x: Vec<f32> = (0..96 * 32)
+            .map(|i| ((i * 7919) % 4099) as f32 / 16.0 - 128.0)
+            .collect();
+        for (i, v) in [0.5f32, -0.5, 1.5, 2.5, -0.0, 1e-40, f32::INFINITY, -1e30]
+            .into_iter()
+            .enumerate()
+        {
+            x[i * 37] = v;
+        }
+        for len in [32usize, 64, 96, 256] {
+            let blocks = x.len() / len;
+            let a: Vec<f32> = (0..blocks).map(|i| 0.25 + i as f32 / 7.0).collect();
+            let offsets: Vec<f32> = (0..blocks).map(|i| (i % 5) as f32 * 3.0 - 6.0).collect();
+            let lo: Vec<f32> = offsets.iter().map(|o| -128.0 - o).collect();
+            let hi: Vec<f32> = offsets.iter().map(|o| 127.0 - o).collect();
+            let bias: Vec<i32> = offsets
+                .iter()
+                .map(|&o| (MAGIC.to_bits() as i32).wrapping_sub(o as i32))
+                .collect();
+            let k = Blocks8 {
+                a: &a,
+                lo: &lo,
+                hi: &hi,
+                bias: &bias,
+            };
+            let mut got = vec![MaybeUninit::<i8>::uninit(); x.len()];
+            // SAFETY: checked available above.
+            assert_eq!(unsafe { f32_codes8_blocks(&x, &mut got, len, &k) }, blocks);
+            for (e, (&v, g)) in x.iter().zip(&got).enumerate() {
+                let i = e / len;
+                let y = (v * a[i]).clamp(lo[i], hi[i]);
+                let want = ((y + MAGIC).to_bits() as i32).wrapping_sub(bias[i]) as i8;
+                // SAFETY: the kernel wrote every code.
+                assert_eq!(unsafe { g.assume_init() }, want, "len {len} element {e}");
+            }
+            // A NaN stops the kernel at its block.
+            let mut y = x.clone();
+            y[2 * len + 5] = f32::NAN;
+            // SAFETY: as above.
+            assert_eq!(unsafe { f32_codes8_blocks(&y, &mut got, len, &k) }, 2);
         }
     }
 

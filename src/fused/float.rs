@@ -20,6 +20,8 @@ use tch::Kind;
 pub(crate) trait Prec: Copy + Send + Sync + 'static {
     /// Whether this is bfloat16 (kernels written for its rounding).
     const IS_BF16: bool = false;
+    /// Whether this is float32 (kernels that leave results unrounded).
+    const IS_F32: bool = false;
     /// Every integer of magnitude up to this is exact in the dtype.
     const EXACT_INTS: f32;
     fn round(x: f32) -> f32;
@@ -40,6 +42,7 @@ pub(crate) struct Bf16;
 pub(crate) struct F16;
 
 impl Prec for F32 {
+    const IS_F32: bool = true;
     const EXACT_INTS: f32 = 16_777_216.0;
     #[inline(always)]
     fn round(x: f32) -> f32 {
@@ -94,12 +97,21 @@ pub(crate) trait Elem: Copy + Send + Sync + 'static {
     fn as_bf16(_x: &[Self]) -> Option<&[bf16]> {
         None
     }
+    /// `x` itself when this is float32, for kernels written for it.
+    #[inline(always)]
+    fn as_f32(_x: &[Self]) -> Option<&[f32]> {
+        None
+    }
 }
 
 impl Elem for f32 {
     #[inline(always)]
     fn to_f32(self) -> f32 {
         self
+    }
+    #[inline(always)]
+    fn as_f32(x: &[Self]) -> Option<&[f32]> {
+        Some(x)
     }
 }
 

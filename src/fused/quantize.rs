@@ -125,6 +125,10 @@ pub(crate) trait Formula: Copy + Send + Sync + 'static {
     /// (Int and None domains with a bfloat16 product), which
     /// `avx512::bf16_codes8` computes.
     const BF16_PRODUCT: bool = false;
+    /// Whether [`unrounded`](Formula::unrounded) is the float32 `x * a`
+    /// (Int and None domains with a float32 product), which
+    /// `avx512::f32_codes8_blocks` computes.
+    const F32_PRODUCT: bool = false;
     /// The clamped code as a float.
     fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32;
     /// The value that is rounded to nearest even, and a value that is NaN
@@ -151,6 +155,7 @@ const FAST_LIMIT: f32 = 1_048_576.0;
 
 impl<P: Prec, P2: Prec> Formula for IntFormula<P, P2> {
     const BF16_PRODUCT: bool = P::IS_BF16;
+    const F32_PRODUCT: bool = P::IS_F32;
     #[inline(always)]
     fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32 {
         let y = round_half_even(P::round(x * a));
@@ -371,23 +376,49 @@ fn bf16_codes<E: Elem, C: Code>(
     0
 }
 
-/// Consecutive blocks at most this long go through [`bf16_blocks`], many
-/// to a call; longer ones take one call of the kernel each, which skips
-/// the clamp when [`in_range`] allows.
+/// Consecutive blocks at most this long go through [`codes_of_blocks`],
+/// many to a call; longer ones take one call of the kernel each, which
+/// skips the clamp when [`in_range`] allows.
 const BLOCKS_KERNEL_MAX_LEN: usize = 256;
 
-/// Blocks per call of `avx512::bf16_codes8_blocks`: their constants, 3 KiB,
-/// stay in L1.
+/// Blocks per call of the blocks kernels: their constants, 3 KiB, stay in
+/// L1.
 const BLOCKS_PER_CALL: usize = 256;
+
+/// Whether [`codes_of_blocks`] may cover these dtypes on this CPU: 8-bit
+/// codes (NaN code 0) of bfloat16 input with a bfloat16 product
+/// ([`bf16_kernel`]), or a float32 product ([`f32_kernel`], for float32
+/// input).
+#[inline(always)]
+fn blocks_kernel<E: Elem, F: Formula, C: Code>() -> bool {
+    bf16_kernel::<E, F, C>() || f32_kernel::<F, C>()
+}
+
+/// Whether `avx512::f32_codes8_blocks` runs on this CPU for a float32
+/// product and these codes (8-bit, NaN code 0); the input must be float32.
+#[inline(always)]
+fn f32_kernel<F: Formula, C: Code>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        F::F32_PRODUCT
+            && C::NAN_INT == 0
+            && std::mem::size_of::<C>() == 1
+            && avx512::f32_codes_available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
 
 /// Codes of consecutive blocks of `len` elements each (a multiple of 32;
 /// block `i` with the constants `a[i]`, `b[i]`, on the fast path) by
-/// `avx512::bf16_codes8_blocks`, [`BLOCKS_PER_CALL`] blocks to a call; a
-/// block with a NaN product takes [`quantize_run`]. `false`, with nothing
-/// written, where the input is not bfloat16. Only where [`bf16_kernel`]
-/// holds.
+/// `avx512::bf16_codes8_blocks` or `avx512::f32_codes8_blocks`,
+/// [`BLOCKS_PER_CALL`] blocks to a call; a block with a NaN product takes
+/// [`quantize_run`]. `false`, with nothing written, where neither kernel
+/// applies to the input and product dtypes.
 #[inline(always)]
-fn bf16_blocks<E: Elem, F: Formula, C: Code>(
+fn codes_of_blocks<E: Elem, F: Formula, C: Code>(
     x: &[E],
     len: usize,
     a: &[f32],
@@ -396,7 +427,24 @@ fn bf16_blocks<E: Elem, F: Formula, C: Code>(
     out: &mut [MaybeUninit<C>],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if let Some(xb) = E::as_bf16(x) {
+    {
+        enum Input<'a> {
+            Bf16(&'a [half::bf16]),
+            F32(&'a [f32]),
+        }
+        // Each kernel rounds the product as its formula does: bfloat16 input
+        // may come with a float32 product (a float16 or float32 scale),
+        // which neither kernel computes.
+        let input = if bf16_kernel::<E, F, C>() {
+            E::as_bf16(x).map(Input::Bf16)
+        } else if f32_kernel::<F, C>() {
+            E::as_f32(x).map(Input::F32)
+        } else {
+            None
+        };
+        let Some(input) = input else {
+            return false;
+        };
         let reps = a.len().min(b.len());
         let (mut lo, mut hi) = ([0.0f32; BLOCKS_PER_CALL], [0.0f32; BLOCKS_PER_CALL]);
         let mut bias = [0i32; BLOCKS_PER_CALL];
@@ -414,21 +462,31 @@ fn bf16_blocks<E: Elem, F: Formula, C: Code>(
                 bias: &bias[..m],
             };
             let span = i * len..(i + m) * len;
-            // SAFETY: the caller checked `bf16_kernel`, which checks
-            // `bf16_codes_available`, all that the kernel requires.
-            let done =
-                unsafe { avx512::bf16_codes8_blocks(&xb[span.clone()], &mut out[span], len, &k) };
+            let out = &mut out[span.clone()];
+            let done = match input {
+                // SAFETY: the caller checked `blocks_kernel`: bfloat16 input
+                // comes with `bf16_kernel`, which checks
+                // `bf16_codes_available`, all that the kernel requires.
+                Input::Bf16(x) => unsafe { avx512::bf16_codes8_blocks(&x[span], out, len, &k) },
+                // SAFETY: float32 input comes with `f32_codes_available`,
+                // all that the kernel requires.
+                Input::F32(x) => unsafe { avx512::f32_codes8_blocks(&x[span], out, len, &k) },
+            };
             if done < m {
                 let j = i + done;
                 let at = j * len..(j + 1) * len;
-                quantize_run::<E, F, C>(&x[at.clone()], &mut out[at], (a[j], b[j]), bounds, true);
+                let out = &mut out[done * len..(done + 1) * len];
+                quantize_run::<E, F, C>(&x[at], out, (a[j], b[j]), bounds, true);
             }
             i += (done + 1).min(m);
         }
-        return true;
+        true
     }
-    let _ = (x, len, a, b, bounds, out);
-    false
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x, len, a, b, bounds, out);
+        false
+    }
 }
 
 /// `dst[j] = src[j / L]`: each block's constant over the `L` elements of
@@ -515,8 +573,8 @@ kernel! {
             && batch.stride == batch.len
             && batch.len.is_multiple_of(32)
             && batch.len <= BLOCKS_KERNEL_MAX_LEN
-            && bf16_kernel::<E, F, C>()
-            && bf16_blocks::<E, F, C>(x, batch.len, &a[..batch.reps], &b[..batch.reps], bounds, out)
+            && blocks_kernel::<E, F, C>()
+            && codes_of_blocks::<E, F, C>(x, batch.len, &a[..batch.reps], &b[..batch.reps], bounds, out)
         {
             return;
         }
