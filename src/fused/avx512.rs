@@ -254,6 +254,20 @@ pub(crate) struct Blocks8<'a> {
     pub bias: &'a [i32],
 }
 
+impl Blocks8<'_> {
+    /// The whole blocks of `len` elements (a positive multiple of 32) in
+    /// `elems` elements that have constants, for codes `C` of one byte.
+    fn blocks<C>(&self, elems: usize, len: usize) -> usize {
+        assert_eq!(std::mem::size_of::<C>(), 1);
+        assert!(len > 0 && len.is_multiple_of(32));
+        (elems / len)
+            .min(self.a.len())
+            .min(self.lo.len())
+            .min(self.hi.len())
+            .min(self.bias.len())
+    }
+}
+
 /// [`bf16_codes8`] over consecutive blocks of `len` elements (`len` a
 /// positive multiple of 32), block `i` with the constants at `i` of `k`,
 /// always clamped: one call for a row of small blocks (groups of 32 to 256)
@@ -269,13 +283,7 @@ pub(crate) fn bf16_codes8_blocks<C: Copy>(
     len: usize,
     k: &Blocks8,
 ) -> usize {
-    assert_eq!(std::mem::size_of::<C>(), 1);
-    assert!(len > 0 && len.is_multiple_of(32));
-    let blocks = (x.len().min(out.len()) / len)
-        .min(k.a.len())
-        .min(k.lo.len())
-        .min(k.hi.len())
-        .min(k.bias.len());
+    let blocks = k.blocks::<C>(x.len().min(out.len()), len);
     let c = Chunk8::new();
     for i in 0..blocks {
         let a = _mm512_set1_ps(k.a[i]);
@@ -329,13 +337,7 @@ pub(crate) fn f32_codes8_blocks<C: Copy>(
     len: usize,
     k: &Blocks8,
 ) -> usize {
-    assert_eq!(std::mem::size_of::<C>(), 1);
-    assert!(len > 0 && len.is_multiple_of(32));
-    let blocks = (x.len().min(out.len()) / len)
-        .min(k.a.len())
-        .min(k.lo.len())
-        .min(k.hi.len())
-        .min(k.bias.len());
+    let blocks = k.blocks::<C>(x.len().min(out.len()), len);
     let magic = _mm512_set1_ps(MAGIC);
     // SAFETY: `GATHER_F32` holds 64 bytes, the 64 loaded.
     let gather = unsafe { _mm512_loadu_si512(GATHER_F32.as_ptr().cast()) };
@@ -500,6 +502,40 @@ mod tests {
         assert_eq!(unsafe { bf16_codes8(&y, &mut out, k) }, 32);
     }
 
+    /// Per-block constants of the blocks kernels' tests: multipliers
+    /// (rounded by `round`) and int8 offsets that differ from block to
+    /// block.
+    struct TestBlocks {
+        a: Vec<f32>,
+        lo: Vec<f32>,
+        hi: Vec<f32>,
+        bias: Vec<i32>,
+    }
+
+    impl TestBlocks {
+        fn new(blocks: usize, round: fn(f32) -> f32) -> Self {
+            let offsets: Vec<f32> = (0..blocks).map(|i| (i % 5) as f32 * 3.0 - 6.0).collect();
+            TestBlocks {
+                a: (0..blocks).map(|i| round(0.25 + i as f32 / 7.0)).collect(),
+                lo: offsets.iter().map(|o| -128.0 - o).collect(),
+                hi: offsets.iter().map(|o| 127.0 - o).collect(),
+                bias: offsets
+                    .iter()
+                    .map(|&o| (MAGIC.to_bits() as i32).wrapping_sub(o as i32))
+                    .collect(),
+            }
+        }
+
+        fn k(&self) -> Blocks8<'_> {
+            Blocks8 {
+                a: &self.a,
+                lo: &self.lo,
+                hi: &self.hi,
+                bias: &self.bias,
+            }
+        }
+    }
+
     #[test]
     fn bf16_blocks_match_one_call_per_block() {
         if !bf16_codes_available() {
@@ -510,22 +546,8 @@ mod tests {
             .collect();
         for len in [32usize, 64, 96, 256] {
             let blocks = x.len() / len;
-            let a: Vec<f32> = (0..blocks)
-                .map(|i| round_bf16(0.25 + i as f32 / 7.0))
-                .collect();
-            let offsets: Vec<f32> = (0..blocks).map(|i| (i % 5) as f32 * 3.0 - 6.0).collect();
-            let lo: Vec<f32> = offsets.iter().map(|o| -128.0 - o).collect();
-            let hi: Vec<f32> = offsets.iter().map(|o| 127.0 - o).collect();
-            let bias: Vec<i32> = offsets
-                .iter()
-                .map(|&o| (MAGIC.to_bits() as i32).wrapping_sub(o as i32))
-                .collect();
-            let k = Blocks8 {
-                a: &a,
-                lo: &lo,
-                hi: &hi,
-                bias: &bias,
-            };
+            let c = TestBlocks::new(blocks, round_bf16);
+            let (k, a, lo, hi, bias) = (c.k(), &c.a, &c.lo, &c.hi, &c.bias);
             let mut got = vec![MaybeUninit::<i8>::uninit(); x.len()];
             // SAFETY: checked available above.
             assert_eq!(unsafe { bf16_codes8_blocks(&x, &mut got, len, &k) }, blocks);
@@ -574,20 +596,8 @@ mod tests {
         }
         for len in [32usize, 64, 96, 256] {
             let blocks = x.len() / len;
-            let a: Vec<f32> = (0..blocks).map(|i| 0.25 + i as f32 / 7.0).collect();
-            let offsets: Vec<f32> = (0..blocks).map(|i| (i % 5) as f32 * 3.0 - 6.0).collect();
-            let lo: Vec<f32> = offsets.iter().map(|o| -128.0 - o).collect();
-            let hi: Vec<f32> = offsets.iter().map(|o| 127.0 - o).collect();
-            let bias: Vec<i32> = offsets
-                .iter()
-                .map(|&o| (MAGIC.to_bits() as i32).wrapping_sub(o as i32))
-                .collect();
-            let k = Blocks8 {
-                a: &a,
-                lo: &lo,
-                hi: &hi,
-                bias: &bias,
-            };
+            let c = TestBlocks::new(blocks, |a| a);
+            let (k, a, lo, hi, bias) = (c.k(), &c.a, &c.lo, &c.hi, &c.bias);
             let mut got = vec![MaybeUninit::<i8>::uninit(); x.len()];
             // SAFETY: checked available above.
             assert_eq!(unsafe { f32_codes8_blocks(&x, &mut got, len, &k) }, blocks);

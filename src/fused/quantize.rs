@@ -338,11 +338,7 @@ const BF16_KERNEL_MIN_LEN: usize = 64;
 fn bf16_kernel<E: Elem, F: Formula, C: Code>() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        E::BF16
-            && F::BF16_PRODUCT
-            && C::NAN_INT == 0
-            && std::mem::size_of::<C>() == 1
-            && avx512::bf16_codes_available()
+        E::BF16 && F::BF16_PRODUCT && byte_codes::<C>() && avx512::bf16_codes_available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -394,16 +390,20 @@ fn blocks_kernel<E: Elem, F: Formula, C: Code>() -> bool {
     bf16_kernel::<E, F, C>() || f32_kernel::<F, C>()
 }
 
+/// Whether the AVX-512 codes kernels write these codes: one byte each,
+/// with NaN code 0.
+#[inline(always)]
+fn byte_codes<C: Code>() -> bool {
+    C::NAN_INT == 0 && std::mem::size_of::<C>() == 1
+}
+
 /// Whether `avx512::f32_codes8_blocks` runs on this CPU for a float32
 /// product and these codes (8-bit, NaN code 0); the input must be float32.
 #[inline(always)]
 fn f32_kernel<F: Formula, C: Code>() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        F::F32_PRODUCT
-            && C::NAN_INT == 0
-            && std::mem::size_of::<C>() == 1
-            && avx512::f32_codes_available()
+        F::F32_PRODUCT && byte_codes::<C>() && avx512::f32_codes_available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
