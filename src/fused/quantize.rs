@@ -381,15 +381,6 @@ const BLOCKS_KERNEL_MAX_LEN: usize = 256;
 /// L1.
 const BLOCKS_PER_CALL: usize = 256;
 
-/// Whether [`codes_of_blocks`] may cover these dtypes on this CPU: 8-bit
-/// codes (NaN code 0) of bfloat16 input with a bfloat16 product
-/// ([`bf16_kernel`]), or a float32 product ([`f32_kernel`], for float32
-/// input).
-#[inline(always)]
-fn blocks_kernel<E: Elem, F: Formula, C: Code>() -> bool {
-    bf16_kernel::<E, F, C>() || f32_kernel::<F, C>()
-}
-
 /// Whether the AVX-512 codes kernels write these codes: one byte each,
 /// with NaN code 0.
 #[inline(always)]
@@ -464,12 +455,13 @@ fn codes_of_blocks<E: Elem, F: Formula, C: Code>(
             let span = i * len..(i + m) * len;
             let out = &mut out[span.clone()];
             let done = match input {
-                // SAFETY: the caller checked `blocks_kernel`: bfloat16 input
-                // comes with `bf16_kernel`, which checks
-                // `bf16_codes_available`, all that the kernel requires.
+                // SAFETY: bfloat16 input is taken only where `bf16_kernel`
+                // holds, which checks `bf16_codes_available`, all that the
+                // kernel requires.
                 Input::Bf16(x) => unsafe { avx512::bf16_codes8_blocks(&x[span], out, len, &k) },
-                // SAFETY: float32 input comes with `f32_codes_available`,
-                // all that the kernel requires.
+                // SAFETY: float32 input is taken only where `f32_kernel`
+                // holds, which checks `f32_codes_available`, all that the
+                // kernel requires.
                 Input::F32(x) => unsafe { avx512::f32_codes8_blocks(&x[span], out, len, &k) },
             };
             if done < m {
@@ -573,7 +565,6 @@ kernel! {
             && batch.stride == batch.len
             && batch.len.is_multiple_of(32)
             && batch.len <= BLOCKS_KERNEL_MAX_LEN
-            && blocks_kernel::<E, F, C>()
             && codes_of_blocks::<E, F, C>(x, batch.len, &a[..batch.reps], &b[..batch.reps], bounds, out)
         {
             return;
