@@ -10,11 +10,11 @@
 #[cfg(target_arch = "x86_64")]
 use half::bf16;
 
-#[cfg(target_arch = "x86_64")]
-use super::avx512;
 use super::float::Elem;
 use super::layout::{Batch, Folded};
 use super::simd;
+#[cfg(target_arch = "x86_64")]
+use super::{avx2, avx512};
 
 /// Independent accumulators per run: two AVX-512 (four AVX2) registers, so
 /// that several dependency chains overlap.
@@ -308,15 +308,33 @@ kernel! {
         }
         // bfloat16 runs of whole registers of `i16` are reduced as their
         // bits (see `ordered`): 32 consecutive runs at a time on AVX-512,
-        // the rest one by one.
+        // 16 on AVX2 (short runs of a multiple of 16), the rest one by one.
         let bf16_lanes = E::BF16 && batch.len.is_multiple_of(LANES16) && batch.len > 0;
         #[cfg(target_arch = "x86_64")]
         if let Some(xb) = E::as_bf16(x) {
-            if bf16_lanes && batch.stride == batch.len && simd::level() == simd::Level::Avx512 {
-                first = bf16_runs(xb, batch.len, batch.reps, assign, lo, hi, &mut nan);
+            let (len, reps) = (batch.len, batch.reps);
+            let consecutive = batch.stride == len && len > 0;
+            match simd::level() {
+                simd::Level::Avx512 if consecutive && bf16_lanes => {
+                    // SAFETY: the CPU runs AVX-512 (`level` says so).
+                    let k = |x: &[bf16], l: &mut _, h: &mut _| unsafe { runs32(x, len, l, h) };
+                    first = bf16_runs(xb, len, reps, assign, lo, hi, &mut nan, k);
+                }
+                // Longer runs gain nothing from sharing their reductions,
+                // and measured slower in it (per channel, one register of
+                // each accumulator against the one-by-one path's two).
+                simd::Level::Avx2
+                    if consecutive && len.is_multiple_of(avx2::RUNS) && len <= SHORT_RUN =>
+                {
+                    // SAFETY: the CPU runs AVX2 (`level` says so).
+                    let k = |x: &[bf16], l: &mut _, h: &mut _| unsafe { runs16(x, len, l, h) };
+                    first = bf16_runs(xb, len, reps, assign, lo, hi, &mut nan, k);
+                }
+                _ => {}
             }
         }
-        if batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len && !bf16_lanes {
+        let short = batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len;
+        if first == 0 && short && !bf16_lanes {
             // Consecutive short runs: eight at a time.
             let whole = batch.reps / 8 * 8;
             let groups = x[..whole * batch.len].chunks_exact(8 * batch.len);
@@ -347,13 +365,38 @@ kernel! {
     }
 }
 
-/// The first `reps / 32 * 32` of `reps` consecutive bfloat16 runs of `len`
-/// elements (a multiple of 32) into `lo`, `hi` (folded in unless
-/// `assign`), 32 runs at a time by [`avx512::bf16_runs32`]; sets `nan` when
-/// they hold a NaN. Returns how many runs it did. Only for AVX-512 CPUs.
+/// [`avx512::bf16_runs32`], callable from every copy of a kernel.
+///
+/// # Safety
+/// The CPU must run AVX-512 F and BW.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn bf16_runs(
+unsafe fn runs32(x: &[bf16], len: usize, lo: &mut [f32; 32], hi: &mut [f32; 32]) -> bool {
+    // SAFETY: the caller guarantees AVX-512 F and BW, all it requires.
+    unsafe { avx512::bf16_runs32(x, len, lo, hi) }
+}
+
+/// [`avx2::bf16_runs16`], callable from every copy of a kernel.
+///
+/// # Safety
+/// The CPU must run AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn runs16(x: &[bf16], len: usize, lo: &mut [f32; 16], hi: &mut [f32; 16]) -> bool {
+    // SAFETY: the caller guarantees AVX2, all it requires.
+    unsafe { avx2::bf16_runs16(x, len, lo, hi) }
+}
+
+/// The first `reps / N * N` of `reps` consecutive bfloat16 runs of `len`
+/// elements into `lo`, `hi` (folded in unless `assign`), `N` runs at a
+/// time: by [`avx512::bf16_runs32`] for `N` = 32 (`len` a multiple of 32),
+/// [`avx2::bf16_runs16`] for `N` = 16 (`len` a multiple of 16); sets `nan`
+/// when they hold a NaN. Returns how many runs it did. Only for CPUs that
+/// run that kernel's instruction set.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bf16_runs<const N: usize>(
     x: &[bf16],
     len: usize,
     reps: usize,
@@ -361,17 +404,16 @@ fn bf16_runs(
     lo: &mut [f32],
     hi: &mut [f32],
     nan: &mut NanLanes,
+    kernel: impl Fn(&[bf16], &mut [f32; N], &mut [f32; N]) -> bool,
 ) -> usize {
-    let whole = reps / avx512::RUNS * avx512::RUNS;
-    let groups = x[..whole * len].chunks_exact(avx512::RUNS * len);
+    let whole = reps / N * N;
+    let groups = x[..whole * len].chunks_exact(N * len);
     let outs = lo[..whole]
-        .chunks_exact_mut(avx512::RUNS)
-        .zip(hi[..whole].chunks_exact_mut(avx512::RUNS));
+        .chunks_exact_mut(N)
+        .zip(hi[..whole].chunks_exact_mut(N));
     for (runs, (l, h)) in groups.zip(outs) {
-        let (mut rl, mut rh) = ([0.0f32; avx512::RUNS], [0.0f32; avx512::RUNS]);
-        // SAFETY: the caller checked that the CPU runs AVX-512 (F and BW
-        // among them), which is all `bf16_runs32` requires.
-        nan[0] |= unsafe { avx512::bf16_runs32(runs, len, &mut rl, &mut rh) } as u32;
+        let (mut rl, mut rh) = ([0.0f32; N], [0.0f32; N]);
+        nan[0] |= kernel(runs, &mut rl, &mut rh) as u32;
         if assign {
             l.copy_from_slice(&rl);
             h.copy_from_slice(&rh);

@@ -68,6 +68,8 @@
 mod simd;
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod convert;
 mod dequantize;

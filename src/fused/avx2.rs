@@ -1,0 +1,223 @@
+//! AVX2 kernels written with intrinsics, where LLVM's auto-vectorization
+//! of the plain loops falls well short: called only when
+//! [`simd::level`](super::simd::level) is AVX2 or above, beside the
+//! portable code that every other level runs. The AVX-512 versions of the
+//! same reductions are in [`avx512`](super::avx512).
+
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+
+use half::bf16;
+
+/// Runs reduced together by [`bf16_runs16`]: one per `i16` lane.
+pub(crate) const RUNS: usize = 16;
+
+/// `ordered` of `minmax.rs`, 16 lanes at once: `b ^ ((b >> 15) & 0x7FFF)`
+/// (its own inverse).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn ordered(b: __m256i) -> __m256i {
+    let magnitude = _mm256_and_si256(_mm256_srai_epi16::<15>(b), _mm256_set1_epi16(0x7FFF));
+    _mm256_xor_si256(b, magnitude)
+}
+
+/// The lane-wise `min` (or `max`) of two vectors of `i16`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pick<const MIN: bool>(u: __m256i, v: __m256i) -> __m256i {
+    if MIN {
+        _mm256_min_epi16(u, v)
+    } else {
+        _mm256_max_epi16(u, v)
+    }
+}
+
+/// Which slot of [`butterfly`]'s input word `w` of its result holds: bits
+/// 0 and 3 of `w` swapped. (Word `8l + 2g + p`, `l` the 128-bit lane, `g`
+/// the 32-bit granule in it, `p` the word in that, holds slot
+/// `8p + 2g + l`; the map is its own inverse.)
+#[cfg(test)]
+const fn word_slot(w: usize) -> usize {
+    (w & 0b0110) | ((w & 1) << 3) | ((w >> 3) & 1)
+}
+
+/// Reduces 16 vectors of 16 partial results (one vector per slot) to one
+/// vector holding each slot's result (see [`word_slot`] for where): four
+/// levels, each pairing the vectors and halving the partials per slot
+/// (128-, 64-, 32- and 16-bit granules), two shuffles and one min/max per
+/// pair instead of a horizontal reduction per run.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn butterfly<const MIN: bool>(v: &[__m256i; RUNS]) -> __m256i {
+    // Lane 0 of p[i] holds slot 2i's 8 partials, lane 1 slot 2i+1's.
+    let mut p = [_mm256_setzero_si256(); 8];
+    for (i, p) in p.iter_mut().enumerate() {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        let (u, w) = (
+            _mm256_permute2x128_si256::<0x20>(a, b),
+            _mm256_permute2x128_si256::<0x31>(a, b),
+        );
+        *p = pick::<MIN>(u, w);
+    }
+    // Lane l of q[i]: slot 4i+l's 4 partials, then slot 4i+2+l's.
+    let mut q = [_mm256_setzero_si256(); 4];
+    for (i, q) in q.iter_mut().enumerate() {
+        let (a, b) = (p[2 * i], p[2 * i + 1]);
+        *q = pick::<MIN>(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+    }
+    // Granule g of lane l of s[i]: slot 8i+2g+l's 2 partials.
+    let mut s = [_mm256_setzero_si256(); 2];
+    for (i, s) in s.iter_mut().enumerate() {
+        let (a, b) = (
+            _mm256_castsi256_ps(q[2 * i]),
+            _mm256_castsi256_ps(q[2 * i + 1]),
+        );
+        let (u, w) = (
+            _mm256_castps_si256(_mm256_shuffle_ps::<0x88>(a, b)),
+            _mm256_castps_si256(_mm256_shuffle_ps::<0xDD>(a, b)),
+        );
+        *s = pick::<MIN>(u, w);
+    }
+    // Word p of granule g of lane l: slot 8p+2g+l.
+    let (a, b) = (s[0], s[1]);
+    let u = _mm256_blend_epi16::<0xAA>(a, _mm256_slli_epi32::<16>(b));
+    let w = _mm256_blend_epi16::<0xAA>(_mm256_srli_epi32::<16>(a), b);
+    pick::<MIN>(u, w)
+}
+
+/// Element `at` and the 15 after it, as `ordered` bits.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_ordered(x: &[bf16], at: usize) -> __m256i {
+    let c = &x[at..at + 16];
+    // SAFETY: `c` holds 16 bfloat16, the 32 bytes loaded.
+    ordered(unsafe { _mm256_loadu_si256(c.as_ptr().cast()) })
+}
+
+/// The bfloat16 values whose `ordered` bits are `t`, a result of
+/// [`butterfly`], as `f32` into `out`, slot `r`'s into `out[r]`.
+///
+/// Widened, words 0-7 are `l` and words 8-15 `h`; `out[0..8]` is
+/// `[l0 h0 l2 h2 l4 h4 l6 h6]` and `out[8..16]` `[l1 h1 l3 h3 l5 h5 l7 h7]`
+/// (see [`word_slot`]): each 128-bit lane of `l` and `h` reordered to
+/// `[0 2 1 3]`, then their low and high pairs interleaved.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_values(t: __m256i, out: &mut [f32; RUNS]) {
+    let b = ordered(t);
+    let widen = |h: __m128i| {
+        let f = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)));
+        _mm256_permute_ps::<0xD8>(f)
+    };
+    let l = widen(_mm256_castsi256_si128(b));
+    let h = widen(_mm256_extracti128_si256::<1>(b));
+    let (first, second) = out.split_at_mut(8);
+    // SAFETY: `first` and `second` hold 8 `f32` each, the 32 bytes stored.
+    unsafe {
+        _mm256_storeu_ps(first.as_mut_ptr(), _mm256_unpacklo_ps(l, h));
+        _mm256_storeu_ps(second.as_mut_ptr(), _mm256_unpackhi_ps(l, h));
+    }
+}
+
+/// Min and max of each of 16 consecutive runs of `len` bfloat16 elements
+/// (`len` a positive multiple of 16), into `lo[r]`, `hi[r]`; `true` when a
+/// run holds a NaN (the results are then unspecified). The elements are
+/// reduced as `ordered` integers, 16 to a register, each run's registers
+/// folded into one, and the 16 runs' registers reduced together
+/// ([`butterfly`]).
+#[target_feature(enable = "avx2")]
+pub(crate) fn bf16_runs16(
+    x: &[bf16],
+    len: usize,
+    lo: &mut [f32; RUNS],
+    hi: &mut [f32; RUNS],
+) -> bool {
+    let x = &x[..RUNS * len];
+    // Left uninitialized, as every entry is written below (see
+    // `avx512::bf16_runs32`).
+    let mut mins = [MaybeUninit::<__m256i>::uninit(); RUNS];
+    let mut maxs = [MaybeUninit::<__m256i>::uninit(); RUNS];
+    // Runs in memory order: a permuted order costs the prefetcher its
+    // streams (per channel, 1.6x slower here).
+    for slot in 0..RUNS {
+        let start = slot * len;
+        let first = load_ordered(x, start);
+        let (mut mn, mut mx) = (first, first);
+        for at in (start + 16..start + len).step_by(16) {
+            let t = load_ordered(x, at);
+            mn = _mm256_min_epi16(mn, t);
+            mx = _mm256_max_epi16(mx, t);
+        }
+        mins[slot].write(mn);
+        maxs[slot].write(mx);
+    }
+    // SAFETY: the loop wrote all `RUNS` entries of both arrays, and an array
+    // of `MaybeUninit<T>` has the layout of the array of `T`.
+    let (mins, maxs): ([__m256i; RUNS], [__m256i; RUNS]) = unsafe {
+        (
+            std::mem::transmute::<[MaybeUninit<__m256i>; RUNS], [__m256i; RUNS]>(mins),
+            std::mem::transmute::<[MaybeUninit<__m256i>; RUNS], [__m256i; RUNS]>(maxs),
+        )
+    };
+    let (mn, mx) = (butterfly::<true>(&mins), butterfly::<false>(&maxs));
+    // Every NaN is ordered below -inf or above +inf.
+    let neg_inf = _mm256_set1_epi16(0xFF80u16 as i16 ^ 0x7FFF);
+    let below = _mm256_cmpgt_epi16(neg_inf, mn);
+    let above = _mm256_cmpgt_epi16(mx, _mm256_set1_epi16(0x7F80));
+    store_values(mn, lo);
+    store_values(mx, hi);
+    _mm256_movemask_epi8(_mm256_or_si256(below, above)) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_a_permutation() {
+        let mut seen = [false; RUNS];
+        for i in 0..RUNS {
+            seen[word_slot(i)] = true;
+            assert_eq!(word_slot(word_slot(i)), i);
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn butterfly_reduces_each_run() {
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        for len in [16usize, 32, 48, 128] {
+            let x: Vec<bf16> = (0..RUNS * len)
+                .map(|i| bf16::from_f32(((i * 7919) % 1013) as f32 - 500.0))
+                .collect();
+            let (mut lo, mut hi) = ([0.0f32; RUNS], [0.0f32; RUNS]);
+            // SAFETY: the CPU has AVX2 (checked above).
+            let nan = unsafe { bf16_runs16(&x, len, &mut lo, &mut hi) };
+            assert!(!nan);
+            for (r, run) in x.chunks(len).enumerate() {
+                let want_lo = run.iter().map(|v| v.to_f32()).fold(f32::INFINITY, f32::min);
+                let want_hi = run
+                    .iter()
+                    .map(|v| v.to_f32())
+                    .fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!((lo[r], hi[r]), (want_lo, want_hi), "len {len} run {r}");
+            }
+            for (at, nan_bits) in [(5usize, 0x7FC0u16), (len * 15 + 3, 0xFFC1)] {
+                let mut y = x.clone();
+                y[at] = bf16::from_bits(nan_bits);
+                // SAFETY: as above.
+                assert!(unsafe { bf16_runs16(&y, len, &mut lo, &mut hi) });
+            }
+            // Infinities and signed zeros are values, not NaN.
+            let mut y = x.clone();
+            y[len] = bf16::INFINITY;
+            y[len + 1] = bf16::NEG_INFINITY;
+            y[2 * len] = bf16::NEG_ZERO;
+            // SAFETY: as above.
+            assert!(!unsafe { bf16_runs16(&y, len, &mut lo, &mut hi) });
+            assert_eq!((lo[1], hi[1]), (f32::NEG_INFINITY, f32::INFINITY));
+        }
+    }
+}
