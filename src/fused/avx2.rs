@@ -42,7 +42,7 @@ const fn word_slot(w: usize) -> usize {
 }
 
 /// Reduces 16 vectors of 16 partial results (one vector per slot) to one
-/// vector holding each slot's result (see [`word_slot`] for where): four
+/// vector holding each slot's result (see `word_slot`, in the tests, for where): four
 /// levels, each pairing the vectors and halving the partials per slot
 /// (128-, 64-, 32- and 16-bit granules), two shuffles and one min/max per
 /// pair instead of a horizontal reduction per run.
@@ -99,7 +99,7 @@ fn load_ordered(x: &[bf16], at: usize) -> __m256i {
 ///
 /// Widened, words 0-7 are `l` and words 8-15 `h`; `out[0..8]` is
 /// `[l0 h0 l2 h2 l4 h4 l6 h6]` and `out[8..16]` `[l1 h1 l3 h3 l5 h5 l7 h7]`
-/// (see [`word_slot`]): each 128-bit lane of `l` and `h` reordered to
+/// (see `word_slot`): each 128-bit lane of `l` and `h` reordered to
 /// `[0 2 1 3]`, then their low and high pairs interleaved.
 #[inline]
 #[target_feature(enable = "avx2")]
