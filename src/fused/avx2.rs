@@ -2,12 +2,14 @@
 //! of the plain loops falls well short: called only when
 //! [`simd::level`](super::simd::level) is AVX2 or above, beside the
 //! portable code that every other level runs. The AVX-512 versions of the
-//! same reductions are in [`avx512`](super::avx512).
+//! same reductions and codes are in [`avx512`](super::avx512).
 
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use half::bf16;
+
+use super::codes8::{Blocks8, Codes8, MAGIC};
 
 /// Runs reduced together by [`bf16_runs16`]: one per `i16` lane.
 pub(crate) const RUNS: usize = 16;
@@ -167,6 +169,275 @@ pub(crate) fn bf16_runs16(
     store_values(mn, lo);
     store_values(mx, hi);
     _mm256_movemask_epi8(_mm256_or_si256(below, above)) != 0
+}
+
+/// The `VPSHUFB` pattern that moves byte 0 of each 32-bit lane `k` (`k <
+/// 4`) of each 128-bit lane to byte `first + step * k` of that lane and
+/// zeroes the others.
+const fn spread(first: usize, step: usize) -> [u8; 32] {
+    let mut g = [0x80u8; 32];
+    let mut k = 0;
+    while k < 4 {
+        g[first + step * k] = 4 * k as u8;
+        g[16 + first + step * k] = 4 * k as u8;
+        k += 1;
+    }
+    g
+}
+
+/// [`Gather`]'s patterns for [`bf16_codes8`]'s four vectors (the even and
+/// odd elements of 16, then of the next 16): in each 128-bit lane, bytes
+/// `0..8` are elements `0..8` of the first 16's lane, bytes `8..16` those
+/// of the second's.
+const BF16_SPREAD: [[u8; 32]; 4] = [spread(0, 2), spread(1, 2), spread(8, 2), spread(9, 2)];
+
+/// [`Gather`]'s patterns for [`f32_codes8_blocks`]'s four vectors of 8
+/// consecutive elements: vector `q`'s lane's 4 bytes go to bytes `4q..4q+4`.
+const F32_SPREAD: [[u8; 32]; 4] = [spread(0, 1), spread(4, 1), spread(8, 1), spread(12, 1)];
+
+/// The low bytes of `(v + MAGIC).to_bits()` of four vectors, in one vector
+/// by four byte shuffles ([`spread`]).
+#[derive(Clone, Copy)]
+struct Gather {
+    spread: [__m256i; 4],
+    magic: __m256,
+}
+
+impl Gather {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new(spread: &[[u8; 32]; 4]) -> Self {
+        // Opaque to LLVM: seeing the constant patterns, it rewrites the four
+        // shuffles and three ORs into about twice the instructions.
+        let spread = &std::hint::black_box(*spread);
+        // SAFETY: each pattern holds 32 bytes, the 32 loaded.
+        let load = |p: &[u8; 32]| unsafe { _mm256_loadu_si256(p.as_ptr().cast()) };
+        Gather {
+            spread: [
+                load(&spread[0]),
+                load(&spread[1]),
+                load(&spread[2]),
+                load(&spread[3]),
+            ],
+            magic: _mm256_set1_ps(MAGIC),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn bytes(&self, v: [__m256; 4]) -> __m256i {
+        let mut b = [_mm256_setzero_si256(); 4];
+        for (b, (&v, &s)) in b.iter_mut().zip(v.iter().zip(&self.spread)) {
+            *b = _mm256_shuffle_epi8(_mm256_castps_si256(_mm256_add_ps(v, self.magic)), s);
+        }
+        _mm256_or_si256(_mm256_or_si256(b[0], b[1]), _mm256_or_si256(b[2], b[3]))
+    }
+}
+
+/// `clamp` of `quantize.rs` on a vector without NaN.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn clamp(v: __m256, (lo, hi): (__m256, __m256)) -> __m256 {
+    _mm256_min_ps(_mm256_max_ps(v, lo), hi)
+}
+
+/// The constants that every chunk of [`bf16_codes8`] and
+/// [`bf16_codes8_blocks`] uses, loaded once per call.
+#[derive(Clone, Copy)]
+struct Chunk8 {
+    high: __m256i,
+    half: __m256i,
+    one: __m256i,
+    gather: Gather,
+}
+
+impl Chunk8 {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new() -> Self {
+        Chunk8 {
+            high: _mm256_set1_epi32(0xFFFF_0000u32 as i32),
+            half: _mm256_set1_epi32(0x7FFF),
+            one: _mm256_set1_epi32(1),
+            gather: Gather::new(&BF16_SPREAD),
+        }
+    }
+
+    /// `round_bf16` of products that are not NaN, as libtorch rounds
+    /// float32 to bfloat16: `(b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000`
+    /// on the bits `b` (to nearest, ties to even; subnormals exact; an
+    /// overflow carries into the infinity's bits).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn round(self, p: __m256) -> __m256 {
+        let b = _mm256_castps_si256(p);
+        let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(b), self.one);
+        let r = _mm256_add_epi32(_mm256_add_epi32(b, self.half), odd);
+        _mm256_castsi256_ps(_mm256_and_si256(r, self.high))
+    }
+
+    /// The 32 codes of the 32 elements of `x` (see [`bf16_codes8`]),
+    /// clamped to `bounds` when `CLAMP`; `None` when a product is NaN.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn codes<const CLAMP: bool>(
+        self,
+        x: &[bf16],
+        a: __m256,
+        bounds: (__m256, __m256),
+        bias: __m256i,
+    ) -> Option<__m256i> {
+        let x = &x[..32];
+        // SAFETY: `x` holds 32 bfloat16: two 32-byte loads.
+        let (x0, x1) = unsafe {
+            (
+                _mm256_loadu_si256(x.as_ptr().cast()),
+                _mm256_loadu_si256(x[16..].as_ptr().cast()),
+            )
+        };
+        let even = |w: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w));
+        let odd = |w: __m256i| _mm256_castsi256_ps(_mm256_and_si256(w, self.high));
+        let p = [
+            _mm256_mul_ps(even(x0), a),
+            _mm256_mul_ps(odd(x0), a),
+            _mm256_mul_ps(even(x1), a),
+            _mm256_mul_ps(odd(x1), a),
+        ];
+        let nan = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(p[0], p[1]),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(p[2], p[3]),
+        );
+        if _mm256_movemask_ps(nan) != 0 {
+            return None;
+        }
+        let mut v = [_mm256_setzero_ps(); 4];
+        for (v, &p) in v.iter_mut().zip(&p) {
+            *v = self.round(p);
+            if CLAMP {
+                *v = clamp(*v, bounds);
+            }
+        }
+        // Bytes in 64-bit granules `[0..8, 16..24 | 8..16, 24..32]`.
+        let bytes = _mm256_permute4x64_epi64::<0xD8>(self.gather.bytes(v));
+        Some(_mm256_sub_epi8(bytes, bias))
+    }
+}
+
+/// `avx512::bf16_codes8` on AVX2: the same codes (the Int-domain fast path
+/// of `quantize.rs` for bfloat16 input and a bfloat16 product, 8-bit
+/// codes) of the longest prefix of whole 32-element chunks whose products
+/// hold no NaN; returns its length.
+///
+/// Per 32 elements: the even and odd elements of each 16 are widened in
+/// place (a shift and a mask of the 32-bit lanes), multiplied, checked for
+/// NaN (one compare per two vectors), rounded to bfloat16 by integer
+/// arithmetic on the bits (where the AVX-512 build has an instruction),
+/// clamped, offset by `MAGIC`, and the codes' low bytes gathered into
+/// element order by four byte shuffles and one 64-bit permute.
+#[target_feature(enable = "avx2")]
+pub(crate) fn bf16_codes8<C: Copy>(x: &[bf16], out: &mut [MaybeUninit<C>], k: Codes8) -> usize {
+    assert_eq!(std::mem::size_of::<C>(), 1);
+    let n = x.len().min(out.len()) / 32 * 32;
+    let c = Chunk8::new();
+    let a = _mm256_set1_ps(k.a);
+    let bias = _mm256_set1_epi8(k.bias as i8);
+    let (lo, hi) = k.bounds.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let bounds = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+    let mut at = 0;
+    while at < n {
+        let codes = if k.bounds.is_some() {
+            c.codes::<true>(&x[at..at + 32], a, bounds, bias)
+        } else {
+            c.codes::<false>(&x[at..at + 32], a, bounds, bias)
+        };
+        let Some(codes) = codes else {
+            break;
+        };
+        // SAFETY: `at + 32 <= n <= out.len()`, one byte per code: the 32
+        // bytes stored.
+        unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
+        at += 32;
+    }
+    at
+}
+
+/// `avx512::bf16_codes8_blocks` on AVX2: [`bf16_codes8`] over consecutive
+/// blocks of `len` elements (a positive multiple of 32), block `i` with the
+/// constants at `i` of `k`, always clamped; returns the index of the first
+/// block whose products hold a NaN (the number of blocks when none does),
+/// whose codes and those after it are not written.
+#[target_feature(enable = "avx2")]
+pub(crate) fn bf16_codes8_blocks<C: Copy>(
+    x: &[bf16],
+    out: &mut [MaybeUninit<C>],
+    len: usize,
+    k: &Blocks8,
+) -> usize {
+    let blocks = k.blocks::<C>(x.len().min(out.len()), len);
+    let c = Chunk8::new();
+    for i in 0..blocks {
+        let a = _mm256_set1_ps(k.a[i]);
+        let bounds = (_mm256_set1_ps(k.lo[i]), _mm256_set1_ps(k.hi[i]));
+        let bias = _mm256_set1_epi8(k.bias[i] as i8);
+        for at in (i * len..(i + 1) * len).step_by(32) {
+            let Some(codes) = c.codes::<true>(&x[at..at + 32], a, bounds, bias) else {
+                return i;
+            };
+            // SAFETY: `at + 32 <= blocks * len <= out.len()`, one byte per
+            // code: the 32 bytes stored.
+            unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
+        }
+    }
+    blocks
+}
+
+/// `avx512::f32_codes8_blocks` on AVX2: for float32 input and a float32
+/// product, with `p = x * a` clamped to `lo..=hi`, the code is the low byte
+/// of `(p + MAGIC).to_bits() - bias`. 32 elements at a time: four vectors
+/// multiplied, checked for NaN, clamped and offset, their codes' low bytes
+/// gathered by four byte shuffles and one 32-bit permute. Returns the index
+/// of the first block whose products hold a NaN (the number of blocks when
+/// none does), whose codes and those after it are not written.
+#[target_feature(enable = "avx2")]
+pub(crate) fn f32_codes8_blocks<C: Copy>(
+    x: &[f32],
+    out: &mut [MaybeUninit<C>],
+    len: usize,
+    k: &Blocks8,
+) -> usize {
+    let blocks = k.blocks::<C>(x.len().min(out.len()), len);
+    let gather = Gather::new(&F32_SPREAD);
+    // Dwords `[0..4, 8..12, 16..20, 24..28 | 4..8, 12..16, ..]` into order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for i in 0..blocks {
+        let a = _mm256_set1_ps(k.a[i]);
+        let bounds = (_mm256_set1_ps(k.lo[i]), _mm256_set1_ps(k.hi[i]));
+        let bias = _mm256_set1_epi8(k.bias[i] as i8);
+        for at in (i * len..(i + 1) * len).step_by(32) {
+            let c = &x[at..at + 32];
+            let mut p = [_mm256_setzero_ps(); 4];
+            for (q, p) in p.iter_mut().enumerate() {
+                // SAFETY: `c` holds 32 `f32`: 8 loaded at `8q`, `q < 4`.
+                *p = _mm256_mul_ps(unsafe { _mm256_loadu_ps(c[8 * q..].as_ptr()) }, a);
+            }
+            let nan = _mm256_or_ps(
+                _mm256_cmp_ps::<_CMP_UNORD_Q>(p[0], p[1]),
+                _mm256_cmp_ps::<_CMP_UNORD_Q>(p[2], p[3]),
+            );
+            if _mm256_movemask_ps(nan) != 0 {
+                return i;
+            }
+            for p in &mut p {
+                *p = clamp(*p, bounds);
+            }
+            let bytes = _mm256_permutevar8x32_epi32(gather.bytes(p), order);
+            let codes = _mm256_sub_epi8(bytes, bias);
+            // SAFETY: `at + 32 <= blocks * len <= out.len()`, one byte per
+            // code: the 32 bytes stored.
+            unsafe { _mm256_storeu_si256(out[at..at + 32].as_mut_ptr().cast(), codes) };
+        }
+    }
+    blocks
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use half::bf16;
 
+use super::codes8::{Blocks8, Codes8, MAGIC};
+
 /// Runs reduced together by [`bf16_runs32`]: one per `i16` lane.
 pub(crate) const RUNS: usize = 32;
 
@@ -173,18 +175,6 @@ pub(crate) fn bf16_codes_available() -> bool {
     })
 }
 
-/// The constants of [`bf16_codes8`]'s formula for one block.
-#[derive(Clone, Copy)]
-pub(crate) struct Codes8 {
-    /// The multiplier (the reciprocal of the scale).
-    pub a: f32,
-    /// Clamp bounds of the rounded product, or `None` when the caller has
-    /// shown that no product leaves them (no clamp).
-    pub bounds: Option<(f32, f32)>,
-    /// What `(v + MAGIC).to_bits()` loses to become the code.
-    pub bias: i32,
-}
-
 /// The `VPERMT2B` indices of [`bf16_codes8`]: output byte `e = 4j + r`
 /// (`j < 8`) is the low byte of lane `j` (`r` even) or `8 + j` (`r` odd)
 /// of the codes of the even (`r < 2`, bytes 0..64) or odd (`r >= 2`, bytes
@@ -199,9 +189,6 @@ const GATHER: [u8; 64] = {
     }
     g
 };
-
-/// 1.5 * 2^23, as in `quantize.rs`.
-const MAGIC: f32 = 12_582_912.0;
 
 /// Codes of the Int-domain fast path of `quantize.rs` for bfloat16 input
 /// and a bfloat16 product, 8-bit codes: with `p = x * a` (exact in `f32`),
@@ -243,29 +230,6 @@ pub(crate) fn bf16_codes8<C: Copy>(x: &[bf16], out: &mut [MaybeUninit<C>], k: Co
         at += 32;
     }
     at
-}
-
-/// The per-block constants of [`bf16_codes8_blocks`], one entry per block:
-/// `a` as in [`Codes8`], the clamp bounds `lo`, `hi` and the `bias`.
-pub(crate) struct Blocks8<'a> {
-    pub a: &'a [f32],
-    pub lo: &'a [f32],
-    pub hi: &'a [f32],
-    pub bias: &'a [i32],
-}
-
-impl Blocks8<'_> {
-    /// The whole blocks of `len` elements (a positive multiple of 32) in
-    /// `elems` elements that have constants, for codes `C` of one byte.
-    fn blocks<C>(&self, elems: usize, len: usize) -> usize {
-        assert_eq!(std::mem::size_of::<C>(), 1);
-        assert!(len > 0 && len.is_multiple_of(32));
-        (elems / len)
-            .min(self.a.len())
-            .min(self.lo.len())
-            .min(self.hi.len())
-            .min(self.bias.len())
-    }
 }
 
 /// [`bf16_codes8`] over consecutive blocks of `len` elements (`len` a
@@ -434,187 +398,7 @@ impl Chunk8 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::float::round_bf16;
     use super::*;
-
-    #[test]
-    fn bf16_codes_match_the_portable_formula() {
-        if !bf16_codes_available() {
-            return;
-        }
-        // Every bfloat16 pattern but NaN, against multipliers that make
-        // ties, subnormal and overflowing products; with and without the
-        // clamp, and offsets of both signs.
-        let x: Vec<bf16> = (0..=u16::MAX)
-            .map(bf16::from_bits)
-            .filter(|v| !v.is_nan())
-            .collect();
-        let n = x.len() / 32 * 32;
-        for a in [
-            1.0f32,
-            0.5,
-            3.0,
-            127.0 / 2.5,
-            1e-30,
-            1e30,
-            7.5e-39,
-            0.0078125,
-        ] {
-            let a = round_bf16(a);
-            for (offset, lo, hi) in [
-                (0.0f32, -128.0f32, 127.0),
-                (-7.0, 0.0, 15.0),
-                (100.0, -1.0, 255.0),
-            ] {
-                let bias = (MAGIC.to_bits() as i32).wrapping_sub(offset as i32);
-                let (lo, hi) = (lo - offset, hi - offset);
-                for bounds in [Some((lo, hi)), None] {
-                    let mut out = vec![MaybeUninit::<u8>::uninit(); x.len()];
-                    let k = Codes8 { a, bounds, bias };
-                    // SAFETY: checked available above.
-                    let done = unsafe { bf16_codes8(&x, &mut out, k) };
-                    assert_eq!(done, n);
-                    for (i, (v, o)) in x.iter().zip(&out).take(n).enumerate() {
-                        let mut y = round_bf16(v.to_f32() * a);
-                        if let Some((l, h)) = bounds {
-                            y = y.clamp(l, h);
-                        } else if !(lo..=hi).contains(&y) {
-                            continue;
-                        }
-                        let want = ((y + MAGIC).to_bits() as i32).wrapping_sub(bias) as u8;
-                        // SAFETY: the kernel wrote `out[..done]`.
-                        let got = unsafe { o.assume_init() };
-                        assert_eq!(got, want, "x {:#x} a {a:e} element {i}", v.to_bits());
-                    }
-                }
-            }
-        }
-        // A NaN product stops the kernel at its chunk.
-        let mut y = x[..96].to_vec();
-        y[40] = bf16::NAN;
-        let mut out = vec![MaybeUninit::<u8>::uninit(); 96];
-        let k = Codes8 {
-            a: 1.0,
-            bounds: Some((-128.0, 127.0)),
-            bias: MAGIC.to_bits() as i32,
-        };
-        // SAFETY: as above.
-        assert_eq!(unsafe { bf16_codes8(&y, &mut out, k) }, 32);
-    }
-
-    /// Per-block constants of the blocks kernels' tests: multipliers
-    /// (rounded by `round`) and int8 offsets that differ from block to
-    /// block.
-    struct TestBlocks {
-        a: Vec<f32>,
-        lo: Vec<f32>,
-        hi: Vec<f32>,
-        bias: Vec<i32>,
-    }
-
-    impl TestBlocks {
-        fn new(blocks: usize, round: fn(f32) -> f32) -> Self {
-            let offsets: Vec<f32> = (0..blocks).map(|i| (i % 5) as f32 * 3.0 - 6.0).collect();
-            TestBlocks {
-                a: (0..blocks).map(|i| round(0.25 + i as f32 / 7.0)).collect(),
-                lo: offsets.iter().map(|o| -128.0 - o).collect(),
-                hi: offsets.iter().map(|o| 127.0 - o).collect(),
-                bias: offsets
-                    .iter()
-                    .map(|&o| (MAGIC.to_bits() as i32).wrapping_sub(o as i32))
-                    .collect(),
-            }
-        }
-
-        fn k(&self) -> Blocks8<'_> {
-            Blocks8 {
-                a: &self.a,
-                lo: &self.lo,
-                hi: &self.hi,
-                bias: &self.bias,
-            }
-        }
-    }
-
-    #[test]
-    fn bf16_blocks_match_one_call_per_block() {
-        if !bf16_codes_available() {
-            return;
-        }
-        let x: Vec<bf16> = (0..96 * 32)
-            .map(|i| bf16::from_f32(((i * 7919) % 2027) as f32 / 8.0 - 120.0))
-            .collect();
-        for len in [32usize, 64, 96, 256] {
-            let blocks = x.len() / len;
-            let c = TestBlocks::new(blocks, round_bf16);
-            let (k, a, lo, hi, bias) = (c.k(), &c.a, &c.lo, &c.hi, &c.bias);
-            let mut got = vec![MaybeUninit::<i8>::uninit(); x.len()];
-            // SAFETY: checked available above.
-            assert_eq!(unsafe { bf16_codes8_blocks(&x, &mut got, len, &k) }, blocks);
-            for i in 0..blocks {
-                let at = i * len..(i + 1) * len;
-                let mut want = vec![MaybeUninit::<i8>::uninit(); len];
-                let c = Codes8 {
-                    a: a[i],
-                    bounds: Some((lo[i], hi[i])),
-                    bias: bias[i],
-                };
-                // SAFETY: as above.
-                assert_eq!(unsafe { bf16_codes8(&x[at.clone()], &mut want, c) }, len);
-                // SAFETY: both kernels wrote every code compared.
-                let (got, want): (Vec<i8>, Vec<i8>) = unsafe {
-                    (
-                        got[at].iter().map(|c| c.assume_init()).collect(),
-                        want.iter().map(|c| c.assume_init()).collect(),
-                    )
-                };
-                assert_eq!(got, want, "len {len} block {i}");
-            }
-            // A NaN stops the kernel at its block.
-            let mut y = x.clone();
-            y[2 * len + 5] = bf16::NAN;
-            // SAFETY: as above.
-            assert_eq!(unsafe { bf16_codes8_blocks(&y, &mut got, len, &k) }, 2);
-        }
-    }
-
-    #[test]
-    fn f32_blocks_match_the_portable_formula() {
-        if !f32_codes_available() {
-            return;
-        }
-        // Ties, subnormals, infinities and values beyond the range, in
-        // blocks whose multipliers and offsets differ.
-        let mut x: Vec<f32> = (0..96 * 32)
-            .map(|i| ((i * 7919) % 4099) as f32 / 16.0 - 128.0)
-            .collect();
-        for (i, v) in [0.5f32, -0.5, 1.5, 2.5, -0.0, 1e-40, f32::INFINITY, -1e30]
-            .into_iter()
-            .enumerate()
-        {
-            x[i * 37] = v;
-        }
-        for len in [32usize, 64, 96, 256] {
-            let blocks = x.len() / len;
-            let c = TestBlocks::new(blocks, |a| a);
-            let (k, a, lo, hi, bias) = (c.k(), &c.a, &c.lo, &c.hi, &c.bias);
-            let mut got = vec![MaybeUninit::<i8>::uninit(); x.len()];
-            // SAFETY: checked available above.
-            assert_eq!(unsafe { f32_codes8_blocks(&x, &mut got, len, &k) }, blocks);
-            for (e, (&v, g)) in x.iter().zip(&got).enumerate() {
-                let i = e / len;
-                let y = (v * a[i]).clamp(lo[i], hi[i]);
-                let want = ((y + MAGIC).to_bits() as i32).wrapping_sub(bias[i]) as i8;
-                // SAFETY: the kernel wrote every code.
-                assert_eq!(unsafe { g.assume_init() }, want, "len {len} element {e}");
-            }
-            // A NaN stops the kernel at its block.
-            let mut y = x.clone();
-            y[2 * len + 5] = f32::NAN;
-            // SAFETY: as above.
-            assert_eq!(unsafe { f32_codes8_blocks(&y, &mut got, len, &k) }, 2);
-        }
-    }
 
     #[test]
     fn butterfly_reduces_each_run() {

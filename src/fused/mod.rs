@@ -71,6 +71,8 @@ mod simd;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod codes8;
 mod convert;
 mod dequantize;
 mod drive;

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use tch::Kind;
 
 #[cfg(target_arch = "x86_64")]
-use super::avx512;
+use super::codes8::{Bf16Codes, Blocks8, Codes8, F32Codes};
 use super::float::{clamp, promote, round_bf16, round_f16, round_half_even, Elem, Prec};
 use super::layout::Batch;
 use crate::mapping::ZeroPointDomain;
@@ -123,11 +123,11 @@ fn small_int(y: f32) -> i32 {
 pub(crate) trait Formula: Copy + Send + Sync + 'static {
     /// Whether [`unrounded`](Formula::unrounded) is `round_bf16(x * a)`
     /// (Int and None domains with a bfloat16 product), which
-    /// `avx512::bf16_codes8` computes.
+    /// `Bf16Codes::codes8` computes.
     const BF16_PRODUCT: bool = false;
     /// Whether [`unrounded`](Formula::unrounded) is the float32 `x * a`
     /// (Int and None domains with a float32 product), which
-    /// `avx512::f32_codes8_blocks` computes.
+    /// `F32Codes::codes8_blocks` computes.
     const F32_PRODUCT: bool = false;
     /// The clamped code as a float.
     fn code(x: f32, a: f32, b: f32, lo: f32, hi: f32) -> f32;
@@ -256,11 +256,12 @@ pub(crate) fn quantize_run<E: Elem, F: Formula, C: Code>(
         let k = Fast::new::<F>(b, (lo, hi));
         let mut done = 0;
         let n = x.len().min(out.len());
+        let kernel = n >= BF16_KERNEL_MIN_LEN && bf16_covered::<E, F, C>();
         while done < n {
-            // The AVX-512 kernel stops at a chunk holding a NaN product and
-            // at the tail, which the portable formula does.
-            let end = if n >= BF16_KERNEL_MIN_LEN && bf16_kernel::<E, F, C>() {
-                done += bf16_codes(&x[done..n], &mut out[done..n], a, k, true);
+            // The kernel stops at a chunk holding a NaN product and at the
+            // tail, which the portable formula does.
+            let end = if kernel {
+                done += bf16_codes::<E, F, C>(&x[done..n], &mut out[done..n], a, k, true);
                 (done + 32).min(n)
             } else {
                 n
@@ -313,11 +314,7 @@ fn quantize_run_in_range<E: Elem, F: Formula, C: Code>(
     (a, b): (f32, f32),
     k: Fast,
 ) {
-    let done = if bf16_kernel::<E, F, C>() {
-        bf16_codes(x, out, a, k, false)
-    } else {
-        0
-    };
+    let done = bf16_codes::<E, F, C>(x, out, a, k, false);
     // In range, no product is NaN: the kernel leaves only the tail.
     for (o, &e) in out[done..].iter_mut().zip(&x[done..]) {
         let v = F::unrounded(e.to_f32(), a, b).0;
@@ -331,14 +328,25 @@ fn quantize_run_in_range<E: Elem, F: Formula, C: Code>(
 /// kernel's constants cost about what it saves on one chunk.
 const BF16_KERNEL_MIN_LEN: usize = 64;
 
-/// Whether [`bf16_codes`] covers these dtypes on this CPU: bfloat16 input,
-/// a bfloat16 product (`Formula::BF16_PRODUCT`) and 8-bit codes, whose NaN
-/// code is 0.
+/// The bfloat16 codes kernels, where they cover these dtypes on this CPU:
+/// bfloat16 input, a bfloat16 product (`Formula::BF16_PRODUCT`) and 8-bit
+/// codes, whose NaN code is 0.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn bf16_kernel<E: Elem, F: Formula, C: Code>() -> bool {
+fn bf16_kernel<E: Elem, F: Formula, C: Code>() -> Option<Bf16Codes> {
+    if E::BF16 && F::BF16_PRODUCT && byte_codes::<C>() {
+        Bf16Codes::detect()
+    } else {
+        None
+    }
+}
+
+/// Whether [`bf16_kernel`] covers these dtypes on this CPU.
+#[inline(always)]
+fn bf16_covered<E: Elem, F: Formula, C: Code>() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        E::BF16 && F::BF16_PRODUCT && byte_codes::<C>() && avx512::bf16_codes_available()
+        bf16_kernel::<E, F, C>().is_some()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -346,11 +354,11 @@ fn bf16_kernel<E: Elem, F: Formula, C: Code>() -> bool {
     }
 }
 
-/// The fast path's codes of a prefix of `x` by `avx512::bf16_codes8`
-/// (clamped when `clamp`); how many it wrote. Only where [`bf16_kernel`]
-/// holds.
+/// The fast path's codes of a prefix of `x` by [`Bf16Codes::codes8`]
+/// (clamped when `clamp`); how many it wrote: none where [`bf16_kernel`]
+/// does not cover the call.
 #[inline(always)]
-fn bf16_codes<E: Elem, C: Code>(
+fn bf16_codes<E: Elem, F: Formula, C: Code>(
     x: &[E],
     out: &mut [MaybeUninit<C>],
     a: f32,
@@ -358,15 +366,13 @@ fn bf16_codes<E: Elem, C: Code>(
     clamp: bool,
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
-    if let Some(x) = E::as_bf16(x) {
-        let c = avx512::Codes8 {
+    if let (Some(kernel), Some(x)) = (bf16_kernel::<E, F, C>(), E::as_bf16(x)) {
+        let c = Codes8 {
             a,
             bounds: clamp.then_some((k.lo, k.hi)),
             bias: k.bias,
         };
-        // SAFETY: `bf16_kernel` checked `bf16_codes_available`, all that
-        // the kernel requires.
-        return unsafe { avx512::bf16_codes8(x, out, c) };
+        return kernel.codes8(x, out, c);
     }
     let _ = (x, out, a, k, clamp);
     0
@@ -381,30 +387,28 @@ const BLOCKS_KERNEL_MAX_LEN: usize = 256;
 /// L1.
 const BLOCKS_PER_CALL: usize = 256;
 
-/// Whether the AVX-512 codes kernels write these codes: one byte each,
-/// with NaN code 0.
+/// Whether the codes kernels write these codes: one byte each, with NaN
+/// code 0.
 #[inline(always)]
 fn byte_codes<C: Code>() -> bool {
     C::NAN_INT == 0 && std::mem::size_of::<C>() == 1
 }
 
-/// Whether `avx512::f32_codes8_blocks` runs on this CPU for a float32
-/// product and these codes (8-bit, NaN code 0); the input must be float32.
+/// The float32 codes kernel, where it covers a float32 product and these
+/// codes (8-bit, NaN code 0) on this CPU; the input must be float32.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn f32_kernel<F: Formula, C: Code>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        F::F32_PRODUCT && byte_codes::<C>() && avx512::f32_codes_available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+fn f32_kernel<F: Formula, C: Code>() -> Option<F32Codes> {
+    if F::F32_PRODUCT && byte_codes::<C>() {
+        F32Codes::detect()
+    } else {
+        None
     }
 }
 
 /// Codes of consecutive blocks of `len` elements each (a multiple of 32;
 /// block `i` with the constants `a[i]`, `b[i]`, on the fast path) by
-/// `avx512::bf16_codes8_blocks` or `avx512::f32_codes8_blocks`,
+/// [`Bf16Codes::codes8_blocks`] or [`F32Codes::codes8_blocks`],
 /// [`BLOCKS_PER_CALL`] blocks to a call; a block with a NaN product takes
 /// [`quantize_run`]. `false`, with nothing written, where neither kernel
 /// applies to the input and product dtypes.
@@ -420,16 +424,16 @@ fn codes_of_blocks<E: Elem, F: Formula, C: Code>(
     #[cfg(target_arch = "x86_64")]
     {
         enum Input<'a> {
-            Bf16(&'a [half::bf16]),
-            F32(&'a [f32]),
+            Bf16(Bf16Codes, &'a [half::bf16]),
+            F32(F32Codes, &'a [f32]),
         }
         // Each kernel rounds the product as its formula does: bfloat16 input
         // may come with a float32 product (a float16 or float32 scale),
         // which neither kernel computes.
-        let input = if bf16_kernel::<E, F, C>() {
-            E::as_bf16(x).map(Input::Bf16)
-        } else if f32_kernel::<F, C>() {
-            E::as_f32(x).map(Input::F32)
+        let input = if let Some(kernel) = bf16_kernel::<E, F, C>() {
+            E::as_bf16(x).map(|x| Input::Bf16(kernel, x))
+        } else if let Some(kernel) = f32_kernel::<F, C>() {
+            E::as_f32(x).map(|x| Input::F32(kernel, x))
         } else {
             None
         };
@@ -446,7 +450,7 @@ fn codes_of_blocks<E: Elem, F: Formula, C: Code>(
                 let k = Fast::new::<F>(b, bounds);
                 (lo[j], hi[j], bias[j]) = (k.lo, k.hi, k.bias);
             }
-            let k = avx512::Blocks8 {
+            let k = Blocks8 {
                 a: &a[i..i + m],
                 lo: &lo[..m],
                 hi: &hi[..m],
@@ -455,14 +459,8 @@ fn codes_of_blocks<E: Elem, F: Formula, C: Code>(
             let span = i * len..(i + m) * len;
             let out = &mut out[span.clone()];
             let done = match input {
-                // SAFETY: bfloat16 input is taken only where `bf16_kernel`
-                // holds, which checks `bf16_codes_available`, all that the
-                // kernel requires.
-                Input::Bf16(x) => unsafe { avx512::bf16_codes8_blocks(&x[span], out, len, &k) },
-                // SAFETY: float32 input is taken only where `f32_kernel`
-                // holds, which checks `f32_codes_available`, all that the
-                // kernel requires.
-                Input::F32(x) => unsafe { avx512::f32_codes8_blocks(&x[span], out, len, &k) },
+                Input::Bf16(kernel, x) => kernel.codes8_blocks(&x[span], out, len, &k),
+                Input::F32(kernel, x) => kernel.codes8_blocks(&x[span], out, len, &k),
             };
             if done < m {
                 let j = i + done;
