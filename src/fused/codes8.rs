@@ -61,6 +61,20 @@ enum Isa {
     Avx2,
 }
 
+impl Isa {
+    /// AVX-512 where `avx512` (the CPU has what that build requires), else
+    /// AVX2 where [`level`] is AVX2 or above; `None` where neither runs.
+    fn pick(avx512: bool) -> Option<Isa> {
+        if avx512 {
+            Some(Isa::Avx512)
+        } else if level() >= Level::Avx2 {
+            Some(Isa::Avx2)
+        } else {
+            None
+        }
+    }
+}
+
 /// The bfloat16 codes kernels this CPU runs: AVX-512's where it has
 /// AVX-512 BF16 and VBMI, AVX2's where [`level`] is AVX2 or above.
 #[derive(Clone, Copy)]
@@ -72,16 +86,8 @@ impl Bf16Codes {
     #[inline]
     pub(crate) fn detect() -> Option<Self> {
         static ISA: OnceLock<Option<Isa>> = OnceLock::new();
-        let isa = *ISA.get_or_init(|| {
-            if avx512::bf16_codes_available() {
-                Some(Isa::Avx512)
-            } else if level() >= Level::Avx2 {
-                Some(Isa::Avx2)
-            } else {
-                None
-            }
-        });
-        isa.map(Bf16Codes)
+        ISA.get_or_init(|| Isa::pick(avx512::bf16_codes_available()))
+            .map(Bf16Codes)
     }
 
     /// Codes of the longest prefix of whole 32-element chunks of `x` whose
@@ -133,16 +139,8 @@ impl F32Codes {
     #[inline]
     pub(crate) fn detect() -> Option<Self> {
         static ISA: OnceLock<Option<Isa>> = OnceLock::new();
-        let isa = *ISA.get_or_init(|| {
-            if avx512::f32_codes_available() {
-                Some(Isa::Avx512)
-            } else if level() >= Level::Avx2 {
-                Some(Isa::Avx2)
-            } else {
-                None
-            }
-        });
-        isa.map(F32Codes)
+        ISA.get_or_init(|| Isa::pick(avx512::f32_codes_available()))
+            .map(F32Codes)
     }
 
     /// [`Bf16Codes::codes8_blocks`] for float32 input and a float32
@@ -170,28 +168,29 @@ mod tests {
     use super::super::float::round_bf16;
     use super::*;
 
+    /// Every build this CPU runs, AVX-512's where `avx512`.
+    fn builds(avx512: bool) -> Vec<Isa> {
+        let avx2 = is_x86_feature_detected!("avx2");
+        [(avx512, Isa::Avx512), (avx2, Isa::Avx2)]
+            .into_iter()
+            .filter_map(|(runs, isa)| runs.then_some(isa))
+            .collect()
+    }
+
     /// Every build of the bfloat16 kernels this CPU runs.
     fn bf16_kernels() -> Vec<Bf16Codes> {
-        let mut k = Vec::new();
-        if avx512::bf16_codes_available() {
-            k.push(Bf16Codes(Isa::Avx512));
-        }
-        if is_x86_feature_detected!("avx2") {
-            k.push(Bf16Codes(Isa::Avx2));
-        }
-        k
+        builds(avx512::bf16_codes_available())
+            .into_iter()
+            .map(Bf16Codes)
+            .collect()
     }
 
     /// Every build of the float32 kernel this CPU runs.
     fn f32_kernels() -> Vec<F32Codes> {
-        let mut k = Vec::new();
-        if avx512::f32_codes_available() {
-            k.push(F32Codes(Isa::Avx512));
-        }
-        if is_x86_feature_detected!("avx2") {
-            k.push(F32Codes(Isa::Avx2));
-        }
-        k
+        builds(avx512::f32_codes_available())
+            .into_iter()
+            .map(F32Codes)
+            .collect()
     }
 
     #[test]
