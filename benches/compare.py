@@ -4,6 +4,7 @@ tch-quant's reference and fused paths, on the same inputs, in one run.
 
     .venv/bin/python benches/compare.py [--threads 2] [--min-seconds 0.3]
                                         [--rounds 3] [--no-compile] [--layouts]
+                                        [--evict-mib N]
                                         [--layouts-only]
                                         [--ops OP,..] [--json OUT]
 
@@ -27,6 +28,14 @@ quantize_affine with given qparams, dequantize_affine of the codes back
 to the input's dtype (a fresh output per call), and dequantize_affine_into
 (`dequantize_into`: into one output allocated once; torchao's time is its
 dequantize_affine). --ops restricts the ops timed.
+
+Every timed call of an input of 1 MiB or more (the 4096x4096 and layout
+rows), torchao's and the crate's, yardsticks included, is preceded off the
+clock by one read of a buffer twice the last-level cache (`--evict-mib`;
+libtorch's amax, on the same threads), so that it starts from memory as
+the first touch of a weight does: without it, a 32 MiB bfloat16 input is
+partly read from a 32 MiB L3 between calls and its yardstick flatters the
+read (0.33-0.45 ms against about 1 ms from memory on the AMD EPYC VMs).
 
 The yardstick (`fused/yard`) is one bandwidth-bound read of the input: the
 amax of its bytes viewed as int32 (float32) or int16 (bfloat16), `read`,
@@ -99,7 +108,9 @@ LAYOUTS = {
 }
 
 
-def median_seconds(fn, min_seconds):
+def median_seconds(fn, min_seconds, before=None):
+    """Median of at least 5 calls and at least min_seconds, after two warm-up
+    calls; `before` (cache eviction) runs ahead of each, off the clock."""
     fn()
     fn()
     samples = []
@@ -107,6 +118,8 @@ def median_seconds(fn, min_seconds):
     while len(samples) < 5 or (
         time.perf_counter() - start < min_seconds and len(samples) < 100_000
     ):
+        if before is not None:
+            before()
         t = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t)
@@ -172,6 +185,25 @@ GOALS = {
     "dequantize_into": (1.3, 1.3, 10.0),
 }
 OPS = ("choose", "choose+quantize", "choose,quantize", "quantize", "dequantize", "dequantize_into")
+
+
+# Inputs at least this large are evicted from the caches before each timed
+# call, here and in the crate's process (examples/bench_compare.rs).
+EVICT_MIN_INPUT = 1 << 20
+
+
+def l3_bytes():
+    """The last-level cache's size from sysfs (None where it is not told)."""
+    best = None
+    for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = size.read_text().strip()
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        try:
+            n = int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+        except (ValueError, IndexError):
+            continue
+        best = max(best or 0, n)
+    return best
 
 
 def cpu_name():
@@ -256,6 +288,14 @@ def main():
         help="time LAYOUTS only (implies --layouts; no 1x4096 or 4096x4096 rows)",
     )
     ap.add_argument(
+        "--evict-mib",
+        type=int,
+        default=None,
+        help="MiB read before each timed call of a 1 MiB-or-larger input, off the clock, so "
+        "that it starts from memory (default: twice the last-level cache, 64 MiB if unknown; "
+        "0: no eviction, inputs the cache holds are then read from it)",
+    )
+    ap.add_argument(
         "--ops",
         type=lambda v: v.split(","),
         default=list(OPS),
@@ -267,7 +307,13 @@ def main():
     if unknown:
         ap.error(f"unknown ops {unknown}; the ops are {','.join(OPS)}")
 
+    if args.evict_mib is None:
+        l3 = l3_bytes()
+        args.evict_mib = 2 * l3 // (1 << 20) if l3 else 64
+    evict_bytes = args.evict_mib << 20
     torch.set_num_threads(args.threads)
+    # Eviction on torch's own threads, as the crate's process does it.
+    evict_buf = torch.ones(max(evict_bytes // 4, 1), dtype=torch.int32) if evict_bytes else None
     torch._dynamo.config.cache_size_limit = 256
     if hasattr(torch._dynamo.config, "recompile_limit"):
         torch._dynamo.config.recompile_limit = 256
@@ -342,6 +388,7 @@ def main():
                     "threads": args.threads,
                     "min_seconds": args.min_seconds,
                     "ops": args.ops,
+                    "evict_bytes": evict_bytes,
                     "cases": cases,
                 }
             )
@@ -398,8 +445,10 @@ def main():
                             compiled_fns[(name, op)] = torch.compile(fn, dynamic=False)
                         cfn = compiled_fns[(name, op)]
                         timings.append((op, "compiled", lambda cfn=cfn: cfn(x)))
+                cold = evict_buf is not None and x.numel() * x.element_size() >= EVICT_MIN_INPUT
+                before = (lambda: evict_buf.amax()) if cold else None
                 for op, impl, f in timings:
-                    t = median_seconds(f, args.min_seconds)
+                    t = median_seconds(f, args.min_seconds, before)
                     key = (name, op, impl)
                     torchao_times[key] = min(t, torchao_times.get(key, t))
         load_after = os.getloadavg()
@@ -468,7 +517,12 @@ def main():
         )
     print(
         f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
-        f"{args.rounds} rounds, best median of each"
+        f"{args.rounds} rounds, best median of each; "
+        + (
+            f"caches evicted before each call of inputs of 1 MiB or more ({args.evict_mib} MiB read)"
+            if evict_bytes
+            else "no eviction (inputs the caches hold are read from them)"
+        )
     )
     if args.layouts:
         print_layouts(results)

@@ -20,6 +20,10 @@
 //! codes, and `zero_()` of an output-sized tensor allocated once) and
 //! `output_fresh_write` (`empty_like` + `zero_()` each time).
 //!
+//! An `"evict_bytes": N` in the file (compare.py sends twice the L3) reads
+//! an N-byte buffer before each timed call of an input of 1 MiB or more,
+//! off the clock, so that the call starts from memory.
+//!
 //! Each measurement is the median wall time of repeated calls (at least 5,
 //! and at least `min_seconds` in all, after two warm-up calls), with the
 //! CPU-seconds per wall second over them and a checksum of the outputs'
@@ -27,6 +31,7 @@
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
+use tch::{Kind, Tensor};
 use tch_quant::{
     choose_qparams_affine, choose_qparams_and_quantize_affine, dequantize_affine,
     dequantize_affine_into, quantize_affine, MappingType, QParamsOptions, QuantDtype,
@@ -38,7 +43,11 @@ mod bench_cases;
 #[path = "common/timing.rs"]
 mod timing;
 use bench_cases::{ints, load};
-use timing::{checksum, int_view, time, Measured};
+use timing::{checksum, int_view, time_with, Measured};
+
+/// Inputs at least this large are evicted from the caches before each timed
+/// call (see `evict_bytes`).
+const EVICT_MIN_INPUT: usize = 1 << 20;
 
 fn main() -> Result<()> {
     let path = std::env::args()
@@ -46,6 +55,7 @@ fn main() -> Result<()> {
         .context("usage: bench_compare CASES.json")?;
     let config: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
     let threads = config["threads"].as_i64().unwrap_or(2);
+    let evict_bytes = config["evict_bytes"].as_u64().unwrap_or(0) as usize;
     let min_seconds = config["min_seconds"].as_f64().unwrap_or(0.3);
     // The ops to time (all when absent); the yardsticks are always timed.
     let ops: Option<Vec<String>> = config["ops"].as_array().map(|a| {
@@ -69,13 +79,28 @@ fn main() -> Result<()> {
                        "reps": m.reps, "cpu_per_wall": m.cpu_per_wall, "checksum": sum})
             );
         };
+        // Inputs the caches could hold between calls are evicted before
+        // each timed call, by one read of a buffer of `evict_bytes`
+        // (libtorch's amax, on the same threads as the calls), so that
+        // every call starts from memory, as the first touch of a weight
+        // does; small inputs (call overhead rows) are not.
+        let input_bytes = input.numel() * input.kind().elt_size_in_bytes();
+        let evict = (evict_bytes > 0 && input_bytes >= EVICT_MIN_INPUT)
+            .then(|| Tensor::f_ones([(evict_bytes / 4) as i64], (Kind::Int, tch::Device::Cpu)))
+            .transpose()?;
+        let before = || -> Result<()> {
+            if let Some(e) = &evict {
+                let _max = e.f_amax([] as [i64; 0], false)?;
+            }
+            Ok(())
+        };
         let as_int = input.f_view_dtype(int_view(input.kind()))?;
-        let read = time(min_seconds, || {
+        let read = time_with(min_seconds, &before, || {
             let _max = as_int.f_amax([] as [i64; 0], false)?;
             Ok(())
         })?;
         emit("read", "libtorch", read, String::new());
-        let amax = time(min_seconds, || {
+        let amax = time_with(min_seconds, &before, || {
             let _max = input.f_amax([] as [i64; 0], false)?;
             Ok(())
         })?;
@@ -90,7 +115,7 @@ fn main() -> Result<()> {
             let zp = qp.zero_point.as_ref().context("zero point")?;
             if wants("choose") {
                 let h = checksum(&[&qp.scale, zp])?;
-                let t = time(min_seconds, || {
+                let t = time_with(min_seconds, &before, || {
                     let _qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
                     Ok(())
                 })?;
@@ -102,7 +127,7 @@ fn main() -> Result<()> {
             let zp = qp.zero_point.as_ref().context("zero point")?;
             if wants("choose+quantize") {
                 let h = checksum(&[&qp.scale, zp, &codes])?;
-                let t = time(min_seconds, || {
+                let t = time_with(min_seconds, &before, || {
                     let _out = choose_qparams_and_quantize_affine(
                         &input, mapping, &block, dtype, &options,
                     )?;
@@ -114,7 +139,7 @@ fn main() -> Result<()> {
             if wants("choose,quantize") {
                 // The two calls users write, one after the other.
                 let h = checksum(&[&qp.scale, zp, &codes])?;
-                let t = time(min_seconds, || {
+                let t = time_with(min_seconds, &before, || {
                     let qp = choose_qparams_affine(&input, mapping, &block, dtype, &options)?;
                     let zp = qp.zero_point.as_ref().context("zero point")?;
                     let _codes =
@@ -128,7 +153,7 @@ fn main() -> Result<()> {
                 let quantized =
                     quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
                 let h = checksum(&[&quantized])?;
-                let t = time(min_seconds, || {
+                let t = time_with(min_seconds, &before, || {
                     let _codes =
                         quantize_affine(&input, &block, &qp.scale, Some(zp), dtype, &qoptions)?;
                     Ok(())
@@ -149,7 +174,7 @@ fn main() -> Result<()> {
             };
             if wants("dequantize") {
                 let h = checksum(&[&dequantize()?])?;
-                let t = time(min_seconds, || {
+                let t = time_with(min_seconds, &before, || {
                     let _out = dequantize()?;
                     Ok(())
                 })?;
@@ -171,7 +196,7 @@ fn main() -> Result<()> {
                     )
                 };
                 into()?;
-                let t = time(min_seconds, || Ok(into()?))?;
+                let t = time_with(min_seconds, &before, || Ok(into()?))?;
                 let h = checksum(&[&out])?;
                 emit("dequantize_into", path, t, h);
             }
@@ -180,18 +205,18 @@ fn main() -> Result<()> {
                 // one write of the output's into a tensor allocated once
                 // (`output_write`) or into a fresh one each time
                 // (`output_fresh_write`: what a fresh output costs here).
-                let read = time(min_seconds, || {
+                let read = time_with(min_seconds, &before, || {
                     let _max = codes.f_amax([] as [i64; 0], false)?;
                     Ok(())
                 })?;
                 emit("codes_read", "libtorch", read, String::new());
                 let mut out = input.f_empty_like()?;
-                let write = time(min_seconds, || {
+                let write = time_with(min_seconds, &before, || {
                     let _out = out.f_zero_()?;
                     Ok(())
                 })?;
                 emit("output_write", "libtorch", write, String::new());
-                let fresh = time(min_seconds, || {
+                let fresh = time_with(min_seconds, &before, || {
                     let _out = input.f_empty_like()?.f_zero_()?;
                     Ok(())
                 })?;
