@@ -11,6 +11,10 @@ use half::bf16;
 
 use super::codes8::{Blocks8, Codes8, MAGIC};
 
+/// `2^16 + 1`: Veltkamp's splitting constant that rounds float32's 24
+/// significant bits to bfloat16's 8 ([`Chunk8::round`]).
+const SPLIT: f32 = 65_537.0;
+
 /// Runs reduced together by [`bf16_runs16`]: one per `i16` lane.
 pub(crate) const RUNS: usize = 16;
 
@@ -246,8 +250,7 @@ fn clamp(v: __m256, (lo, hi): (__m256, __m256)) -> __m256 {
 #[derive(Clone, Copy)]
 struct Chunk8 {
     high: __m256i,
-    half: __m256i,
-    one: __m256i,
+    split: __m256,
     gather: Gather,
 }
 
@@ -257,27 +260,33 @@ impl Chunk8 {
     fn new() -> Self {
         Chunk8 {
             high: _mm256_set1_epi32(0xFFFF_0000u32 as i32),
-            half: _mm256_set1_epi32(0x7FFF),
-            one: _mm256_set1_epi32(1),
+            split: _mm256_set1_ps(SPLIT),
             gather: Gather::new(&BF16_SPREAD),
         }
     }
 
-    /// `round_bf16` of products that are not NaN, as libtorch rounds
-    /// float32 to bfloat16: `(b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000`
-    /// on the bits `b` (to nearest, ties to even; subnormals exact; an
-    /// overflow carries into the infinity's bits).
+    /// `round_bf16` of the products `p`, as libtorch rounds float32 to
+    /// bfloat16 (to nearest, ties to even), by Veltkamp's splitting in
+    /// three float operations where the integer rounding on the bits takes
+    /// five: with `g = p * SPLIT`, `g + (p - g)` is `p` rounded to nearest
+    /// even on bfloat16's 8 significant bits. That is `round_bf16(p)` for
+    /// every normal `p` whose `g` is finite (checked against every normal
+    /// float32 once, and in part by the test `split_rounding_is_round_bf16`);
+    /// a subnormal `p` gives another value of magnitude at most 2^-126, whose
+    /// code is the same (the one of 0, or a clamp bound of the same sign),
+    /// and a `p` of magnitude 2^112 or more (where `g` overflows; from
+    /// slightly below 2^112) or an infinite or NaN one gives NaN, which
+    /// stops the kernel at its chunk.
     #[inline]
     #[target_feature(enable = "avx2")]
     fn round(self, p: __m256) -> __m256 {
-        let b = _mm256_castps_si256(p);
-        let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(b), self.one);
-        let r = _mm256_add_epi32(_mm256_add_epi32(b, self.half), odd);
-        _mm256_castsi256_ps(_mm256_and_si256(r, self.high))
+        let g = _mm256_mul_ps(p, self.split);
+        _mm256_add_ps(g, _mm256_sub_ps(p, g))
     }
 
     /// The 32 codes of the 32 elements of `x` (see [`bf16_codes8`]),
-    /// clamped to `bounds` when `CLAMP`; `None` when a product is NaN.
+    /// clamped to `bounds` when `CLAMP`; `None` when a rounded product is
+    /// NaN (see [`round`](Chunk8::round)).
     #[inline]
     #[target_feature(enable = "avx2")]
     fn codes<const CLAMP: bool>(
@@ -303,17 +312,19 @@ impl Chunk8 {
             _mm256_mul_ps(even(x1), a),
             _mm256_mul_ps(odd(x1), a),
         ];
+        let mut v = [_mm256_setzero_ps(); 4];
+        for (v, &p) in v.iter_mut().zip(&p) {
+            *v = self.round(p);
+        }
         let nan = _mm256_or_ps(
-            _mm256_cmp_ps::<_CMP_UNORD_Q>(p[0], p[1]),
-            _mm256_cmp_ps::<_CMP_UNORD_Q>(p[2], p[3]),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(v[0], v[1]),
+            _mm256_cmp_ps::<_CMP_UNORD_Q>(v[2], v[3]),
         );
         if _mm256_movemask_ps(nan) != 0 {
             return None;
         }
-        let mut v = [_mm256_setzero_ps(); 4];
-        for (v, &p) in v.iter_mut().zip(&p) {
-            *v = self.round(p);
-            if CLAMP {
+        if CLAMP {
+            for v in &mut v {
                 *v = clamp(*v, bounds);
             }
         }
@@ -326,14 +337,16 @@ impl Chunk8 {
 /// `avx512::bf16_codes8` on AVX2: the same codes (the Int-domain fast path
 /// of `quantize.rs` for bfloat16 input and a bfloat16 product, 8-bit
 /// codes) of the longest prefix of whole 32-element chunks whose products
-/// hold no NaN; returns its length.
+/// are finite and of magnitude below 2^111 (the AVX-512 build stops only at
+/// NaN; the caller's portable formula takes the chunk either way); returns
+/// its length.
 ///
 /// Per 32 elements: the even and odd elements of each 16 are widened in
-/// place (a shift and a mask of the 32-bit lanes), multiplied, checked for
-/// NaN (one compare per two vectors), rounded to bfloat16 by integer
-/// arithmetic on the bits (where the AVX-512 build has an instruction),
-/// clamped, offset by `MAGIC`, and the codes' low bytes gathered into
-/// element order by four byte shuffles and one 64-bit permute.
+/// place (a shift and a mask of the 32-bit lanes), multiplied, rounded to
+/// bfloat16 by Veltkamp's splitting (where the AVX-512 build has an
+/// instruction), checked for NaN (one compare per two vectors), clamped,
+/// offset by `MAGIC`, and the codes' low bytes gathered into element order
+/// by four byte shuffles and one 64-bit permute.
 #[target_feature(enable = "avx2")]
 pub(crate) fn bf16_codes8<C: Copy>(x: &[bf16], out: &mut [MaybeUninit<C>], k: Codes8) -> usize {
     assert_eq!(std::mem::size_of::<C>(), 1);
@@ -364,8 +377,8 @@ pub(crate) fn bf16_codes8<C: Copy>(x: &[bf16], out: &mut [MaybeUninit<C>], k: Co
 /// `avx512::bf16_codes8_blocks` on AVX2: [`bf16_codes8`] over consecutive
 /// blocks of `len` elements (a positive multiple of 32), block `i` with the
 /// constants at `i` of `k`, always clamped; returns the index of the first
-/// block whose products hold a NaN (the number of blocks when none does),
-/// whose codes and those after it are not written.
+/// block where [`bf16_codes8`] would stop (the number of blocks when none
+/// does), whose codes and those after it are not written.
 #[target_feature(enable = "avx2")]
 pub(crate) fn bf16_codes8_blocks<C: Copy>(
     x: &[bf16],
@@ -442,7 +455,62 @@ pub(crate) fn f32_codes8_blocks<C: Copy>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::float::round_bf16;
     use super::*;
+
+    /// [`Chunk8::round`] of each of `v`, 8 at a time.
+    fn split_round(v: &[f32]) -> Vec<f32> {
+        // SAFETY: the caller checked the CPU has AVX2.
+        let c = unsafe { Chunk8::new() };
+        v.chunks(8)
+            .flat_map(|v| {
+                let mut lanes = [0.0f32; 8];
+                lanes[..v.len()].copy_from_slice(v);
+                // SAFETY: the caller checked the CPU has AVX2; 8 lanes are
+                // loaded from and stored to `lanes`.
+                unsafe {
+                    let r = c.round(_mm256_loadu_ps(lanes.as_ptr()));
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), r);
+                }
+                lanes[..v.len()].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_rounding_is_round_bf16() {
+        if !is_x86_feature_detected!("avx2") {
+            return;
+        }
+        // Every bfloat16 pattern with the low halves that make ties (both
+        // parities), their neighbours and the ends, and a sample of all
+        // float32 patterns; both signs.
+        let mut bits: Vec<u32> = (0..=u16::MAX as u32)
+            .flat_map(|h| [0u32, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF].map(|l| (h << 16) | l))
+            .collect();
+        bits.extend((0..=u32::MAX).step_by(4099));
+        let v: Vec<f32> = bits.into_iter().map(f32::from_bits).collect();
+        let r = split_round(&v);
+        let huge = 2f32.powi(111);
+        for (&v, &r) in v.iter().zip(&r) {
+            let want = round_bf16(v);
+            if v.is_nan() || v.abs() >= 2.0 * huge {
+                // NaN in, or `g` overflows: NaN, which stops the kernel.
+                assert!(r.is_nan(), "{:#010x} gives {r:e}", v.to_bits());
+            } else if v.abs() >= huge {
+                // Near the overflow: rounded, or NaN.
+                assert!(r.is_nan() || r == want, "{:#010x} gives {r:e}", v.to_bits());
+            } else if v.abs() < f32::MIN_POSITIVE {
+                // Subnormal: a value whose code is the one of 0.
+                assert!(r.abs() <= f32::MIN_POSITIVE, "{:#010x}", v.to_bits());
+            } else {
+                assert_eq!(r.to_bits(), want.to_bits(), "{:#010x}", v.to_bits());
+            }
+        }
+        // Just below the overflow the splitting still rounds.
+        let big = f32::from_bits(huge.to_bits() - 0x0001_0000);
+        assert_eq!(split_round(&[big, -big]), [big, -big]);
+    }
 
     #[test]
     fn slots_are_a_permutation() {

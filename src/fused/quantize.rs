@@ -258,8 +258,9 @@ pub(crate) fn quantize_run<E: Elem, F: Formula, C: Code>(
         let n = x.len().min(out.len());
         let kernel = n >= BF16_KERNEL_MIN_LEN && bf16_covered::<E, F, C>();
         while done < n {
-            // The kernel stops at a chunk holding a NaN product and at the
-            // tail, which the portable formula does.
+            // The kernel stops at a chunk holding a NaN product (on AVX2
+            // also an infinite or huge one) and at the tail, which the
+            // portable formula does.
             let end = if kernel {
                 done += bf16_codes::<E, F, C>(&x[done..n], &mut out[done..n], a, k, true);
                 (done + 32).min(n)
@@ -409,7 +410,8 @@ fn f32_kernel<F: Formula, C: Code>() -> Option<F32Codes> {
 /// Codes of consecutive blocks of `len` elements each (a multiple of 32;
 /// block `i` with the constants `a[i]`, `b[i]`, on the fast path) by
 /// [`Bf16Codes::codes8_blocks`] or [`F32Codes::codes8_blocks`],
-/// [`BLOCKS_PER_CALL`] blocks to a call; a block with a NaN product takes
+/// [`BLOCKS_PER_CALL`] blocks to a call; a block where the kernel stops (a
+/// NaN product, on AVX2 also an infinite or huge one) takes
 /// [`quantize_run`]. `false`, with nothing written, where neither kernel
 /// applies to the input and product dtypes.
 #[inline(always)]
