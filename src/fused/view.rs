@@ -219,22 +219,64 @@ pub(crate) fn into_view<'a>(t: &'a mut Tensor, reads: &[&Tensor]) -> Option<Out<
     unsafe { writable(t) }
 }
 
-/// Outputs larger than this are advised: glibc's largest mmap threshold
-/// (32 MiB on 64-bit), above which every allocation is freshly mapped
-/// memory. Smaller ones may be reused heap memory, already faulted in, which
-/// a bfloat16 4096x4096 output (32 MiB) measured 2-4x slower advised.
-const ADVISE_ABOVE_BYTES: usize = 32 << 20;
+/// Outputs at least this large (two huge pages) are advised when fresh.
+const ADVISE_MIN_BYTES: usize = 4 << 20;
 
 /// Asks the kernel to back the page-aligned part of `t`'s memory, a tensor
 /// [`empty`] just allocated, with transparent huge pages when it is first
-/// written: an output above [`ADVISE_ABOVE_BYTES`] is freshly mapped
-/// memory, and faulting it in one 2 MiB page at a time instead of 512
-/// pages of 4 KiB saves most of the faults' cost. A hint only: the bytes
-/// and their values are unchanged, and a kernel without THP ignores it.
+/// written, where it is fresh memory ([`unfaulted`]) of at least
+/// [`ADVISE_MIN_BYTES`]: faulting it in one 2 MiB page at a time instead of
+/// 512 pages of 4 KiB saves most of the faults' cost. Memory the allocator
+/// reuses, already faulted in, is left alone: advising it measured 2-4x
+/// slower on one machine. Which of the two an allocation is depends on the
+/// allocator's state (glibc maps blocks above its mmap threshold afresh,
+/// and the threshold moves up to 32 MiB), so it is asked of the kernel, not
+/// guessed from the size. A hint only: the bytes and their values are
+/// unchanged, and a kernel without THP ignores it.
 pub(crate) fn advise_fresh(t: &Tensor) {
-    if byte_span(t).len() > ADVISE_ABOVE_BYTES {
+    if byte_span(t).len() >= ADVISE_MIN_BYTES && unfaulted(t) {
         advise_huge_pages(t);
     }
+}
+
+/// Whether `t`'s memory is not yet faulted in: `mincore` finds none of
+/// three pages inside it (its first, middle and last whole pages) resident.
+/// `false` where it cannot tell (not Linux, a failed call).
+fn unfaulted(t: &Tensor) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let Some(page) = page_size() else {
+            return false;
+        };
+        let span = byte_span(t);
+        let start = span.start.next_multiple_of(page);
+        let end = span.end & !(page - 1);
+        if end <= start {
+            return false;
+        }
+        let middle = (start + (end - start) / 2) & !(page - 1);
+        [start, middle, end - page].iter().all(|&at| {
+            let mut resident = 0u8;
+            // SAFETY: `at` is page-aligned and its page lies inside `t`'s
+            // storage, which `t` keeps mapped; `mincore` writes one byte
+            // for the one page asked about, into `resident`.
+            let rc = unsafe { libc::mincore(at as *mut libc::c_void, page, &mut resident) };
+            rc == 0 && resident & 1 == 0
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = t;
+        false
+    }
+}
+
+/// The base page size, where it is a power of two.
+#[cfg(target_os = "linux")]
+fn page_size() -> Option<usize> {
+    // SAFETY: `sysconf` has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(page).ok().filter(|p| p.is_power_of_two())
 }
 
 /// `MADV_HUGEPAGE` on the page-aligned part of a dense CPU tensor's memory,
@@ -247,14 +289,9 @@ pub(crate) fn advise_huge_pages(t: &Tensor) {
         if !is_dense_cpu(t) {
             return;
         }
-        // SAFETY: `sysconf` has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let Ok(page) = usize::try_from(page) else {
+        let Some(page) = page_size() else {
             return;
         };
-        if !page.is_power_of_two() {
-            return;
-        }
         let start = (span.start + page - 1) & !(page - 1);
         let end = span.end & !(page - 1);
         if end <= start {
@@ -345,4 +382,22 @@ pub(crate) fn qparams_view(qp: &mut QParams) -> Option<QParamsOut<'_>> {
         None => None,
     };
     Some(QParamsOut { scale, zp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh 64 MiB output is unfaulted memory (glibc maps it afresh) and
+    /// stops being so once written; a small one never counts as fresh.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn fresh_outputs_are_told_from_faulted_ones() {
+        let mut t = empty("test", &[16 << 20], Kind::Float).unwrap();
+        assert!(unfaulted(&t));
+        let _ = t.f_fill_(1.0).unwrap();
+        assert!(!unfaulted(&t));
+        let small = empty("test", &[1024], Kind::Float).unwrap();
+        assert!(!unfaulted(&small));
+    }
 }

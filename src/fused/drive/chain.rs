@@ -22,7 +22,7 @@ use crate::fused::gate;
 use crate::fused::qparams::Consts;
 use crate::fused::quantize::{Code, Formula};
 use crate::fused::threads::{for_each_tile, jobs, parallel, threads_for, TILE_ELEMS};
-use crate::fused::view::{empty, empty_qparams, out_view, qparams_view, QParamsOut};
+use crate::fused::view::{advise_fresh, empty, empty_qparams, out_view, qparams_view, QParamsOut};
 
 /// What [`choose_and_quantize`] could do.
 pub(crate) enum Chained {
@@ -84,6 +84,7 @@ pub(crate) fn choose_and_quantize(
     };
     let mut qp = empty_qparams(op, &layout.qparams_shape, spec.scale_dtype, zp_kind)?;
     let mut codes = empty(op, &input.size(), dtype.storage_kind())?;
+    advise_fresh(&codes);
     let (Some(qp_out), Some(codes_out)) = (qparams_view(&mut qp), out_view(&mut codes)) else {
         return Ok(Chained::NotCovered);
     };

@@ -15,7 +15,9 @@ use crate::fused::float::Elem;
 use crate::fused::gate;
 use crate::fused::quantize::{Code, Formula};
 use crate::fused::threads::{for_each_tile, jobs, parallel, threads_for};
-use crate::fused::view::{empty, input_view, is_dense_cpu, out_view, values_view, Values};
+use crate::fused::view::{
+    advise_fresh, empty, input_view, is_dense_cpu, out_view, values_view, Values,
+};
 use crate::mapping::ZeroPointDomain;
 
 /// What [`quantize()`] needs besides the input: validated by
@@ -76,6 +78,7 @@ pub(crate) fn quantize(
         return Ok(None);
     };
     let mut out = empty(op, &input.size(), args.dtype.storage_kind())?;
+    advise_fresh(&out);
     let Some(codes) = out_view(&mut out) else {
         return Ok(None);
     };
