@@ -36,17 +36,35 @@ import time
 FIXTURE_BUDGET = 1_500_000
 
 
+# The cpuinfo flags by which libtorch's GEMMs (MKL, oneDNN, ATen's own
+# kernels) choose an instruction set; two machines whose `model name` agree
+# can differ in these (one generic "Intel(R) Xeon(R) Processor" with AMX,
+# another without), and then a float GEMM's last bits differ.
+KERNEL_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw",
+                "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def cpu_model():
-    """The CPU's `model name` in /proc/cpuinfo (tests/linear/replay.rs reads
-    the same line), or "unknown"."""
+    """The CPU as tests/linear/replay.rs's `this_cpu` names it: the `model
+    name`, the `cache size` (MKL sizes its blocks by it) and the kernel
+    flags present, from /proc/cpuinfo's first processor; "unknown" without
+    one."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return "unknown"
+    if "model name" not in fields:
+        return "unknown"
+    present = set(fields.get("flags", "").split())
+    flags = " ".join(flag for flag in KERNEL_FLAGS if flag in present)
+    return f"{fields['model name']}; cache {fields.get('cache size', '?')}; {flags}"
 
 
 def main(argv=None) -> int:

@@ -28,26 +28,60 @@ pub struct Oracle {
     pub torchao: String,
     /// The intra-op threads torch computed the expected outputs with.
     pub threads: i32,
-    /// The CPU that computed them (`model name` in /proc/cpuinfo) when the
-    /// header names one that is not this machine's: the replay then
+    /// The CPU that computed them (see [`this_cpu`]) when the header names
+    /// one that is not this machine's: the replay then
     /// compares the stored weights only, since a float GEMM's bits depend
     /// on the CPU's kernels in libtorch (MKL picks them by vendor and
     /// model). `None`: outputs and weights are compared.
     pub other_cpu: Option<String>,
 }
 
-/// This machine's CPU as the oracle's header names it (see `cpu_model` in
-/// tests/linear/oracle.py).
+/// The cpuinfo flags by which libtorch's GEMMs choose an instruction set
+/// (`KERNEL_FLAGS` in tests/linear/oracle.py, in the same order): two
+/// machines with one `model name` can differ in them (a generic
+/// "Intel(R) Xeon(R) Processor" with AMX and one without), and then a float
+/// GEMM's last bits differ.
+const KERNEL_FLAGS: [&str; 15] = [
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512dq",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+];
+
+/// This machine's CPU as the oracle's header names it (`cpu_model` in
+/// tests/linear/oracle.py): the first processor's `model name`, its
+/// `cache size` (MKL sizes its blocks by it) and the kernel flags present.
 pub fn this_cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".to_string())
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .take_while(|l| !l.trim().is_empty())
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let Some(model) = field("model name") else {
+        return "unknown".to_string();
+    };
+    let flags = field("flags").unwrap_or_default();
+    let present: Vec<&str> = flags.split_whitespace().collect();
+    let kernel: Vec<&str> = KERNEL_FLAGS
+        .into_iter()
+        .filter(|f| present.contains(f))
+        .collect();
+    let cache = field("cache size").unwrap_or_else(|| "?".to_string());
+    format!("{model}; cache {cache}; {}", kernel.join(" "))
 }
 
 /// Cases of one scheme: how many torchao computed and the crate matched,
