@@ -395,7 +395,7 @@ mod tests {
     fn fresh_outputs_are_told_from_faulted_ones() {
         let mut t = empty("test", &[16 << 20], Kind::Float).unwrap();
         assert!(unfaulted(&t));
-        let _ = t.f_fill_(1.0).unwrap();
+        let _ = t.f_zero_().unwrap();
         assert!(!unfaulted(&t));
         let small = empty("test", &[1024], Kind::Float).unwrap();
         assert!(!unfaulted(&small));
