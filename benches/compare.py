@@ -42,11 +42,25 @@ amax of its bytes viewed as int32 (float32) or int16 (bfloat16), `read`,
 measured in the crate's process; libtorch's float `x.amax()` is shown beside
 it (`amax`; for bfloat16 it is compute-bound). For dequantize the yardstick
 is one read of the codes plus one write of the output into a tensor
-allocated once (`zero_()`); `fused/fresh` holds the dequantize rows against
+allocated once (`zero_()`); the allocating dequantize's floor (below) is
 a read of the codes plus `empty_like(x).zero_()`, a write into a fresh
 tensor each time, which is what a fresh output costs on the machine (a
 large one is freshly mapped memory that the kernel zeroes page by page
-when it is first written). `cpu/wall` is the
+when it is first written; until 4 December 2026 this column was
+`fused/fresh`, the dequantize rows only).
+
+`fused/floor` holds each fused time against the memory passes its algorithm
+must make, each timed as one libtorch pass over the same bytes: `convert`
+is the input (viewed as an integer of its width) converted to a fresh int8
+tensor, one read of the input and one write of a codes-sized output, what a
+quantize moves. The floor of `choose` is `read`; of `quantize` and the
+one-pass `choose+quantize` with per-row, per-group or 2-D blocks, `convert`;
+of a per-tensor `choose+quantize` (whose codes need the whole tensor's
+extremes first) and of the two calls `choose,quantize`, `read` +
+`convert`; of `dequantize`, a read of the codes plus a fresh output's
+write; of `dequantize_into`, its yardstick. A ratio near 1 says the
+remaining time is the machine's memory traffic, not the kernels.
+`cpu/wall` is the
 CPU-seconds the crate's process used per wall second during the fused
 calls (2.00 = both threads busy). `goal` checks the 4096x4096 rows against
 issue 14's goals (GOALS below).
@@ -467,6 +481,16 @@ def main():
                 if dq
                 else None
             )
+            convert = crate[(name, "convert", "libtorch")]["seconds"]
+            per_tensor = list(case["block_size"]) == list(case["shape"])
+            floors = {
+                "choose": read,
+                "quantize": convert,
+                "choose+quantize": read + convert if per_tensor else convert,
+                "choose,quantize": read + convert,
+                "dequantize": dq_fresh,
+                "dequantize_into": dq_yardstick,
+            }
             for op in [op for op in OPS if op in args.ops]:
                 ref = crate[(name, op, "reference")]
                 fused = crate[(name, op, "fused")]
@@ -484,7 +508,8 @@ def main():
                         "read": read,
                         "amax": crate[(name, "amax", "libtorch")]["seconds"],
                         "yardstick": dq_yardstick if op.startswith("dequantize") else read,
-                        "fresh_yardstick": dq_fresh if op == "dequantize" else None,
+                        "convert": convert,
+                        "floor": floors[op],
                         "eager": torchao_times[(name, eager_op, "eager")],
                         "compiled": torchao_times.get((name, eager_op, "compiled")),
                         "reference": ref["seconds"],
@@ -496,9 +521,9 @@ def main():
                 )
 
     header = (
-        f"| {'case':<30} | {'op':<15} | {'read':>9} | {'amax':>9} | {'torchao eager':>13} "
+        f"| {'case':<30} | {'op':<15} | {'read':>9} | {'amax':>9} | {'convert':>9} | {'torchao eager':>13} "
         f"| {'torch.compile':>13} | {'crate ref':>10} | {'crate fused':>11} | {'fused/yard':>10} "
-        f"| {'fused/fresh':>11} | {'eager/fused':>11} | {'cpu/wall':>8} | {'goal':>4} | same |"
+        f"| {'fused/floor':>11} | {'eager/fused':>11} | {'cpu/wall':>8} | {'goal':>4} | same |"
     )
     print()
     print(header)
@@ -509,10 +534,11 @@ def main():
             continue
         print(
             f"| {r['case']:<30} | {r['op']:<15} | {fmt_time(r['read']):>9} | {fmt_time(r['amax']):>9} "
+            f"| {fmt_time(r['convert']):>9} "
             f"| {fmt_time(r['eager']):>13} | {fmt_time(r['compiled']):>13} "
             f"| {fmt_time(r['reference']):>10} | {fmt_time(r['fused']):>11} "
             f"| {fmt_ratio(r['fused'], r['yardstick']):>10} "
-            f"| {fmt_ratio(r['fused'], r['fresh_yardstick']):>11} | {fmt_ratio(r['eager'], r['fused']):>11} "
+            f"| {fmt_ratio(r['fused'], r['floor']):>11} | {fmt_ratio(r['eager'], r['fused']):>11} "
             f"| {r['cpu_per_wall']:>8.2f} | {r['goal']:>4} | {'yes' if r['same'] else 'NO':<4} |"
         )
     print(

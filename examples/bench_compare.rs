@@ -16,8 +16,11 @@
 //! once); an optional `"ops": [..]` list in the file restricts them. The
 //! yardsticks: `read` (the amax of the input viewed as an integer of its
 //! width: one bandwidth-bound read of its bytes), `amax` (libtorch's float
-//! amax), and for dequantize `codes_read` + `output_write` (the amax of the
-//! codes, and `zero_()` of an output-sized tensor allocated once) and
+//! amax), `convert` (the input viewed as an integer of its width converted to
+//! a fresh int8 tensor: one libtorch pass that reads the input and writes a
+//! codes-sized output, the memory traffic a quantize cannot avoid), and for
+//! dequantize `codes_read` + `output_write` (the amax of the codes, and
+//! `zero_()` of an output-sized tensor allocated once) and
 //! `output_fresh_write` (`empty_like` + `zero_()` each time).
 //!
 //! An `"evict_bytes": N` in the file (compare.py sends twice the L3) reads
@@ -105,6 +108,14 @@ fn main() -> Result<()> {
             Ok(())
         })?;
         emit("amax", "libtorch", amax, String::new());
+        // One pass that reads the input's bytes and writes one byte per
+        // element into a fresh tensor, as a quantize does (its values are
+        // the integers' low bytes; only the traffic matters).
+        let convert = time_with(min_seconds, &before, || {
+            let _codes = as_int.f_to_kind(Kind::Int8)?;
+            Ok(())
+        })?;
+        emit("convert", "libtorch", convert, String::new());
         for (path, force_reference) in [("reference", true), ("fused", false)] {
             let options = QParamsOptions {
                 force_reference,
