@@ -164,6 +164,124 @@ pub(crate) fn bf16_runs32(
     (below | above) != 0
 }
 
+/// Runs reduced together by [`f32_runs16`]: one per `i32` lane.
+pub(crate) const RUNS_F32: usize = 16;
+
+/// After the butterfly of [`f32_runs16`], lane `PERM_F32[r]` holds run `r`'s
+/// result: the last halving leaves run `g + 4k` in lane `4g + k` (`tests`
+/// checks it).
+const PERM_F32: [i32; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+
+/// The float32 counterpart of [`ordered`]: `b ^ ((b >> 31) & 0x7FFF_FFFF)`
+/// on each `i32` lane, which puts the bits of floats in the order of their
+/// values under signed integer compares (`-0.0` just below `+0.0`, NaNs
+/// beyond the infinities); its own inverse.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn ordered32(b: __m512i) -> __m512i {
+    // 0x78: a ^ (b & c).
+    _mm512_ternarylogic_epi32::<0x78>(
+        b,
+        _mm512_srai_epi32::<31>(b),
+        _mm512_set1_epi32(0x7FFF_FFFF),
+    )
+}
+
+/// Elements `at..at + 16` as [`ordered32`] bits.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load_ordered32(x: &[f32], at: usize) -> __m512i {
+    let c = &x[at..at + 16];
+    // SAFETY: `c` holds 16 `f32`, the 64 bytes loaded.
+    ordered32(unsafe { _mm512_loadu_si512(c.as_ptr().cast()) })
+}
+
+/// One halving step of [`butterfly16`]: the lane-wise `min` (or `max`) of
+/// the `i32` lanes of two shuffles.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn pick32<const MIN: bool>(u: __m512i, v: __m512i) -> __m512i {
+    if MIN {
+        _mm512_min_epi32(u, v)
+    } else {
+        _mm512_max_epi32(u, v)
+    }
+}
+
+/// [`butterfly`] for 16 vectors of 16 `i32` partials: four halvings (256-,
+/// 128-, 64- and 32-bit granules), then one permute into run order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn butterfly16<const MIN: bool>(v: &[__m512i; RUNS_F32]) -> __m512i {
+    let p: [__m512i; 8] = std::array::from_fn(|i| {
+        let (a, b) = (v[2 * i], v[2 * i + 1]);
+        pick32::<MIN>(
+            _mm512_shuffle_i64x2::<0x44>(a, b),
+            _mm512_shuffle_i64x2::<0xEE>(a, b),
+        )
+    });
+    let q: [__m512i; 4] = std::array::from_fn(|i| {
+        let (a, b) = (p[2 * i], p[2 * i + 1]);
+        pick32::<MIN>(
+            _mm512_shuffle_i64x2::<0x88>(a, b),
+            _mm512_shuffle_i64x2::<0xDD>(a, b),
+        )
+    });
+    let r: [__m512i; 2] = std::array::from_fn(|i| {
+        let (a, b) = (q[2 * i], q[2 * i + 1]);
+        pick32::<MIN>(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+    });
+    let (a, b) = (_mm512_castsi512_ps(r[0]), _mm512_castsi512_ps(r[1]));
+    let s = pick32::<MIN>(
+        _mm512_castps_si512(_mm512_shuffle_ps::<0x88>(a, b)),
+        _mm512_castps_si512(_mm512_shuffle_ps::<0xDD>(a, b)),
+    );
+    // SAFETY: `PERM_F32` holds 16 `i32`, the 64 bytes loaded.
+    let perm = unsafe { _mm512_loadu_si512(PERM_F32.as_ptr().cast()) };
+    _mm512_permutexvar_epi32(perm, s)
+}
+
+/// Min and max of each of 16 consecutive runs of `len` float32 elements
+/// (`len` a positive multiple of 16), into `lo[r]`, `hi[r]`; `true` when a
+/// run holds a NaN (the results are then unspecified). As
+/// [`bf16_runs32`]: the elements are compared as [`ordered32`] integers,
+/// so that a NaN shows in the extremes instead of needing a compare of
+/// its own per vector, each run's vectors folded into one, and the 16
+/// runs' vectors reduced together ([`butterfly16`]).
+#[target_feature(enable = "avx512f")]
+pub(crate) fn f32_runs16(
+    x: &[f32],
+    len: usize,
+    lo: &mut [f32; RUNS_F32],
+    hi: &mut [f32; RUNS_F32],
+) -> bool {
+    let x = &x[..RUNS_F32 * len];
+    let mut mins = [_mm512_setzero_si512(); RUNS_F32];
+    let mut maxs = [_mm512_setzero_si512(); RUNS_F32];
+    for r in 0..RUNS_F32 {
+        let start = r * len;
+        let first = load_ordered32(x, start);
+        let (mut mn, mut mx) = (first, first);
+        for at in (start + 16..start + len).step_by(16) {
+            let t = load_ordered32(x, at);
+            mn = _mm512_min_epi32(mn, t);
+            mx = _mm512_max_epi32(mx, t);
+        }
+        mins[r] = mn;
+        maxs[r] = mx;
+    }
+    let (mn, mx) = (butterfly16::<true>(&mins), butterfly16::<false>(&maxs));
+    // Every NaN is ordered below -inf or above +inf.
+    let below = _mm512_cmplt_epi32_mask(mn, _mm512_set1_epi32(0xFF80_0000u32 as i32 ^ 0x7FFF_FFFF));
+    let above = _mm512_cmpgt_epi32_mask(mx, _mm512_set1_epi32(0x7F80_0000));
+    // SAFETY: `lo` and `hi` hold 16 `f32` each, the 64 bytes stored.
+    unsafe {
+        _mm512_storeu_si512(lo.as_mut_ptr().cast(), ordered32(mn));
+        _mm512_storeu_si512(hi.as_mut_ptr().cast(), ordered32(mx));
+    }
+    (below | above) != 0
+}
+
 /// Whether the CPU runs [`bf16_codes8`] (AVX-512 BF16 and VBMI besides
 /// the F and BW of [`simd::level`](super::simd::level)'s AVX-512).
 pub(crate) fn bf16_codes_available() -> bool {
@@ -399,6 +517,51 @@ impl Chunk8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_butterfly_reduces_each_run() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        for len in [16usize, 32, 48, 128] {
+            let mut x: Vec<f32> = (0..RUNS_F32 * len)
+                .map(|i| ((i * 7919) % 1013) as f32 * 0.37 - 180.0)
+                .collect();
+            // Values whose order the integer map must keep: signed zeros,
+            // infinities, subnormals and the extremes of the range.
+            for (at, v) in [
+                (3usize, -0.0f32),
+                (len + 1, f32::INFINITY),
+                (2 * len + 5, f32::NEG_INFINITY),
+                (3 * len, f32::from_bits(1)),
+                (4 * len + 2, -f32::from_bits(1)),
+                (5 * len + 7, f32::MAX),
+                (6 * len + 9, f32::MIN),
+            ] {
+                x[at] = v;
+            }
+            let (mut lo, mut hi) = ([0.0f32; RUNS_F32], [0.0f32; RUNS_F32]);
+            // SAFETY: the CPU has AVX-512 F (checked above).
+            let nan = unsafe { f32_runs16(&x, len, &mut lo, &mut hi) };
+            assert!(!nan);
+            for (r, run) in x.chunks(len).enumerate() {
+                let want_lo = run.iter().copied().fold(f32::INFINITY, f32::min);
+                let want_hi = run.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!((lo[r], hi[r]), (want_lo, want_hi), "len {len} run {r}");
+            }
+            for (at, nan_bits) in [
+                (5usize, 0x7FC0_0000u32),
+                (len * 15 + 3, 0xFFC0_0001),
+                (len * 7, 0x7F80_0001),
+                (len * 9 + 1, 0xFF80_0001),
+            ] {
+                let mut y = x.clone();
+                y[at] = f32::from_bits(nan_bits);
+                // SAFETY: as above.
+                assert!(unsafe { f32_runs16(&y, len, &mut lo, &mut hi) });
+            }
+        }
+    }
 
     #[test]
     fn butterfly_reduces_each_run() {

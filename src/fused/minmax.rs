@@ -318,7 +318,7 @@ kernel! {
                 simd::Level::Avx512 if consecutive && bf16_lanes => {
                     // SAFETY: the CPU runs AVX-512 (`level` says so).
                     let k = |x: &[bf16], l: &mut _, h: &mut _| unsafe { runs32(x, len, l, h) };
-                    first = bf16_runs(xb, len, reps, assign, lo, hi, &mut nan, k);
+                    first = block_runs(xb, len, reps, assign, lo, hi, &mut nan, k);
                 }
                 // Longer runs gain nothing from sharing their reductions,
                 // and measured slower in it (per channel, one register of
@@ -328,9 +328,22 @@ kernel! {
                 {
                     // SAFETY: the CPU runs AVX2 (`level` says so).
                     let k = |x: &[bf16], l: &mut _, h: &mut _| unsafe { runs16(x, len, l, h) };
-                    first = bf16_runs(xb, len, reps, assign, lo, hi, &mut nan, k);
+                    first = block_runs(xb, len, reps, assign, lo, hi, &mut nan, k);
                 }
                 _ => {}
+            }
+        }
+        // float32 runs of whole registers, at most SHORT_RUN long: 16
+        // consecutive runs at a time on AVX-512, as ordered integers (see
+        // `avx512::f32_runs16`); longer runs keep the one-by-one path.
+        #[cfg(target_arch = "x86_64")]
+        if let Some(xf) = E::as_f32(x) {
+            let len = batch.len;
+            let fits = len > 0 && len.is_multiple_of(avx512::RUNS_F32) && len <= SHORT_RUN;
+            if simd::level() == simd::Level::Avx512 && batch.stride == len && fits {
+                // SAFETY: the CPU runs AVX-512 (`level` says so).
+                let k = |x: &[f32], l: &mut _, h: &mut _| unsafe { runs16_f32(x, len, l, h) };
+                first = block_runs(xf, len, batch.reps, assign, lo, hi, &mut nan, k);
             }
         }
         let short = batch.len & 7 == 0 && batch.len <= SHORT_RUN && batch.stride == batch.len;
@@ -376,6 +389,17 @@ unsafe fn runs32(x: &[bf16], len: usize, lo: &mut [f32; 32], hi: &mut [f32; 32])
     unsafe { avx512::bf16_runs32(x, len, lo, hi) }
 }
 
+/// [`avx512::f32_runs16`], callable from every copy of a kernel.
+///
+/// # Safety
+/// The CPU must run AVX-512 F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn runs16_f32(x: &[f32], len: usize, lo: &mut [f32; 16], hi: &mut [f32; 16]) -> bool {
+    // SAFETY: the caller guarantees AVX-512 F, all it requires.
+    unsafe { avx512::f32_runs16(x, len, lo, hi) }
+}
+
 /// [`avx2::bf16_runs16`], callable from every copy of a kernel.
 ///
 /// # Safety
@@ -387,24 +411,25 @@ unsafe fn runs16(x: &[bf16], len: usize, lo: &mut [f32; 16], hi: &mut [f32; 16])
     unsafe { avx2::bf16_runs16(x, len, lo, hi) }
 }
 
-/// The first `reps / N * N` of `reps` consecutive bfloat16 runs of `len`
-/// elements into `lo`, `hi` (folded in unless `assign`), `N` runs at a
-/// time: by [`avx512::bf16_runs32`] for `N` = 32 (`len` a multiple of 32),
-/// [`avx2::bf16_runs16`] for `N` = 16 (`len` a multiple of 16); sets `nan`
-/// when they hold a NaN. Returns how many runs it did. Only for CPUs that
-/// run that kernel's instruction set.
+/// The first `reps / N * N` of `reps` consecutive runs of `len` elements
+/// into `lo`, `hi` (folded in unless `assign`), `N` runs at a time by
+/// `kernel`: [`avx512::bf16_runs32`] (bfloat16, `N` = 32, `len` a multiple
+/// of 32), [`avx2::bf16_runs16`] (bfloat16, `N` = 16) or
+/// [`avx512::f32_runs16`] (float32, `N` = 16); sets `nan` when they hold a
+/// NaN. Returns how many runs it did. Only for CPUs that run that kernel's
+/// instruction set.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn bf16_runs<const N: usize>(
-    x: &[bf16],
+fn block_runs<T, const N: usize>(
+    x: &[T],
     len: usize,
     reps: usize,
     assign: bool,
     lo: &mut [f32],
     hi: &mut [f32],
     nan: &mut NanLanes,
-    kernel: impl Fn(&[bf16], &mut [f32; N], &mut [f32; N]) -> bool,
+    kernel: impl Fn(&[T], &mut [f32; N], &mut [f32; N]) -> bool,
 ) -> usize {
     let whole = reps / N * N;
     let groups = x[..whole * len].chunks_exact(N * len);
