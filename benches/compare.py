@@ -42,12 +42,10 @@ amax of its bytes viewed as int32 (float32) or int16 (bfloat16), `read`,
 measured in the crate's process; libtorch's float `x.amax()` is shown beside
 it (`amax`; for bfloat16 it is compute-bound). For dequantize the yardstick
 is one read of the codes plus one write of the output into a tensor
-allocated once (`zero_()`); the allocating dequantize's floor (below) is
-a read of the codes plus `empty_like(x).zero_()`, a write into a fresh
-tensor each time, which is what a fresh output costs on the machine (a
-large one is freshly mapped memory that the kernel zeroes page by page
-when it is first written; until 4 December 2026 this column was
-`fused/fresh`, the dequantize rows only).
+allocated once (`zero_()`). Until 4 December 2026 a `fused/fresh` column
+held the allocating dequantize against a read of the codes plus
+`empty_like(x).zero_()` (a fresh output each time, which a large tensor
+pays in page faults); `fused/floor` (below) replaced it.
 
 `fused/floor` holds each fused time against the memory passes its algorithm
 must make, each timed as one libtorch pass over the same bytes: `convert`
@@ -57,9 +55,11 @@ quantize moves. The floor of `choose` is `read`; of `quantize` and the
 one-pass `choose+quantize` with per-row, per-group or 2-D blocks, `convert`;
 of a per-tensor `choose+quantize` (whose codes need the whole tensor's
 extremes first) and of the two calls `choose,quantize`, `read` +
-`convert`; of `dequantize`, a read of the codes plus a fresh output's
-write; of `dequantize_into`, its yardstick. A ratio near 1 says the
-remaining time is the machine's memory traffic, not the kernels.
+`convert`; of `dequantize` and `dequantize_into`, their yardstick (a
+fresh output's page faults come on top: `empty_like(x).zero_()` without
+huge pages measured slower than the fused allocating dequantize itself,
+so it is no floor). A ratio near 1 says the remaining time is the
+machine's memory traffic, not the kernels.
 `cpu/wall` is the
 CPU-seconds the crate's process used per wall second during the fused
 calls (2.00 = both threads busy). `goal` checks the 4096x4096 rows against
@@ -488,7 +488,7 @@ def main():
                 "quantize": convert,
                 "choose+quantize": read + convert if per_tensor else convert,
                 "choose,quantize": read + convert,
-                "dequantize": dq_fresh,
+                "dequantize": dq_yardstick,
                 "dequantize_into": dq_yardstick,
             }
             for op in [op for op in OPS if op in args.ops]:
@@ -510,6 +510,7 @@ def main():
                         "yardstick": dq_yardstick if op.startswith("dequantize") else read,
                         "convert": convert,
                         "floor": floors[op],
+                        "fresh_floor": dq_fresh if op == "dequantize" else None,
                         "eager": torchao_times[(name, eager_op, "eager")],
                         "compiled": torchao_times.get((name, eager_op, "compiled")),
                         "reference": ref["seconds"],
