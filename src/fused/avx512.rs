@@ -30,16 +30,55 @@ fn ordered(b: __m512i) -> __m512i {
     _mm512_ternarylogic_epi32::<0x78>(b, _mm512_srai_epi16::<15>(b), _mm512_set1_epi16(0x7FFF))
 }
 
-/// One halving step of the butterfly: the lane-wise `min` (or `max`) of
-/// the two shuffles `u`, `v` of a pair of vectors.
+/// The lane-wise `min` (or `max`) of `u` and `v` as `LANE`-bit signed
+/// integers (16 or 32): one halving step of a butterfly.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
-fn pick<const MIN: bool>(u: __m512i, v: __m512i) -> __m512i {
-    if MIN {
-        _mm512_min_epi16(u, v)
-    } else {
-        _mm512_max_epi16(u, v)
+fn pick<const MIN: bool, const LANE: u32>(u: __m512i, v: __m512i) -> __m512i {
+    match (MIN, LANE) {
+        (true, 16) => _mm512_min_epi16(u, v),
+        (false, 16) => _mm512_max_epi16(u, v),
+        (true, _) => _mm512_min_epi32(u, v),
+        (false, _) => _mm512_max_epi32(u, v),
     }
+}
+
+/// The two shuffles that pair the `GRANULE`-bit granules (256, 128, 64 or
+/// 32) of `a` and `b`: the even granules of both, and the odd ones.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn granules<const GRANULE: u32>(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
+    match GRANULE {
+        256 => (
+            _mm512_shuffle_i64x2::<0x44>(a, b),
+            _mm512_shuffle_i64x2::<0xEE>(a, b),
+        ),
+        128 => (
+            _mm512_shuffle_i64x2::<0x88>(a, b),
+            _mm512_shuffle_i64x2::<0xDD>(a, b),
+        ),
+        64 => (_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b)),
+        _ => {
+            let (a, b) = (_mm512_castsi512_ps(a), _mm512_castsi512_ps(b));
+            (
+                _mm512_castps_si512(_mm512_shuffle_ps::<0x88>(a, b)),
+                _mm512_castps_si512(_mm512_shuffle_ps::<0xDD>(a, b)),
+            )
+        }
+    }
+}
+
+/// One level of a butterfly: the `N` pairs of vectors of `v` each halved
+/// into one, by their `GRANULE`-bit granules and `LANE`-bit min or max.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn level<const MIN: bool, const LANE: u32, const GRANULE: u32, const N: usize>(
+    v: &[__m512i],
+) -> [__m512i; N] {
+    std::array::from_fn(|i| {
+        let (u, w) = granules::<GRANULE>(v[2 * i], v[2 * i + 1]);
+        pick::<MIN, LANE>(u, w)
+    })
 }
 
 /// Reduces 32 vectors of 32 partial results (one vector per run) to one
@@ -50,46 +89,14 @@ fn pick<const MIN: bool>(u: __m512i, v: __m512i) -> __m512i {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn butterfly<const MIN: bool>(v: &[__m512i; RUNS]) -> __m512i {
-    let mut p = [_mm512_setzero_si512(); 16];
-    for (i, p) in p.iter_mut().enumerate() {
-        let (a, b) = (v[2 * i], v[2 * i + 1]);
-        let (u, w) = (
-            _mm512_shuffle_i64x2::<0x44>(a, b),
-            _mm512_shuffle_i64x2::<0xEE>(a, b),
-        );
-        *p = pick::<MIN>(u, w);
-    }
-    let mut q = [_mm512_setzero_si512(); 8];
-    for (i, q) in q.iter_mut().enumerate() {
-        let (a, b) = (p[2 * i], p[2 * i + 1]);
-        let (u, w) = (
-            _mm512_shuffle_i64x2::<0x88>(a, b),
-            _mm512_shuffle_i64x2::<0xDD>(a, b),
-        );
-        *q = pick::<MIN>(u, w);
-    }
-    let mut r = [_mm512_setzero_si512(); 4];
-    for (i, r) in r.iter_mut().enumerate() {
-        let (a, b) = (q[2 * i], q[2 * i + 1]);
-        *r = pick::<MIN>(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
-    }
-    let mut s = [_mm512_setzero_si512(); 2];
-    for (i, s) in s.iter_mut().enumerate() {
-        let (a, b) = (
-            _mm512_castsi512_ps(r[2 * i]),
-            _mm512_castsi512_ps(r[2 * i + 1]),
-        );
-        let (u, w) = (
-            _mm512_castps_si512(_mm512_shuffle_ps::<0x88>(a, b)),
-            _mm512_castps_si512(_mm512_shuffle_ps::<0xDD>(a, b)),
-        );
-        *s = pick::<MIN>(u, w);
-    }
-    let (a, b) = (s[0], s[1]);
+    let p: [_; 16] = level::<MIN, 16, 256, 16>(v);
+    let q: [_; 8] = level::<MIN, 16, 128, 8>(&p);
+    let r: [_; 4] = level::<MIN, 16, 64, 4>(&q);
+    let [a, b] = level::<MIN, 16, 32, 2>(&r);
     let odd = 0xAAAA_AAAA;
     let u = _mm512_mask_blend_epi16(odd, a, _mm512_slli_epi32::<16>(b));
     let w = _mm512_mask_blend_epi16(odd, _mm512_srli_epi32::<16>(a), b);
-    let t = pick::<MIN>(u, w);
+    let t = pick::<MIN, 16>(u, w);
     // SAFETY: `PERM` holds 32 `i16`, the 64 bytes loaded.
     let perm = unsafe { _mm512_loadu_si512(PERM.as_ptr().cast()) };
     _mm512_permutexvar_epi16(perm, t)
@@ -196,46 +203,15 @@ fn load_ordered32(x: &[f32], at: usize) -> __m512i {
     ordered32(unsafe { _mm512_loadu_si512(c.as_ptr().cast()) })
 }
 
-/// One halving step of [`butterfly16`]: the lane-wise `min` (or `max`) of
-/// the `i32` lanes of two shuffles.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn pick32<const MIN: bool>(u: __m512i, v: __m512i) -> __m512i {
-    if MIN {
-        _mm512_min_epi32(u, v)
-    } else {
-        _mm512_max_epi32(u, v)
-    }
-}
-
 /// [`butterfly`] for 16 vectors of 16 `i32` partials: four halvings (256-,
 /// 128-, 64- and 32-bit granules), then one permute into run order.
 #[inline]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn butterfly16<const MIN: bool>(v: &[__m512i; RUNS_F32]) -> __m512i {
-    let p: [__m512i; 8] = std::array::from_fn(|i| {
-        let (a, b) = (v[2 * i], v[2 * i + 1]);
-        pick32::<MIN>(
-            _mm512_shuffle_i64x2::<0x44>(a, b),
-            _mm512_shuffle_i64x2::<0xEE>(a, b),
-        )
-    });
-    let q: [__m512i; 4] = std::array::from_fn(|i| {
-        let (a, b) = (p[2 * i], p[2 * i + 1]);
-        pick32::<MIN>(
-            _mm512_shuffle_i64x2::<0x88>(a, b),
-            _mm512_shuffle_i64x2::<0xDD>(a, b),
-        )
-    });
-    let r: [__m512i; 2] = std::array::from_fn(|i| {
-        let (a, b) = (q[2 * i], q[2 * i + 1]);
-        pick32::<MIN>(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
-    });
-    let (a, b) = (_mm512_castsi512_ps(r[0]), _mm512_castsi512_ps(r[1]));
-    let s = pick32::<MIN>(
-        _mm512_castps_si512(_mm512_shuffle_ps::<0x88>(a, b)),
-        _mm512_castps_si512(_mm512_shuffle_ps::<0xDD>(a, b)),
-    );
+    let p: [_; 8] = level::<MIN, 32, 256, 8>(v);
+    let q: [_; 4] = level::<MIN, 32, 128, 4>(&p);
+    let r: [_; 2] = level::<MIN, 32, 64, 2>(&q);
+    let [s] = level::<MIN, 32, 32, 1>(&r);
     // SAFETY: `PERM_F32` holds 16 `i32`, the 64 bytes loaded.
     let perm = unsafe { _mm512_loadu_si512(PERM_F32.as_ptr().cast()) };
     _mm512_permutexvar_epi32(perm, s)
@@ -248,7 +224,7 @@ fn butterfly16<const MIN: bool>(v: &[__m512i; RUNS_F32]) -> __m512i {
 /// so that a NaN shows in the extremes instead of needing a compare of
 /// its own per vector, each run's vectors folded into one, and the 16
 /// runs' vectors reduced together ([`butterfly16`]).
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 pub(crate) fn f32_runs16(
     x: &[f32],
     len: usize,
@@ -256,9 +232,7 @@ pub(crate) fn f32_runs16(
     hi: &mut [f32; RUNS_F32],
 ) -> bool {
     let x = &x[..RUNS_F32 * len];
-    let mut mins = [_mm512_setzero_si512(); RUNS_F32];
-    let mut maxs = [_mm512_setzero_si512(); RUNS_F32];
-    for r in 0..RUNS_F32 {
+    let runs: [(__m512i, __m512i); RUNS_F32] = std::array::from_fn(|r| {
         let start = r * len;
         let first = load_ordered32(x, start);
         let (mut mn, mut mx) = (first, first);
@@ -267,9 +241,10 @@ pub(crate) fn f32_runs16(
             mn = _mm512_min_epi32(mn, t);
             mx = _mm512_max_epi32(mx, t);
         }
-        mins[r] = mn;
-        maxs[r] = mx;
-    }
+        (mn, mx)
+    });
+    let mins = runs.map(|(mn, _)| mn);
+    let maxs = runs.map(|(_, mx)| mx);
     let (mn, mx) = (butterfly16::<true>(&mins), butterfly16::<false>(&maxs));
     // Every NaN is ordered below -inf or above +inf.
     let below = _mm512_cmplt_epi32_mask(mn, _mm512_set1_epi32(0xFF80_0000u32 as i32 ^ 0x7FFF_FFFF));
@@ -520,7 +495,7 @@ mod tests {
 
     #[test]
     fn f32_butterfly_reduces_each_run() {
-        if !is_x86_feature_detected!("avx512f") {
+        if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")) {
             return;
         }
         for len in [16usize, 32, 48, 128] {
@@ -541,7 +516,7 @@ mod tests {
                 x[at] = v;
             }
             let (mut lo, mut hi) = ([0.0f32; RUNS_F32], [0.0f32; RUNS_F32]);
-            // SAFETY: the CPU has AVX-512 F (checked above).
+            // SAFETY: the CPU has AVX-512 F and BW (checked above).
             let nan = unsafe { f32_runs16(&x, len, &mut lo, &mut hi) };
             assert!(!nan);
             for (r, run) in x.chunks(len).enumerate() {

@@ -392,11 +392,11 @@ unsafe fn runs32(x: &[bf16], len: usize, lo: &mut [f32; 32], hi: &mut [f32; 32])
 /// [`avx512::f32_runs16`], callable from every copy of a kernel.
 ///
 /// # Safety
-/// The CPU must run AVX-512 F.
+/// The CPU must run AVX-512 F and BW.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn runs16_f32(x: &[f32], len: usize, lo: &mut [f32; 16], hi: &mut [f32; 16]) -> bool {
-    // SAFETY: the caller guarantees AVX-512 F, all it requires.
+    // SAFETY: the caller guarantees AVX-512 F and BW, all it requires.
     unsafe { avx512::f32_runs16(x, len, lo, hi) }
 }
 
