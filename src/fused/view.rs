@@ -371,6 +371,10 @@ pub(crate) fn empty_qparams(
 ) -> Result<QParams> {
     let scale = empty(op, shape, scale_kind)?;
     let zero_point = zp_kind.map(|k| empty(op, shape, k)).transpose()?;
+    advise_fresh(&scale);
+    if let Some(zp) = &zero_point {
+        advise_fresh(zp);
+    }
     Ok(QParams { scale, zero_point })
 }
 
