@@ -23,7 +23,7 @@ use tch::Kind;
 #[cfg(target_arch = "x86_64")]
 use super::codes8::{Bf16Codes, Blocks8, Codes8, F32Codes};
 use super::float::{clamp, promote, round_bf16, round_f16, round_half_even, Elem, Prec};
-use super::layout::Batch;
+use super::layout::{Batch, Folded};
 use crate::mapping::ZeroPointDomain;
 
 /// A code dtype: the storage of integer quantized dtypes.
@@ -640,6 +640,59 @@ kernel! {
             quantize_kept::<E, F, C>(&x[at.clone()], &mut out[at], a, b, bounds, fast);
         }
     }
+}
+
+kernel! {
+    /// Codes of a [`Folded`] batch whose copies are rows of memory: the
+    /// batch's runs follow each other (`stride == len`) and so do its
+    /// copies (`outer_stride == reps * len`), as with 4-D blocks such as
+    /// `[2, 1, 16, 16]`, whose 16-element runs of four blocks make a row of
+    /// 64 and whose next 16 rows feed the same four blocks. The row's
+    /// constants are replicated over their runs once, and the rows
+    /// quantized as kept elements, `WIDE / row` rows per call, instead of
+    /// one walk step and one short run at a time. Callers check
+    /// [`rows_fold`].
+    pub(crate) fn quantize_folded_rows<E: Elem, F: Formula, C: Code>(
+        x: &[E],
+        folded: Folded,
+        a: &[f32],
+        b: &[f32],
+        bounds: (f32, f32),
+        fast: bool,
+        out: &mut [MaybeUninit<C>],
+    ) {
+        let Batch { elem, len, reps, .. } = folded.batch;
+        let row = len * reps;
+        let w = (WIDE / row) * row;
+        let (mut wa, mut wb) = ([0.0f32; WIDE], [0.0f32; WIDE]);
+        for (wa, wb) in wa[..w].chunks_exact_mut(row).zip(wb[..w].chunks_exact_mut(row)) {
+            let runs = wa.chunks_exact_mut(len).zip(wb.chunks_exact_mut(len));
+            for ((wa, wb), (&a, &b)) in runs.zip(a[..reps].iter().zip(&b[..reps])) {
+                wa.fill(a);
+                wb.fill(b);
+            }
+        }
+        let total = folded.outer * row;
+        let chunks = x[elem..elem + total].chunks(w).zip(out[..total].chunks_mut(w));
+        for (x, out) in chunks {
+            let n = x.len();
+            quantize_kept::<E, F, C>(x, out, &wa[..n], &wb[..n], bounds, fast);
+        }
+    }
+}
+
+/// Whether [`quantize_folded_rows`] takes `folded`: copies that are rows of
+/// memory, at most [`WIDE`] elements each, of runs shorter than the codes
+/// kernels' 32 (longer ones go to those kernels, run by run).
+pub(crate) fn rows_fold(folded: &Folded) -> bool {
+    let Batch {
+        len, reps, stride, ..
+    } = folded.batch;
+    folded.outer > 1
+        && len < 32
+        && stride == len
+        && reps * len <= WIDE
+        && folded.outer_stride == reps * len
 }
 
 /// Elements per call of [`quantize_kept`] when short runs are quantized with

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::Params;
 use crate::fused::float::{Elem, InputElem};
-use crate::fused::layout::Walk;
+use crate::fused::layout::{Batch, Walk};
 use crate::fused::minmax::{folded_runs, kept_runs};
 use crate::fused::qparams::{qparams_blocks, Consts};
-use crate::fused::quantize::{quantize_kept_runs, quantize_reduced, Code, Formula};
+use crate::fused::quantize::{
+    quantize_folded_rows, quantize_kept_runs, quantize_reduced, rows_fold, Code, Formula,
+};
 use crate::fused::threads::Tile;
 
 /// Min, max, scale and zero point of every block of a tile (`ranges` of the
@@ -99,7 +101,7 @@ pub(crate) fn quantize_tile<E: Elem, F: Formula, C: Code>(
     let minmax = minmax_known.then_some((&*lo, &*hi));
     let reduced = walk.run().reduced;
     let fast = F::fast_ok(b, bounds.0, bounds.1);
-    walk.for_each_batch(ranges, &mut |batch| {
+    let batch_codes = |batch: Batch, out: &mut [MaybeUninit<C>]| {
         let k = batch.block - block0;
         let out = &mut out[batch.elem - elem0..];
         let (a, b) = (&a[k..], &b[k..]);
@@ -108,6 +110,32 @@ pub(crate) fn quantize_tile<E: Elem, F: Formula, C: Code>(
             quantize_reduced::<E, F, C>(x, batch, a, b, minmax, bounds, fast, out);
         } else {
             quantize_kept_runs::<E, F, C>(x, batch, a, b, bounds, fast, out);
+        }
+    };
+    if !reduced {
+        walk.for_each_batch(ranges, &mut |batch| batch_codes(batch, out));
+        return;
+    }
+    // Reduced runs: batches that repeat over an outer reduced dim come
+    // folded, and those whose copies are rows of memory take the rows
+    // kernel.
+    walk.for_each_folded(ranges, &mut |folded| {
+        if rows_fold(&folded) {
+            let k = folded.batch.block - block0;
+            let out = &mut out[folded.batch.elem - elem0..];
+            let (a, b) = (&a[k..], &b[k..]);
+            quantize_folded_rows::<E, F, C>(x, folded, a, b, bounds, fast, out);
+            return;
+        }
+        for o in 0..folded.outer {
+            let elem = folded.batch.elem + o * folded.outer_stride;
+            batch_codes(
+                Batch {
+                    elem,
+                    ..folded.batch
+                },
+                out,
+            );
         }
     });
 }
