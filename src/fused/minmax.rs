@@ -149,18 +149,15 @@ fn fold_lanes(lo: &mut [f32; LANES], hi: &mut [f32; LANES], nan: &mut NanLanes, 
 /// steps that vectorize (32 -> 16 -> 8 -> 4 -> 2 -> 1).
 #[inline(always)]
 fn tree(v: &[f32; LANES], pick: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut v16 = [0.0f32; 16];
-    for j in 0..16 {
-        v16[j] = pick(v[j], v[j + 16]);
-    }
-    let mut v8 = [0.0f32; 8];
-    for j in 0..8 {
-        v8[j] = pick(v16[j], v16[j + 8]);
-    }
-    let mut v4 = [0.0f32; 4];
-    for j in 0..4 {
-        v4[j] = pick(v8[j], v8[j + 4]);
-    }
+    let v16: [f32; 16] = std::array::from_fn(|j| pick(v[j], v[j + 16]));
+    tree16(&v16, pick)
+}
+
+/// [`tree`] of 16 values (16 -> 8 -> 4 -> 2 -> 1).
+#[inline(always)]
+fn tree16(v: &[f32; 16], pick: impl Fn(f32, f32) -> f32) -> f32 {
+    let v8: [f32; 8] = std::array::from_fn(|j| pick(v[j], v[j + 8]));
+    let v4: [f32; 4] = std::array::from_fn(|j| pick(v8[j], v8[j + 4]));
     pick(pick(v4[0], v4[2]), pick(v4[1], v4[3]))
 }
 
@@ -664,7 +661,22 @@ fn fold_copies<E: Elem, const W: usize>(
         }
     }
     // As in `folded_runs`: the blocks' minima are the runs' minima of `l`,
-    // their maxima those of `h`.
+    // their maxima those of `h`. Runs of 16 (4-D blocks such as
+    // `[2, 1, 16, 16]`) are reduced here, in registers: the kernel call
+    // per accumulator cost more than the copies' fold.
+    if b.len == 16 && b.reps * 16 == W {
+        let runs = l.chunks_exact(16).zip(h.chunks_exact(16));
+        for ((l, h), (lo, hi)) in runs.zip(lo.iter_mut().zip(hi.iter_mut())) {
+            let (Ok(l), Ok(h)) = (<&[f32; 16]>::try_from(l), <&[f32; 16]>::try_from(h)) else {
+                continue;
+            };
+            let mn = tree16(l, |a, b| if b < a { b } else { a });
+            let mx = tree16(h, |a, b| if b > a { b } else { a });
+            *lo = if mn < *lo { mn } else { *lo };
+            *hi = if mx > *hi { mx } else { *hi };
+        }
+        return seen.iter().any(|&s| s != 0);
+    }
     let runs = Batch {
         elem: 0,
         block: 0,
