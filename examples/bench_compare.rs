@@ -28,7 +28,8 @@
 //! off the clock, so that the call starts from memory.
 //!
 //! Each measurement is the median wall time of repeated calls (at least 5,
-//! and at least `min_seconds` in all, after two warm-up calls), with the
+//! and at least `min_seconds` in all, after at least `min_seconds / 2` of
+//! warm-up calls), with the
 //! CPU-seconds per wall second over them and a checksum of the outputs'
 //! bytes so that the script can check them against torchao's.
 

@@ -38,7 +38,8 @@ pub struct Measured {
 }
 
 /// Median seconds per call of `f`: at least 5 calls, and at least
-/// `min_seconds` in all, after two warm-up calls.
+/// `min_seconds` in all, after warm-up calls (at least two, and at least
+/// `min_seconds / 2` of them; see [`warm_up`]).
 #[allow(dead_code)] // not every harness that includes this file calls it
 pub fn time(min_seconds: f64, f: impl FnMut() -> Result<()>) -> Result<Measured> {
     time_with(min_seconds, &|| Ok(()), f)
@@ -51,8 +52,7 @@ pub fn time_with(
     before: &dyn Fn() -> Result<()>,
     mut f: impl FnMut() -> Result<()>,
 ) -> Result<Measured> {
-    f()?;
-    f()?;
+    warm_up(min_seconds, before, &mut f)?;
     let mut samples = Vec::new();
     let start = Instant::now();
     let (mut cpu, mut wall) = (0.0, 0.0);
@@ -75,6 +75,27 @@ pub fn time_with(
         reps: samples.len(),
         cpu_per_wall,
     })
+}
+
+/// Untimed calls of `f` (each after `before`), at least two and for at
+/// least `min_seconds / 2`. Two calls were not enough on a VM that hands
+/// freed memory back to its host (Firecracker with free page reporting):
+/// after a pause, the first calls that allocate a large output fault it in
+/// on the host too, at up to 8x the steady cost, for a few tenths of a
+/// second; `compare.py` warms torchao's calls up the same way.
+fn warm_up(
+    min_seconds: f64,
+    before: &dyn Fn() -> Result<()>,
+    f: &mut impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut calls = 0;
+    while calls < 2 || start.elapsed().as_secs_f64() < min_seconds / 2.0 {
+        before()?;
+        f()?;
+        calls += 1;
+    }
+    Ok(())
 }
 
 /// The integer dtype of a float dtype's width: its amax reads the same bytes
