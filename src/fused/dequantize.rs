@@ -36,7 +36,7 @@ use half::{bf16, f16};
 use tch::Kind;
 
 use super::float::{f16_bits_exact, Prec};
-use super::layout::{Batch, Folded};
+use super::layout::{four_runs_mut, Batch, Folded};
 use crate::mapping::ZeroPointDomain;
 
 /// A code dtype as `dequantize_affine` reads it: converted to int32 exactly.
@@ -438,12 +438,9 @@ fn kept_batch<C: Code, O: OutElem, F: Formula>(
     let mut i = first;
     if stride >= len {
         while i + 4 <= batch.reps {
-            let rows = &mut out[i * stride..(i + 3) * stride + len];
-            let (o0, rest) = rows.split_at_mut(stride);
-            let (o1, rest) = rest.split_at_mut(stride);
-            let (o2, o3) = rest.split_at_mut(stride);
+            let o = four_runs_mut(out, i, stride, len);
             let c: [&[C]; 4] = std::array::from_fn(|r| &codes[(i + r) * stride..][..len]);
-            kept4::<C, O, F>(c, k, [o0, o1, o2, o3]);
+            kept4::<C, O, F>(c, k, o);
             i += 4;
         }
     }

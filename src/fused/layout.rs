@@ -228,6 +228,22 @@ impl Batch {
     }
 }
 
+/// Runs `i..i + 4` of a batch whose runs (`len` elements, `stride >= len`
+/// apart) do not overlap, as four disjoint slices of `out` (which starts at
+/// the batch's first element); each slice is at least `len` long.
+pub(crate) fn four_runs_mut<T>(
+    out: &mut [T],
+    i: usize,
+    stride: usize,
+    len: usize,
+) -> [&mut [T]; 4] {
+    let rows = &mut out[i * stride..(i + 3) * stride + len];
+    let (o0, rest) = rows.split_at_mut(stride);
+    let (o1, rest) = rest.split_at_mut(stride);
+    let (o2, o3) = rest.split_at_mut(stride);
+    [o0, o1, o2, o3]
+}
+
 /// Splits `0..n` into at most `parts` contiguous, nearly equal ranges.
 pub(crate) fn split(n: usize, parts: usize) -> Vec<Range<usize>> {
     let parts = parts.clamp(1, n.max(1));

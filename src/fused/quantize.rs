@@ -23,7 +23,7 @@ use tch::Kind;
 #[cfg(target_arch = "x86_64")]
 use super::codes8::{Bf16Codes, Blocks8, Codes8, F32Codes};
 use super::float::{clamp, promote, round_bf16, round_f16, round_half_even, Elem, Prec};
-use super::layout::{Batch, Folded};
+use super::layout::{four_runs_mut, Batch, Folded};
 use crate::mapping::ZeroPointDomain;
 
 /// A code dtype: the storage of integer quantized dtypes.
@@ -642,12 +642,9 @@ kernel! {
         let mut i = first;
         if stride >= len {
             while i + 4 <= batch.reps {
-                let rows = &mut out[i * stride..(i + 3) * stride + len];
-                let (o0, rest) = rows.split_at_mut(stride);
-                let (o1, rest) = rest.split_at_mut(stride);
-                let (o2, o3) = rest.split_at_mut(stride);
+                let o = four_runs_mut(out, i, stride, len);
                 let x: [&[E]; 4] = std::array::from_fn(|r| &x[(i + r) * stride..][..len]);
-                quantize_kept4::<E, F, C>(x, [o0, o1, o2, o3], a, b, bounds, fast);
+                quantize_kept4::<E, F, C>(x, o, a, b, bounds, fast);
                 i += 4;
             }
         }
