@@ -498,7 +498,7 @@ mod tests {
         if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")) {
             return;
         }
-        for len in [16usize, 32, 48, 128] {
+        for len in [16usize, 32, 48, 128, 512, 4096] {
             let mut x: Vec<f32> = (0..RUNS_F32 * len)
                 .map(|i| ((i * 7919) % 1013) as f32 * 0.37 - 180.0)
                 .collect();
