@@ -27,7 +27,12 @@ calls users write (`choose,quantize`; torchao's time is its two calls),
 quantize_affine with given qparams, dequantize_affine of the codes back
 to the input's dtype (a fresh output per call), and dequantize_affine_into
 (`dequantize_into`: into one output allocated once; torchao's time is its
-dequantize_affine). --ops restricts the ops timed.
+dequantize_affine); and quantize_affine_into and
+choose_qparams_and_quantize_affine_into (`quantize_into`,
+`choose+quantize_into`: the codes into one output allocated once; torchao's
+time is its quantize_affine, its choose and quantize). Their floor is
+`convert`'s, whose output is fresh, so they may come in under 1. --ops
+restricts the ops timed.
 
 Every timed call of an input of 1 MiB or more (the 4096x4096 and layout
 rows), torchao's and the crate's, yardsticks included, is preceded off the
@@ -204,10 +209,29 @@ GOALS = {
     "choose": (1.1, 1.1, None),
     "choose+quantize": (1.3, 1.5, 20.0),
     "choose,quantize": (1.3, 1.5, 20.0),
+    "choose+quantize_into": (1.3, 1.5, 20.0),
     "dequantize": (1.3, 1.3, 10.0),
     "dequantize_into": (1.3, 1.3, 10.0),
 }
-OPS = ("choose", "choose+quantize", "choose,quantize", "quantize", "dequantize", "dequantize_into")
+OPS = (
+    "choose",
+    "choose+quantize",
+    "choose+quantize_into",
+    "choose,quantize",
+    "quantize",
+    "quantize_into",
+    "dequantize",
+    "dequantize_into",
+)
+
+
+# The ops into an output allocated once, and the op whose outputs (and
+# torchao's time) they stand against.
+INTO_OPS = {
+    "choose+quantize_into": "choose+quantize",
+    "quantize_into": "quantize",
+    "dequantize_into": "dequantize",
+}
 
 
 # Inputs at least this large are evicted from the caches before each timed
@@ -276,7 +300,7 @@ def print_layouts(results):
             best[key] = min(best.get(key, float("inf")), r["fused"] / r["numel"])
     print()
     header = (
-        f"| {'layout':<26} | {'op':<15} | {'torchao eager':>13} | {'crate fused':>11} "
+        f"| {'layout':<26} | {'op':<20} | {'torchao eager':>13} | {'crate fused':>11} "
         f"| {'ns/elem':>7} | {'vs best':>7} | {'goal':>4} | same |"
     )
     print(header)
@@ -287,7 +311,7 @@ def print_layouts(results):
         per = r["fused"] / r["numel"]
         vs = per / best[(r["dtype"], r["op"])]
         print(
-            f"| {r['case']:<26} | {r['op']:<15} | {fmt_time(r['eager']):>13} "
+            f"| {r['case']:<26} | {r['op']:<20} | {fmt_time(r['eager']):>13} "
             f"| {fmt_time(r['fused']):>11} | {per * 1e9:>7.3f} | {vs:>6.2f}x "
             f"| {'met' if vs <= 2.0 else 'MISS':>4} | {'yes' if r['same'] else 'NO':<4} |"
         )
@@ -448,14 +472,14 @@ def main():
                         "quantize": checksum([quantize(x)]),
                         "dequantize": checksum([dequantize(x)]),
                     }
-                    expected[name]["dequantize_into"] = expected[name]["dequantize"]
+                    for into, op in INTO_OPS.items():
+                        expected[name][into] = expected[name][op]
                 timings = [
                     ("quantize", "eager", lambda: quantize(x)),
                     ("dequantize", "eager", lambda: dequantize(x)),
                 ]
                 wanted = set(args.ops)
-                if "dequantize_into" in wanted:
-                    wanted.add("dequantize")
+                wanted |= {INTO_OPS[op] for op in args.ops if op in INTO_OPS}
                 if "choose,quantize" in wanted:
                     wanted.add("choose+quantize")
                 timings = [t for t in timings if t[0] in wanted]
@@ -497,15 +521,15 @@ def main():
                 "quantize": convert,
                 "choose+quantize": read + convert if per_tensor else convert,
                 "choose,quantize": read + convert,
+                "quantize_into": convert,
+                "choose+quantize_into": read + convert if per_tensor else convert,
                 "dequantize": dq_yardstick,
                 "dequantize_into": dq_yardstick,
             }
             for op in [op for op in OPS if op in args.ops]:
                 ref = crate[(name, op, "reference")]
                 fused = crate[(name, op, "fused")]
-                eager_op = {"choose,quantize": "choose+quantize", "dequantize_into": "dequantize"}.get(
-                    op, op
-                )
+                eager_op = {"choose,quantize": "choose+quantize", **INTO_OPS}.get(op, op)
                 results.append(
                     {
                         "case": name,
@@ -531,7 +555,7 @@ def main():
                 )
 
     header = (
-        f"| {'case':<30} | {'op':<15} | {'read':>9} | {'amax':>9} | {'convert':>9} | {'torchao eager':>13} "
+        f"| {'case':<30} | {'op':<20} | {'read':>9} | {'amax':>9} | {'convert':>9} | {'torchao eager':>13} "
         f"| {'torch.compile':>13} | {'crate ref':>10} | {'crate fused':>11} | {'fused/yard':>10} "
         f"| {'fused/floor':>11} | {'eager/fused':>11} | {'cpu/wall':>8} | {'goal':>4} | same |"
     )
@@ -543,7 +567,7 @@ def main():
         if r["layout"]:
             continue
         print(
-            f"| {r['case']:<30} | {r['op']:<15} | {fmt_time(r['read']):>9} | {fmt_time(r['amax']):>9} "
+            f"| {r['case']:<30} | {r['op']:<20} | {fmt_time(r['read']):>9} | {fmt_time(r['amax']):>9} "
             f"| {fmt_time(r['convert']):>9} "
             f"| {fmt_time(r['eager']):>13} | {fmt_time(r['compiled']):>13} "
             f"| {fmt_time(r['reference']):>10} | {fmt_time(r['fused']):>11} "

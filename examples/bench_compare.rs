@@ -10,10 +10,12 @@
 //!
 //! Ops per case, each on the reference path (`force_reference`) and the
 //! fused one: `choose`, `choose+quantize` (the one-pass API),
-//! `choose,quantize` (the two calls users write), `quantize` (given the
-//! qparams), `dequantize` (the codes back to the input's dtype, into a fresh
-//! tensor) and `dequantize_into` (the same into one output tensor allocated
-//! once); an optional `"ops": [..]` list in the file restricts them. The
+//! `choose+quantize_into` (the same, the codes into one output allocated
+//! once), `choose,quantize` (the two calls users write), `quantize` (given
+//! the qparams), `quantize_into` (the same into one output allocated once),
+//! `dequantize` (the codes back to the input's dtype, into a fresh tensor)
+//! and `dequantize_into` (the same into one output tensor allocated once);
+//! an optional `"ops": [..]` list in the file restricts them. The
 //! yardsticks: `read` (the amax of the input viewed as an integer of its
 //! width: one bandwidth-bound read of its bytes), `amax` (libtorch's float
 //! amax), `convert` (the input viewed as an integer of its width converted to
@@ -37,8 +39,9 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use tch::{Kind, Tensor};
 use tch_quant::{
-    choose_qparams_affine, choose_qparams_and_quantize_affine, dequantize_affine,
-    dequantize_affine_into, quantize_affine, MappingType, QParamsOptions, QuantDtype,
+    choose_qparams_affine, choose_qparams_and_quantize_affine,
+    choose_qparams_and_quantize_affine_into, dequantize_affine, dequantize_affine_into,
+    quantize_affine, quantize_affine_into, MappingType, QParamsOptions, QuantDtype,
     QuantizeOptions,
 };
 
@@ -148,6 +151,21 @@ fn main() -> Result<()> {
                 emit("choose+quantize", path, t, h);
             }
 
+            if wants("choose+quantize_into") {
+                // The codes into one output allocated once.
+                let mut out = codes.f_empty_like()?;
+                let mut into = || {
+                    choose_qparams_and_quantize_affine_into(
+                        &input, mapping, &block, dtype, &options, &mut out,
+                    )
+                };
+                let qp = into()?;
+                let zp = qp.zero_point.as_ref().context("zero point")?;
+                let t = time_with(min_seconds, &before, || Ok(into().map(drop)?))?;
+                let h = checksum(&[&qp.scale, zp, &out])?;
+                emit("choose+quantize_into", path, t, h);
+            }
+
             if wants("choose,quantize") {
                 // The two calls users write, one after the other.
                 let h = checksum(&[&qp.scale, zp, &codes])?;
@@ -171,6 +189,25 @@ fn main() -> Result<()> {
                     Ok(())
                 })?;
                 emit("quantize", path, t, h);
+            }
+
+            if wants("quantize_into") {
+                let mut out = codes.f_empty_like()?;
+                let mut into = || {
+                    quantize_affine_into(
+                        &input,
+                        &block,
+                        &qp.scale,
+                        Some(zp),
+                        dtype,
+                        &qoptions,
+                        &mut out,
+                    )
+                };
+                into()?;
+                let t = time_with(min_seconds, &before, || Ok(into()?))?;
+                let h = checksum(&[&out])?;
+                emit("quantize_into", path, t, h);
             }
 
             let dequantize = || {

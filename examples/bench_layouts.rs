@@ -15,7 +15,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use tch::{Device, Kind, Tensor};
 use tch_quant::{
-    choose_qparams_affine, choose_qparams_and_quantize_affine, quantize_affine, MappingType,
+    choose_qparams_affine, choose_qparams_and_quantize_affine,
+    choose_qparams_and_quantize_affine_into, quantize_affine, quantize_affine_into, MappingType,
     QParamsOptions, QuantDtype, QuantizeOptions,
 };
 
@@ -102,7 +103,16 @@ fn main() -> Result<()> {
             let qp = choose_qparams_affine(&x, *mapping, block, *dtype, &opts)?;
             let zp = qp.zero_point.as_ref().context("zero point")?;
             let qopts = QuantizeOptions::from(&opts);
-            let ops: [(&str, Op); 5] = [
+            // The outputs of the `_into` ops, allocated once.
+            let codes = std::cell::RefCell::new(quantize_affine(
+                &x,
+                block,
+                &qp.scale,
+                Some(zp),
+                *dtype,
+                &qopts,
+            )?);
+            let ops: [(&str, Op); 7] = [
                 ("read", &|| {
                     let _ = one_read(&x)?;
                     Ok(())
@@ -113,6 +123,18 @@ fn main() -> Result<()> {
                 }),
                 ("quantize", &|| {
                     let _ = quantize_affine(&x, block, &qp.scale, Some(zp), *dtype, &qopts)?;
+                    Ok(())
+                }),
+                ("quantize_into", &|| {
+                    let out = &mut *codes.borrow_mut();
+                    quantize_affine_into(&x, block, &qp.scale, Some(zp), *dtype, &qopts, out)?;
+                    Ok(())
+                }),
+                ("choose+quantize_into", &|| {
+                    let out = &mut *codes.borrow_mut();
+                    choose_qparams_and_quantize_affine_into(
+                        &x, *mapping, block, *dtype, &opts, out,
+                    )?;
                     Ok(())
                 }),
                 ("choose+quantize", &|| {
@@ -151,7 +173,7 @@ fn main() -> Result<()> {
             for (i, (op, _)) in ops.iter().enumerate() {
                 ratios[i].sort_by(f64::total_cmp);
                 println!(
-                    "{label:24} {op:16} {:7.3} ns/elem (best) {:6.2}x read (median of rounds)",
+                    "{label:24} {op:20} {:7.3} ns/elem (best) {:6.2}x read (median of rounds)",
                     best[i] / n * 1e9,
                     ratios[i][ratios[i].len() / 2]
                 );

@@ -102,7 +102,7 @@ mod strided;
 pub mod threading;
 
 pub use bitpacking::{pack_uintx, unpack_uintx};
-pub use chain::choose_qparams_and_quantize_affine;
+pub use chain::{choose_qparams_and_quantize_affine, choose_qparams_and_quantize_affine_into};
 pub use dtype::{finfo_eps, kind_name, parse_kind, QuantDtype};
 pub use error::{CheckpointErrorKind, Error, Result};
 pub use float8::{
@@ -146,7 +146,8 @@ pub use qqq::{
 pub use quantize::{
     dequantize_affine, dequantize_affine_into, dequantize_affine_no_zero_point,
     dequantize_affine_tinygemm, fake_quantize_affine, fake_quantize_affine_cachemask,
-    quantize_affine, quantize_affine_no_zero_point, quantize_affine_tinygemm, QuantizeOptions,
+    quantize_affine, quantize_affine_into, quantize_affine_no_zero_point, quantize_affine_tinygemm,
+    QuantizeOptions,
 };
 pub use quantized::{AffineQuantizedTensor, QuantizedParts, StorageLayout, PACK_DIM};
 pub use recipe::{CustomRecipe, Recipe, Unfit, INT4_GROUP_SIZES};

@@ -43,7 +43,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 use tch_quant::{
-    choose_qparams_affine, choose_qparams_and_quantize_affine, quantize_affine, MappingType,
+    choose_qparams_affine, choose_qparams_and_quantize_affine,
+    choose_qparams_and_quantize_affine_into, quantize_affine, quantize_affine_into, MappingType,
     QParamsOptions, QuantDtype, QuantizeOptions, Semantics, ZeroPointDomain,
 };
 
@@ -144,6 +145,73 @@ impl Call {
             }
         }
     }
+}
+
+impl Call {
+    /// The call through its `_into` function (`quantize_affine_into`,
+    /// `choose_qparams_and_quantize_affine_into`) on the fused path, into an
+    /// output first filled with the complement of every byte of the
+    /// reference codes (zeros where the reference failed), so that a code
+    /// left unwritten shows. `None` for a choose, which has no such
+    /// function.
+    fn run_into(&self, input: &Tensor, reference: &Answer) -> Option<Answer> {
+        let codes_at = match self {
+            Call::Choose { .. } => return None,
+            Call::Quantize { .. } => 0,
+            Call::Chain { .. } => 2,
+        };
+        let expected = reference.as_ref().ok().and_then(|r| r[codes_at].as_ref());
+        let mut out = match scrambled(expected, input, self.dtype()) {
+            Ok(out) => out,
+            Err(e) => panic!("cannot make the output of an _into call: {e}"),
+        };
+        Some(match self {
+            Call::Choose { .. } => return None,
+            Call::Quantize {
+                block,
+                scale,
+                zero_point,
+                dtype,
+                options,
+            } => quantize_affine_into(
+                input,
+                block,
+                scale,
+                zero_point.as_ref(),
+                *dtype,
+                options,
+                &mut out,
+            )
+            .map(|()| vec![Some(out)]),
+            Call::Chain {
+                mapping,
+                block,
+                dtype,
+                options,
+            } => choose_qparams_and_quantize_affine_into(
+                input, *mapping, block, *dtype, options, &mut out,
+            )
+            .map(|qp| vec![Some(qp.scale), qp.zero_point, Some(out)]),
+        })
+    }
+}
+
+/// An output for the codes of `input` quantized to `dtype`: the complement
+/// of every byte of `expected` where given, else zeros.
+fn scrambled(expected: Option<&Tensor>, input: &Tensor, dtype: QuantDtype) -> Result<Tensor> {
+    let Some(expected) = expected else {
+        return Ok(Tensor::f_zeros(
+            input.size(),
+            (dtype.storage_kind(), input.device()),
+        )?);
+    };
+    let mut out = Tensor::f_empty(expected.size(), (expected.kind(), expected.device()))?;
+    out.f_copy_(expected)?;
+    if out.numel() > 0 {
+        let mut bytes = out.f_view([-1])?.f_view_dtype(Kind::Uint8)?;
+        let _ = bytes.f_bitwise_not_()?;
+    }
+    Ok(out)
 }
 
 /// `None` when the tensors are identical byte for byte (NaN payloads
@@ -792,7 +860,7 @@ fn fused_path_is_bit_identical_on_random_cases() -> Result<()> {
     let count = case_count();
     println!("fused identity: seed {seed} (TCH_QUANT_FUSED_SEED), {count} cases");
     let mut rng = Rng(seed);
-    let mut tally = Tally::default();
+    let (mut tally, mut into) = (Tally::default(), Tally::default());
     let mut drawn = 0usize;
     while tally.total() < count {
         drawn += 1;
@@ -805,22 +873,29 @@ fn fused_path_is_bit_identical_on_random_cases() -> Result<()> {
         let reference = call.run(&input, true);
         tally.record_edges(&input, &call, edges, &reference);
         let key = format!("{}/{:?}/{}", call.name(), input.kind(), call.semantics());
-        let before = tally.diffs.len();
-        tally.record(key, &fused, &reference)?;
-        if tally.diffs.len() > before {
-            let last = tally.diffs.pop().unwrap_or_default();
-            tally.diffs.push(format!(
-                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
-                input.kind(),
-                input.size()
-            ));
+        let (before, into_before) = (tally.diffs.len(), into.diffs.len());
+        tally.record(key.clone(), &fused, &reference)?;
+        if let Some(answer) = call.run_into(&input, &reference) {
+            into.record(key, &answer, &reference)?;
+        }
+        for (t, before) in [(&mut tally, before), (&mut into, into_before)] {
+            if t.diffs.len() > before {
+                let last = t.diffs.pop().unwrap_or_default();
+                t.diffs.push(format!(
+                    "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
+                    input.kind(),
+                    input.size()
+                ));
+            }
         }
     }
     tally.print("fused identity, random");
+    into.print("fused identity, random, into the caller's output");
     assert!(
-        tally.diffs.is_empty(),
-        "{} random cases differ (seed {seed})",
-        tally.diffs.len()
+        tally.diffs.is_empty() && into.diffs.is_empty(),
+        "{} random cases differ, {} through the _into functions (seed {seed})",
+        tally.diffs.len(),
+        into.diffs.len()
     );
     Ok(())
 }
@@ -905,7 +980,7 @@ fn fused_path_is_bit_identical_on_every_fixture_case() -> Result<()> {
         return Ok(());
     }
     let oracle = replay::Oracle::load(&dir)?;
-    let mut tally = Tally::default();
+    let (mut tally, mut into) = (Tally::default(), Tally::default());
     for case in &oracle.cases {
         let id = case["id"].as_str().unwrap_or("?");
         let Some((input, call)) = parse_call(&oracle, case).with_context(|| id.to_string())? else {
@@ -913,25 +988,29 @@ fn fused_path_is_bit_identical_on_every_fixture_case() -> Result<()> {
         };
         let fused = call.run(&input, false);
         let reference = call.run(&input, true);
-        let before = tally.diffs.len();
-        tally.record(
-            format!("{}/{:?}", call.name(), input.kind()),
-            &fused,
-            &reference,
-        )?;
-        if tally.diffs.len() > before {
-            let last = tally.diffs.pop().unwrap_or_default();
-            tally.diffs.push(format!("{id}: {last}"));
+        let key = format!("{}/{:?}", call.name(), input.kind());
+        let (before, into_before) = (tally.diffs.len(), into.diffs.len());
+        tally.record(key.clone(), &fused, &reference)?;
+        if let Some(answer) = call.run_into(&input, &reference) {
+            into.record(key, &answer, &reference)?;
+        }
+        for (t, before) in [(&mut tally, before), (&mut into, into_before)] {
+            if t.diffs.len() > before {
+                let last = t.diffs.pop().unwrap_or_default();
+                t.diffs.push(format!("{id}: {last}"));
+            }
         }
     }
     tally.print("fused identity, fixtures");
-    if tally.total() == 0 {
+    into.print("fused identity, fixtures, into the caller's output");
+    if tally.total() == 0 || into.total() == 0 {
         bail!("the fixtures hold no choose, quantize or chain case");
     }
     assert!(
-        tally.diffs.is_empty(),
-        "{} fixture cases differ",
-        tally.diffs.len()
+        tally.diffs.is_empty() && into.diffs.is_empty(),
+        "{} fixture cases differ, {} through the _into functions",
+        tally.diffs.len(),
+        into.diffs.len()
     );
     Ok(())
 }
@@ -1899,7 +1978,7 @@ fn run_layout_cases(cases: LayoutCases) -> Result<()> {
         cases.label
     );
     let mut rng = Rng(seed);
-    let mut tally = Tally::default();
+    let (mut tally, mut into) = (Tally::default(), Tally::default());
     let mut drawn = 0usize;
     while tally.total() < count {
         drawn += 1;
@@ -1949,23 +2028,33 @@ fn run_layout_cases(cases: LayoutCases) -> Result<()> {
             tally.record_edges(&input, &call, edges, &reference);
         }
         let key = format!("{}/{:?}/{}", call.name(), input.kind(), call.semantics());
-        let before = tally.diffs.len();
-        tally.record(key, &fused, &reference)?;
-        if tally.diffs.len() > before {
-            let last = tally.diffs.pop().unwrap_or_default();
-            tally.diffs.push(format!(
-                "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
-                input.kind(),
-                input.size()
-            ));
+        let (before, into_before) = (tally.diffs.len(), into.diffs.len());
+        tally.record(key.clone(), &fused, &reference)?;
+        if let Some(answer) = call.run_into(&input, &reference) {
+            into.record(key, &answer, &reference)?;
+        }
+        for (t, before) in [(&mut tally, before), (&mut into, into_before)] {
+            if t.diffs.len() > before {
+                let last = t.diffs.pop().unwrap_or_default();
+                t.diffs.push(format!(
+                    "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
+                    input.kind(),
+                    input.size()
+                ));
+            }
         }
     }
     tally.print(&format!("fused identity, {}", cases.label));
+    into.print(&format!(
+        "fused identity, {}, into the caller's output",
+        cases.label
+    ));
     assert!(
-        tally.diffs.is_empty(),
-        "{} {} cases differ (seed {seed})",
+        tally.diffs.is_empty() && into.diffs.is_empty(),
+        "{} {} cases differ, {} through the _into functions (seed {seed})",
         tally.diffs.len(),
-        cases.noun
+        cases.noun,
+        into.diffs.len()
     );
     if std::env::var_os("TCH_QUANT_SIMD").is_none() {
         // The same cases at the narrower SIMD levels, as

@@ -87,7 +87,7 @@ mod threads;
 mod view;
 
 pub(crate) use drive::{
-    choose_and_quantize, choose_qparams, dequantize, dequantize_into, quantize, Chained, CodesArg,
-    DequantizeArgs, QuantizeArgs,
+    choose_and_quantize, choose_qparams, dequantize, dequantize_into, quantize, quantize_into,
+    Chained, CodesArg, DequantizeArgs, QuantizeArgs,
 };
 pub(crate) use view::{advise_huge_pages, byte_span};

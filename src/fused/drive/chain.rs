@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Kind, Tensor};
 
 use super::choose::choose_qparams;
-use super::quantize::{quantize, QuantizeArgs};
+use super::quantize::{quantize, quantize_into, QuantizeArgs};
 use super::tile::{choose_tile, quantize_tile};
 use super::Params;
 use crate::block::BlockLayout;
@@ -22,12 +22,15 @@ use crate::fused::gate;
 use crate::fused::qparams::Consts;
 use crate::fused::quantize::{Code, Formula};
 use crate::fused::threads::{for_each_tile, jobs, parallel, threads_for, TILE_ELEMS};
-use crate::fused::view::{advise_fresh, empty, empty_qparams, out_view, qparams_view, QParamsOut};
+use crate::fused::view::{
+    advise_fresh, empty, empty_qparams, into_view, out_view, qparams_view, QParamsOut,
+};
 
 /// What [`choose_and_quantize`] could do.
 pub(crate) enum Chained {
-    /// Both steps ran on the fused path.
-    Done(QParams, Tensor),
+    /// Both steps ran on the fused path: the qparams, and the codes (`None`
+    /// when they were written into the caller's output).
+    Done(QParams, Option<Tensor>),
     /// The qparams are chosen; quantizing them is left to the caller (the
     /// reference path covers that dtype).
     Chosen(QParams),
@@ -37,16 +40,20 @@ pub(crate) enum Chained {
 
 /// Fused choose then quantize: in one pass over the input when its
 /// outermost dim is a dim of blocks, otherwise one fused pass for each.
+/// The codes go into `into` where given (checked by the caller: the
+/// input's shape, the code dtype's storage, no byte shared with the input),
+/// else into a fresh tensor.
 pub(crate) fn choose_and_quantize(
     op: &'static str,
     input: &Tensor,
     layout: &BlockLayout,
     spec: &ChooseSpec,
     dtype: QuantDtype,
+    into: Option<&mut Tensor>,
 ) -> Result<Chained> {
     crate::threading::check_settings(op)?;
     let (qmin, qmax) = (spec.quant_min, spec.quant_max);
-    let two_passes = || -> Result<Chained> {
+    let two_passes = |into: Option<&mut Tensor>| -> Result<Chained> {
         let Some(qp) = choose_qparams(op, input, layout, spec)? else {
             return Ok(Chained::NotCovered);
         };
@@ -58,7 +65,11 @@ pub(crate) fn choose_and_quantize(
             dtype,
             domain: spec.domain,
         };
-        Ok(match quantize(op, input, layout, &args)? {
+        let done = match into {
+            Some(out) => quantize_into(op, input, layout, &args, out)?.then_some(None),
+            None => quantize(op, input, layout, &args)?.map(Some),
+        };
+        Ok(match done {
             Some(codes) => Chained::Done(qp, codes),
             None => Chained::Chosen(qp),
         })
@@ -67,7 +78,7 @@ pub(crate) fn choose_and_quantize(
         return Ok(Chained::NotCovered);
     };
     if walk.first_kept() != Some(0) || walk.dims.len() < 2 || dtype.is_float8() {
-        return two_passes();
+        return two_passes(into);
     }
     let Some(gate::Choose { x, consts, zp_kind }) = gate::choose(input, spec) else {
         return Ok(Chained::NotCovered);
@@ -80,12 +91,25 @@ pub(crate) fn choose_and_quantize(
         qmin,
         qmax,
     ) else {
-        return two_passes();
+        return two_passes(into);
     };
     let mut qp = empty_qparams(op, &layout.qparams_shape, spec.scale_dtype, zp_kind)?;
-    let mut codes = empty(op, &input.size(), dtype.storage_kind())?;
-    advise_fresh(&codes);
-    let (Some(qp_out), Some(codes_out)) = (qparams_view(&mut qp), out_view(&mut codes)) else {
+    let fits = |out: &Tensor| out.size() == input.size() && out.kind() == dtype.storage_kind();
+    let mut fresh = match into.as_deref() {
+        Some(out) if !fits(out) => return Ok(Chained::NotCovered),
+        Some(_) => None,
+        None => {
+            let codes = empty(op, &input.size(), dtype.storage_kind())?;
+            advise_fresh(&codes);
+            Some(codes)
+        }
+    };
+    let codes_out = match (fresh.as_mut(), into) {
+        (Some(codes), _) => out_view(codes),
+        (None, Some(out)) => into_view(out, &[input]),
+        (None, None) => None,
+    };
+    let (Some(qp_out), Some(codes_out)) = (qparams_view(&mut qp), codes_out) else {
         return Ok(Chained::NotCovered);
     };
     let params = Params {
@@ -103,7 +127,7 @@ pub(crate) fn choose_and_quantize(
     );
     // A NaN in the input: the reference path chooses (see `choose_impl`).
     Ok(if done {
-        Chained::Done(qp, codes)
+        Chained::Done(qp, fresh)
     } else {
         Chained::NotCovered
     })

@@ -58,7 +58,7 @@ mod tile;
 pub(crate) use chain::{choose_and_quantize, Chained};
 pub(crate) use choose::choose_qparams;
 pub(crate) use dequantize::{dequantize, dequantize_into, CodesArg, DequantizeArgs};
-pub(crate) use quantize::{quantize, QuantizeArgs};
+pub(crate) use quantize::{quantize, quantize_into, QuantizeArgs};
 
 use super::layout::Walk;
 use super::quantize::QuantKinds;

@@ -16,7 +16,8 @@ use crate::fused::gate;
 use crate::fused::quantize::{Code, Formula};
 use crate::fused::threads::{for_each_tile, jobs, parallel, threads_for};
 use crate::fused::view::{
-    advise_fresh, empty, input_view, is_dense_cpu, out_view, values_view, Values,
+    advise_fresh, empty, input_view, into_view, is_dense_cpu, out_view, values_view, Input, Out,
+    Values,
 };
 use crate::mapping::ZeroPointDomain;
 
@@ -38,6 +39,75 @@ pub(crate) fn quantize(
     layout: &BlockLayout,
     args: &QuantizeArgs,
 ) -> Result<Option<Tensor>> {
+    let done = covered(op, input, layout, args, |pass| {
+        let mut out = empty(op, &input.size(), args.dtype.storage_kind())?;
+        advise_fresh(&out);
+        let Some(codes) = out_view(&mut out) else {
+            return Ok(None);
+        };
+        Ok(pass.run(codes).then_some(out))
+    })?;
+    Ok(done.flatten())
+}
+
+/// Fused `quantize_affine_into`: the codes written into `out`, which the
+/// caller has checked (shape, dtype, device, no shared bytes); `Ok(false)`
+/// where the reference path runs (`out` then untouched).
+pub(crate) fn quantize_into(
+    op: &'static str,
+    input: &Tensor,
+    layout: &BlockLayout,
+    args: &QuantizeArgs,
+    out: &mut Tensor,
+) -> Result<bool> {
+    if out.size() != input.size() || out.kind() != args.dtype.storage_kind() {
+        return Ok(false);
+    }
+    let reads: Vec<&Tensor> = [Some(input), Some(args.scale), args.zero_point]
+        .into_iter()
+        .flatten()
+        .collect();
+    let done = covered(op, input, layout, args, |pass| {
+        let Some(codes) = into_view(out, &reads) else {
+            return Ok(false);
+        };
+        Ok(pass.run(codes))
+    })?;
+    Ok(done == Some(true))
+}
+
+/// A quantize pass the fused path covers: the input, the qparams as the
+/// kernels read them and the walk, ready to write codes.
+struct Pass<'a> {
+    x: Input<'a>,
+    params: Params<'a>,
+    sources: Sources<'a, 'a>,
+}
+
+impl Pass<'_> {
+    /// Writes every code into `codes`; `false` where no kernel fits the
+    /// code dtype (`codes` then unfinished).
+    fn run(&self, codes: Out) -> bool {
+        let kinds = self.params.kinds;
+        dispatch!(
+            quantize_impl,
+            self.x,
+            kinds,
+            codes,
+            (&self.params, self.sources)
+        )
+    }
+}
+
+/// Runs `run` with the pass of a call the fused path covers; `Ok(None)`
+/// when it does not cover it.
+fn covered<R>(
+    op: &'static str,
+    input: &Tensor,
+    layout: &BlockLayout,
+    args: &QuantizeArgs,
+    run: impl FnOnce(&Pass) -> Result<R>,
+) -> Result<Option<R>> {
     crate::threading::check_settings(op)?;
     if args.dtype.is_float8() {
         return Ok(None);
@@ -77,19 +147,16 @@ pub(crate) fn quantize(
     let Some(walk) = gate::walk(layout) else {
         return Ok(None);
     };
-    let mut out = empty(op, &input.size(), args.dtype.storage_kind())?;
-    advise_fresh(&out);
-    let Some(codes) = out_view(&mut out) else {
-        return Ok(None);
+    let pass = Pass {
+        x,
+        params: Params {
+            walk: &walk,
+            kinds: &kinds,
+            bounds,
+        },
+        sources: (&scale_values, zp_values.as_ref()),
     };
-    let params = Params {
-        walk: &walk,
-        kinds: &kinds,
-        bounds,
-    };
-    let sources = (&scale_values, zp_values.as_ref());
-    let done = dispatch!(quantize_impl, x, kinds, codes, (&params, sources));
-    Ok(done.then_some(out))
+    run(&pass).map(Some)
 }
 
 type Sources<'a, 'b> = (&'b Values<'a>, Option<&'b Values<'a>>);
