@@ -854,15 +854,66 @@ impl Tally {
     }
 }
 
+/// The tallies of a test's cases: through the plain functions and through
+/// the `_into` ones ([`Call::run_into`]).
+#[derive(Default)]
+struct Tallies {
+    plain: Tally,
+    into: Tally,
+}
+
+impl Tallies {
+    /// Records `fused` against `reference` under `key`, and the call through
+    /// its `_into` function where it has one; each difference is prefixed
+    /// with `context()` (which case it was).
+    fn record(
+        &mut self,
+        key: String,
+        (input, call): (&Tensor, &Call),
+        fused: &Answer,
+        reference: &Answer,
+        context: impl Fn() -> String,
+    ) -> Result<()> {
+        let (before, into_before) = (self.plain.diffs.len(), self.into.diffs.len());
+        self.plain.record(key.clone(), fused, reference)?;
+        if let Some(answer) = call.run_into(input, reference) {
+            self.into.record(key, &answer, reference)?;
+        }
+        for (t, before) in [(&mut self.plain, before), (&mut self.into, into_before)] {
+            if t.diffs.len() > before {
+                let last = t.diffs.pop().unwrap_or_default();
+                t.diffs.push(format!("{}: {last}", context()));
+            }
+        }
+        Ok(())
+    }
+
+    fn print(&self, what: &str) {
+        self.plain.print(what);
+        self.into
+            .print(&format!("{what}, into the caller's output"));
+    }
+
+    /// Fails when a case differed on either path; `what` names the cases.
+    fn assert_identical(&self, what: &str) {
+        assert!(
+            self.plain.diffs.is_empty() && self.into.diffs.is_empty(),
+            "{} {what} differ, {} through the _into functions",
+            self.plain.diffs.len(),
+            self.into.diffs.len()
+        );
+    }
+}
+
 #[test]
 fn fused_path_is_bit_identical_on_random_cases() -> Result<()> {
     let seed = seed();
     let count = case_count();
     println!("fused identity: seed {seed} (TCH_QUANT_FUSED_SEED), {count} cases");
     let mut rng = Rng(seed);
-    let (mut tally, mut into) = (Tally::default(), Tally::default());
+    let mut tallies = Tallies::default();
     let mut drawn = 0usize;
-    while tally.total() < count {
+    while tallies.plain.total() < count {
         drawn += 1;
         // One case in 500 is large enough to be split over threads.
         let big = drawn % 500 == 7;
@@ -871,32 +922,15 @@ fn fused_path_is_bit_identical_on_random_cases() -> Result<()> {
         };
         let fused = call.run(&input, false);
         let reference = call.run(&input, true);
-        tally.record_edges(&input, &call, edges, &reference);
+        tallies.plain.record_edges(&input, &call, edges, &reference);
         let key = format!("{}/{:?}/{}", call.name(), input.kind(), call.semantics());
-        let (before, into_before) = (tally.diffs.len(), into.diffs.len());
-        tally.record(key.clone(), &fused, &reference)?;
-        if let Some(answer) = call.run_into(&input, &reference) {
-            into.record(key, &answer, &reference)?;
-        }
-        for (t, before) in [(&mut tally, before), (&mut into, into_before)] {
-            if t.diffs.len() > before {
-                let last = t.diffs.pop().unwrap_or_default();
-                t.diffs.push(format!(
-                    "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
-                    input.kind(),
-                    input.size()
-                ));
-            }
-        }
+        tallies.record(key, (&input, &call), &fused, &reference, || {
+            let (kind, size) = (input.kind(), input.size());
+            format!("case {drawn} (seed {seed}), input {kind:?} {size:?}, {call:?}")
+        })?;
     }
-    tally.print("fused identity, random");
-    into.print("fused identity, random, into the caller's output");
-    assert!(
-        tally.diffs.is_empty() && into.diffs.is_empty(),
-        "{} random cases differ, {} through the _into functions (seed {seed})",
-        tally.diffs.len(),
-        into.diffs.len()
-    );
+    tallies.print("fused identity, random");
+    tallies.assert_identical(&format!("random cases (seed {seed})"));
     Ok(())
 }
 
@@ -980,7 +1014,7 @@ fn fused_path_is_bit_identical_on_every_fixture_case() -> Result<()> {
         return Ok(());
     }
     let oracle = replay::Oracle::load(&dir)?;
-    let (mut tally, mut into) = (Tally::default(), Tally::default());
+    let mut tallies = Tallies::default();
     for case in &oracle.cases {
         let id = case["id"].as_str().unwrap_or("?");
         let Some((input, call)) = parse_call(&oracle, case).with_context(|| id.to_string())? else {
@@ -989,29 +1023,13 @@ fn fused_path_is_bit_identical_on_every_fixture_case() -> Result<()> {
         let fused = call.run(&input, false);
         let reference = call.run(&input, true);
         let key = format!("{}/{:?}", call.name(), input.kind());
-        let (before, into_before) = (tally.diffs.len(), into.diffs.len());
-        tally.record(key.clone(), &fused, &reference)?;
-        if let Some(answer) = call.run_into(&input, &reference) {
-            into.record(key, &answer, &reference)?;
-        }
-        for (t, before) in [(&mut tally, before), (&mut into, into_before)] {
-            if t.diffs.len() > before {
-                let last = t.diffs.pop().unwrap_or_default();
-                t.diffs.push(format!("{id}: {last}"));
-            }
-        }
+        tallies.record(key, (&input, &call), &fused, &reference, || id.to_string())?;
     }
-    tally.print("fused identity, fixtures");
-    into.print("fused identity, fixtures, into the caller's output");
-    if tally.total() == 0 || into.total() == 0 {
+    tallies.print("fused identity, fixtures");
+    if tallies.plain.total() == 0 || tallies.into.total() == 0 {
         bail!("the fixtures hold no choose, quantize or chain case");
     }
-    assert!(
-        tally.diffs.is_empty() && into.diffs.is_empty(),
-        "{} fixture cases differ, {} through the _into functions",
-        tally.diffs.len(),
-        into.diffs.len()
-    );
+    tallies.assert_identical("fixture cases");
     Ok(())
 }
 
@@ -1978,9 +1996,9 @@ fn run_layout_cases(cases: LayoutCases) -> Result<()> {
         cases.label
     );
     let mut rng = Rng(seed);
-    let (mut tally, mut into) = (Tally::default(), Tally::default());
+    let mut tallies = Tallies::default();
     let mut drawn = 0usize;
-    while tally.total() < count {
+    while tallies.plain.total() < count {
         drawn += 1;
         let big = drawn % cases.big.0 == cases.big.1;
         let kind = rng.pick(&FLOATS);
@@ -2025,37 +2043,16 @@ fn run_layout_cases(cases: LayoutCases) -> Result<()> {
         let fused = call.run(&input, false);
         let reference = call.run(&input, true);
         if cases.tally_edges {
-            tally.record_edges(&input, &call, edges, &reference);
+            tallies.plain.record_edges(&input, &call, edges, &reference);
         }
         let key = format!("{}/{:?}/{}", call.name(), input.kind(), call.semantics());
-        let (before, into_before) = (tally.diffs.len(), into.diffs.len());
-        tally.record(key.clone(), &fused, &reference)?;
-        if let Some(answer) = call.run_into(&input, &reference) {
-            into.record(key, &answer, &reference)?;
-        }
-        for (t, before) in [(&mut tally, before), (&mut into, into_before)] {
-            if t.diffs.len() > before {
-                let last = t.diffs.pop().unwrap_or_default();
-                t.diffs.push(format!(
-                    "case {drawn} (seed {seed}), input {:?} {:?}, {call:?}: {last}",
-                    input.kind(),
-                    input.size()
-                ));
-            }
-        }
+        tallies.record(key, (&input, &call), &fused, &reference, || {
+            let (kind, size) = (input.kind(), input.size());
+            format!("case {drawn} (seed {seed}), input {kind:?} {size:?}, {call:?}")
+        })?;
     }
-    tally.print(&format!("fused identity, {}", cases.label));
-    into.print(&format!(
-        "fused identity, {}, into the caller's output",
-        cases.label
-    ));
-    assert!(
-        tally.diffs.is_empty() && into.diffs.is_empty(),
-        "{} {} cases differ, {} through the _into functions (seed {seed})",
-        tally.diffs.len(),
-        cases.noun,
-        into.diffs.len()
-    );
+    tallies.print(&format!("fused identity, {}", cases.label));
+    tallies.assert_identical(&format!("{} cases (seed {seed})", cases.noun));
     if std::env::var_os("TCH_QUANT_SIMD").is_none() {
         // The same cases at the narrower SIMD levels, as
         // `every_simd_level_is_bit_identical` does for the cases above.
